@@ -1,0 +1,23 @@
+# lms: `docker run IMAGE mon|pub N|sim|migrate`; configured by environment variables (README).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY lms ./lms
+COPY sql ./sql
+# Editable install: the migrations are read from sql/ next to the lms/ package.
+RUN pip install -e . && useradd --system --uid 10001 lms
+USER lms
+
+# The metrics/health server must be reachable from outside the container.
+ENV METRICS_HOST=0.0.0.0 \
+    METRICS_PORT=9464
+EXPOSE 9464
+
+ENTRYPOINT ["lms"]
+CMD ["--help"]

@@ -1,0 +1,135 @@
+# LMS: make targets. `make run` shows the main job, `make test` runs the whole test suite.
+# Every recipe runs in one bash shell (.ONESHELL), so a trap can always clean up.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LMS := $(VENV)/bin/lms
+PYTEST := $(PY) -m pytest
+RUFF := $(VENV)/bin/ruff
+EMULATOR := scripts/emulator.sh
+RUN_DIR := $(CURDIR)/.run
+DOCKER_COMPOSE ?= docker compose
+LINT_PATHS := lms tests e2e bench scripts
+
+# `make run`: how long `lms sim` publishes, and batches small enough to watch them land.
+DURATION ?= 60
+RUN_BATCHSIZE ?= 200
+RUN_FLUSHINTERVAL ?= 2
+# ... and its own database, recreated each run: every new emulator numbers its message ids from
+# 1 again, and LMS stores each message id once.
+RUN_DATABASE ?= lms_run
+
+.PHONY: help install test e2e run sim lint format up down faults bench \
+	emulator-start emulator-stop check-compose clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv (if missing) and install lms with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+test: install  ## run the whole test suite (starts its own Pub/Sub emulator; needs MariaDB)
+	@$(PYTEST)
+
+faults: install  ## run only the long fault-injection tests (pytest -m slow)
+	@$(PYTEST) -m slow
+
+e2e: install  ## end-to-end: lms mon + lms sim for E2E_DURATION s (60) on a fresh emulator
+	@export EMULATOR_RUN_DIR=$(RUN_DIR)/e2e
+	trap '$(EMULATOR) stop' EXIT
+	host="$$($(EMULATOR) start)"
+	export PUBSUB_EMULATOR_HOST="$$host"
+	$(PY) e2e/run_e2e.py
+
+run: install  ## the main job: emulator + schema, then lms mon fed by lms sim for DURATION s
+	@export EMULATOR_RUN_DIR=$(RUN_DIR)/run
+	mon=""
+	cleanup() {
+		if [[ -n "$$mon" ]] && kill -0 "$$mon" 2>/dev/null; then
+			kill -TERM "$$mon" 2>/dev/null || true
+			wait "$$mon" 2>/dev/null || true
+		fi
+		$(EMULATOR) stop
+	}
+	trap cleanup EXIT
+	host="$$($(EMULATOR) start)"
+	export PUBSUB_EMULATOR_HOST="$$host"
+	export LOG_FORMAT="$${LOG_FORMAT:-console}" MYSQL_DATABASE=$(RUN_DATABASE)
+	$(PY) scripts/run_check.py reset
+	echo "== lms migrate"
+	$(LMS) migrate
+	echo "== lms mon (BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL)), log in $$EMULATOR_RUN_DIR/mon.log"
+	env -u DURATION BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL) \
+		$(LMS) mon > >(tee "$$EMULATOR_RUN_DIR/mon.log") 2>&1 &
+	mon=$$!
+	for _ in $$(seq 900); do
+		grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" 2>/dev/null && break
+		kill -0 "$$mon" 2>/dev/null || { echo "lms mon exited at start-up" >&2; exit 1; }
+		sleep 0.1
+	done
+	grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" || { echo "lms mon did not start" >&2; exit 1; }
+	echo "== lms sim for $(DURATION)s"
+	DURATION=$(DURATION) $(LMS) sim --report "$$EMULATOR_RUN_DIR/sim-report.json"
+	echo "== waiting for lms mon to store everything"
+	$(PY) scripts/run_check.py verify "$$EMULATOR_RUN_DIR/sim-report.json" --timeout 60
+	echo "== stopping lms mon (SIGTERM)"
+	kill -TERM "$$mon"
+	rc=0; wait "$$mon" || rc=$$?
+	mon=""
+	[[ $$rc -eq 0 ]] || { echo "lms mon exited $$rc" >&2; exit 1; }
+	echo "== done: lms mon exited 0"
+
+sim:  install  ## run lms sim against PUBSUB_EMULATOR_HOST (or the emulator of `make emulator-start`)
+	@if [[ -z "$${PUBSUB_EMULATOR_HOST:-}" ]] && host="$$($(EMULATOR) host 2>/dev/null)"; then
+		export PUBSUB_EMULATOR_HOST="$$host"
+	fi
+	$(LMS) sim
+
+emulator-start:  ## start a Pub/Sub emulator in the background (state in .run/)
+	@$(EMULATOR) start
+
+emulator-stop:  ## stop the emulator of emulator-start
+	@$(EMULATOR) stop
+
+lint: install  ## ruff check and ruff format --check
+	@$(RUFF) check $(LINT_PATHS)
+	$(RUFF) format --check $(LINT_PATHS)
+
+format: install  ## apply ruff's fixes and formatting
+	@$(RUFF) check --fix $(LINT_PATHS)
+	$(RUFF) format $(LINT_PATHS)
+
+bench: install  ## throughput benchmark (bench/run.py)
+	@$(PY) bench/run.py
+
+check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
+	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet pyyaml
+	$(PY) scripts/check_compose.py
+	for compose in "$(DOCKER_COMPOSE)" docker-compose; do
+		if $$compose version >/dev/null 2>&1; then
+			$$compose config -q && echo "$$compose config: OK"
+			break
+		fi
+	done
+
+up:  ## docker compose: MySQL 8, the emulator, lms mon and lms sim
+	@$(DOCKER_COMPOSE) up -d --build
+
+down:  ## stop and remove the docker compose services
+	@$(DOCKER_COMPOSE) down
+
+clean:  ## remove .run/ and caches (keeps .venv)
+	@$(EMULATOR) stop || true
+	rm -rf $(RUN_DIR) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

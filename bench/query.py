@@ -1,0 +1,456 @@
+"""Query benchmark: load N realistic logs, then time every filter of GET /v1/logs.
+
+    .venv/bin/python bench/query.py                  # 5,000,000 rows into lms_bench_query
+    .venv/bin/python bench/query.py --rows 1000000   # smaller
+    .venv/bin/python bench/query.py --reuse          # keep the loaded table, only time again
+
+Loading is bulk, not through Pub/Sub: the schema comes from the normal migrations, then the
+secondary and FULLTEXT indexes are dropped, rows go in as multi-row INSERTs of 2,000 rows
+(in timestamp order, as a live system writes them), and the indexes are rebuilt at the end
+(a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
+The rows are realistic: 50 services of skewed volume, the usual severity mix, resource ids,
+traces of ~8 spans, commits that change with deploys, metadata.parentResourceId on half of
+them, and payloads from ~20 templates with ids, numbers and a few rare words.
+
+Each query kind runs --runs times (default 30) with random realistic values, limit=100,
+through the real API app (FastAPI in-process over httpx, so parsing, SQL and JSON all
+count), after one warm-up run. p50/p95 per kind are printed and written to
+docs/performance.md under "Query performance" (--no-write to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymysql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lms.api import create_app  # noqa: E402
+from lms.settings import load_settings  # noqa: E402
+from lms.storage import Storage  # noqa: E402
+
+END = datetime(2024, 6, 1)
+SPAN = timedelta(days=30)
+SERVICES = [f"svc-{name}" for name in (
+    "api checkout billing auth search cart catalog inventory shipping payments notify email sms"
+    " push users profile sessions gateway edge cdn images video recommend ranking ads metrics"
+    " logging audit admin reports export import sync scheduler cron worker queue cache db"
+    " replica backup storage upload download pricing tax fraud ledger"
+).split()]  # fmt: skip
+SERVICE_WEIGHTS = [1 / (i + 1) for i in range(len(SERVICES))]
+SEVERITIES = ["debug", "info", "warn", "error", "fatal"]
+SEVERITY_WEIGHTS = [30, 45, 15, 8, 2]
+WORDS = (
+    "order user cart item payment invoice account session token profile image video search"
+    " query index shard replica primary cluster node pod container volume bucket topic queue"
+    " job task batch stream event message request response upstream downstream backend"
+).split()
+TEMPLATES = {
+    "debug": [
+        "cache miss for key {w}:{id}",
+        "loaded {n} {w} rows from {table} in {ms} ms",
+        "worker {n} picked job {id} from queue {w}",
+    ],
+    "info": [
+        "GET /api/v1/{w}/{id} 200 in {ms} ms",
+        "user {id} logged in from {device}",
+        "POST /api/v1/{w} 201 in {ms} ms",
+        "order {id} paid with {device}",
+    ],
+    "warn": [
+        "slow query on {table} took {ms} ms",
+        "retrying {w} request in {ms} ms (attempt {n})",
+        "disk usage at {n} percent on volume {w}",
+    ],
+    "error": [
+        "Failed to connect to {table} at 10.0.{n}.{m}:3306 after {n} attempts",
+        "timeout waiting for {w} after {ms} ms",
+        "payment {id} declined: {reason}",
+        "connection reset by peer 10.0.{n}.{m}",
+    ],
+    "fatal": [
+        "Failed to connect to {table}: giving up, shutting down",
+        "OutOfMemoryError in {w} worker {n}",
+        "deadlock detected on {table}, aborting",
+    ],
+}
+TABLES = ["orders", "users", "payments", "sessions", "inventory", "ledger", "carts", "events"]
+DEVICES = ["android", "iphone", "firefox", "chrome", "safari", "cli"]
+REASONS = ["insufficient funds", "card expired", "fraud suspected", "limit exceeded"]
+
+COLUMNS = (
+    "message_id, batch_id, service_name, payload, severity, `timestamp`, resource_id,"
+    " trace_id, span_id, `commit`, metadata"
+)
+
+
+def _hex(*parts: object, size: int = 32) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
+
+
+def generate(rows: int, seed: int = 6) -> Iterator[tuple[object, ...]]:
+    """`rows` realistic service_logs rows, oldest first, spread over the 30 days before END."""
+    rng = random.Random(seed)
+    step = SPAN / rows
+    start = END - SPAN
+    trace = span_in_trace = 0
+    for i in range(rows):
+        ts = start + step * i + timedelta(microseconds=rng.randrange(0, 1000))
+        service = rng.choices(SERVICES, SERVICE_WEIGHTS)[0]
+        severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
+        template = rng.choice(TEMPLATES[severity])
+        payload = template.format(
+            w=rng.choice(WORDS),
+            id=rng.randrange(10**6, 10**7),
+            n=rng.randrange(1, 250),
+            m=rng.randrange(1, 250),
+            ms=rng.randrange(1, 5000),
+            table=rng.choice(TABLES),
+            device=rng.choice(DEVICES),
+            reason=rng.choice(REASONS),
+        )
+        resource = f"{service}-{rng.randrange(100)}" if rng.random() < 0.8 else None
+        trace_id = span_id = None
+        if rng.random() < 0.6:
+            if span_in_trace == 0:
+                trace, span_in_trace = trace + 1, rng.randrange(2, 15)
+            span_in_trace -= 1
+            trace_id, span_id = _hex("t", seed, trace), _hex("s", seed, i, size=16)
+        deploy = (ts - start).days // 3
+        commit = _hex("c", service, deploy, size=40) if rng.random() < 0.9 else None
+        metadata = None
+        if rng.random() < 0.5:
+            parent = f"cluster-{rng.randrange(300)}"
+            metadata = f'{{"parentResourceId":"{parent}","region":"eu-{rng.randrange(4)}"}}'
+        yield (
+            f"bench-{seed}-{i}",
+            i // 5000,
+            service,
+            payload,
+            severity,
+            ts,
+            resource,
+            trace_id,
+            span_id,
+            commit,
+            metadata,
+        )
+
+
+def _connect(database: str | None = None) -> pymysql.Connection:
+    return pymysql.connect(
+        host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        port=int(os.environ.get("MYSQL_PORT", "3306")),
+        user=os.environ.get("MYSQL_USER", "root"),
+        password=os.environ.get("MYSQL_PASSWORD", ""),
+        database=database,
+        charset="utf8mb4",
+        autocommit=False,
+    )
+
+
+def _secondary_indexes(cur: Any) -> list[str]:
+    """The KEY / FULLTEXT KEY lines of service_logs, to drop before a bulk load."""
+    cur.execute("SHOW CREATE TABLE service_logs")
+    ddl = cur.fetchone()[1]
+    return [
+        line.strip().rstrip(",")
+        for line in ddl.splitlines()
+        if re.match(r"\s*(FULLTEXT )?KEY ", line)
+    ]
+
+
+def bulk_load(database: str, rows: int, seed: int = 6, chunk: int = 2000, quiet: bool = False) -> None:
+    """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after)."""
+    settings = load_settings(_env_file=None, mysql_database=database)
+    asyncio.run(Storage(settings).migrate())
+    conn = _connect(database)
+    started = time.monotonic()
+    try:
+        with conn.cursor() as cur:
+            indexes = _secondary_indexes(cur)
+            names = [re.search(r"KEY `([^`]+)`", line).group(1) for line in indexes]  # type: ignore[union-attr]
+            cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
+            sql = f"INSERT INTO service_logs ({COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
+            batch: list[tuple[object, ...]] = []
+            counts: dict[tuple[str, str], int] = {}
+            for done, row in enumerate(generate(rows, seed), 1):
+                batch.append(row)
+                key = (str(row[2]), str(row[4]))
+                counts[key] = counts.get(key, 0) + 1
+                if len(batch) == chunk:
+                    cur.executemany(sql, batch)
+                    batch.clear()
+                    if done % 100_000 == 0:
+                        conn.commit()
+                        if not quiet:
+                            rate = done / (time.monotonic() - started)
+                            print(f"  loaded {done:,} rows ({rate:,.0f}/s)", flush=True)
+            if batch:
+                cur.executemany(sql, batch)
+            cur.executemany(
+                "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                [(s, v, c, END) for (s, v), c in sorted(counts.items())],
+            )
+            conn.commit()
+            loaded = time.monotonic() - started
+            if not quiet:
+                print(f"  rows in {loaded:.0f}s; rebuilding {len(indexes)} indexes", flush=True)
+            btree = [line for line in indexes if not line.startswith("FULLTEXT")]
+            cur.execute("ALTER TABLE service_logs " + ", ".join(f"ADD {line}" for line in btree))
+            for line in indexes:
+                if line.startswith("FULLTEXT"):
+                    cur.execute(f"ALTER TABLE service_logs ADD {line}")
+            cur.execute("ANALYZE TABLE service_logs")
+            cur.fetchall()
+            cur.execute("ANALYZE TABLE service_severity")
+            cur.fetchall()
+        if not quiet:
+            print(f"  loaded and indexed in {time.monotonic() - started:.0f}s", flush=True)
+    finally:
+        conn.close()
+
+
+# --- timing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Values:
+    """Real values of the loaded table to query with."""
+
+    services: list[str]
+    resources: list[str]
+    traces: list[str]
+    spans: list[str]
+    commits: list[str]
+    parents: list[str]
+    oldest: datetime
+    newest: datetime
+
+
+def sample_values(database: str) -> Values:
+    conn = _connect(database)
+    try:
+        with conn.cursor() as cur:
+
+            def column(sql: str) -> list[str]:
+                cur.execute(sql)
+                return [row[0] for row in cur.fetchall()]
+
+            cur.execute("SELECT MIN(`timestamp`), MAX(`timestamp`) FROM service_logs")
+            oldest, newest = cur.fetchone()
+            sample = "SELECT {c} FROM service_logs WHERE id IN ({ids}) AND {c} IS NOT NULL"
+            cur.execute("SELECT MAX(id) FROM service_logs")
+            top = cur.fetchone()[0]
+            rng = random.Random(1)
+            ids = ", ".join(str(rng.randrange(1, top + 1)) for _ in range(400))
+
+            def pick(col: str) -> list[str]:
+                return column(sample.format(c=col, ids=ids))
+
+            return Values(
+                services=column("SELECT DISTINCT service_name FROM service_severity"),
+                resources=pick("resource_id"),
+                traces=pick("trace_id"),
+                spans=pick("span_id"),
+                commits=pick("`commit`"),
+                parents=pick("parent_resource_id"),
+                oldest=oldest,
+                newest=newest,
+            )
+    finally:
+        conn.close()
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
+    def window(rng: random.Random, hours: float = 1) -> dict[str, str]:
+        span = (v.newest - v.oldest).total_seconds() - hours * 3600
+        start = v.oldest + timedelta(seconds=rng.uniform(0, span))
+        return {"from": _stamp(start), "to": _stamp(start + timedelta(hours=hours))}
+
+    return {
+        "no filter": lambda r: {},
+        "service": lambda r: {"service": r.choice(v.services)},
+        "severity=error": lambda r: {"severity": "error"},
+        "severity=error,fatal": lambda r: {"severity": ["error", "fatal"]},
+        "severity=fatal": lambda r: {"severity": "fatal"},
+        "from/to (1 h)": lambda r: window(r),
+        "from/to (1 day)": lambda r: window(r, 24),
+        "from only (last 6 h)": lambda r: {"from": _stamp(v.newest - timedelta(hours=6))},
+        "to only (older half)": lambda r: {"to": _stamp(v.oldest + (v.newest - v.oldest) / 2)},
+        "resource_id": lambda r: {"resource_id": r.choice(v.resources)},
+        "trace_id": lambda r: {"trace_id": r.choice(v.traces)},
+        "span_id": lambda r: {"span_id": r.choice(v.spans)},
+        "commit": lambda r: {"commit": r.choice(v.commits)},
+        "parent_resource_id": lambda r: {"parent_resource_id": r.choice(v.parents)},
+        "q word (common)": lambda r: {"q": r.choice(["timeout", "declined", "slow"])},
+        "q word (rare)": lambda r: {"q": r.choice(["deadlock", "OutOfMemoryError"])},
+        "q phrase": lambda r: {"q": r.choice(['"Failed to connect"', '"connection reset"'])},
+        "service + severity": lambda r: {"service": r.choice(v.services), "severity": "error"},
+        "service + 2 severities + from/to": lambda r: {
+            "service": r.choice(v.services),
+            "severity": ["warn", "error"],
+            **window(r, 24),
+        },
+        "resource_id + severity": lambda r: {
+            "resource_id": r.choice(v.resources),
+            "severity": ["error", "fatal"],
+        },
+        "trace_id + service": lambda r: {
+            "trace_id": r.choice(v.traces),
+            "service": r.choice(v.services),
+        },
+        "commit + severity": lambda r: {"commit": r.choice(v.commits), "severity": "warn"},
+        "parent + service": lambda r: {
+            "parent_resource_id": r.choice(v.parents),
+            "service": r.choice(v.services),
+        },
+        "q + service": lambda r: {"q": "timeout", "service": r.choice(v.services)},
+        "q phrase + severity + from/to": lambda r: {
+            "q": '"Failed to connect"',
+            "severity": ["error", "fatal"],
+            **window(r, 24),
+        },
+        "page 2 (cursor) of service": lambda r: {"service": r.choice(v.services), "_page": 2},
+    }
+
+
+async def time_queries(database: str, runs: int) -> list[tuple[str, float, float, float, int]]:
+    settings = load_settings(_env_file=None, mysql_database=database, api_query_timeout=60)
+    values = sample_values(database)
+    app = create_app(settings)
+    results = []
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,
+    ):
+
+        async def get(params: dict[str, Any]) -> tuple[float, int]:
+            params = dict(params)
+            pages = params.pop("_page", 1)
+            cursor = None
+            for _ in range(pages):
+                query = {**params, "limit": 100, **({"cursor": cursor} if cursor else {})}
+                began = time.perf_counter()
+                response = await c.get("/v1/logs", params=query)
+                elapsed = time.perf_counter() - began
+                response.raise_for_status()
+                body = response.json()
+                cursor = body["next_cursor"]
+            return elapsed, len(body["logs"])
+
+        for name, make in cases(values).items():
+            rng = random.Random(name)
+            await get(make(random.Random(0)))  # warm-up
+            times, sizes = [], []
+            for _ in range(runs):
+                elapsed, size = await get(make(rng))
+                times.append(elapsed * 1000)
+                sizes.append(size)
+            times.sort()
+            p50 = statistics.median(times)
+            p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+            results.append((name, p50, p95, times[-1], round(statistics.mean(sizes))))
+            print(f"  {name:<34} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms  max {times[-1]:8.1f} ms"
+                  f"  rows {results[-1][4]:>4}", flush=True)  # fmt: skip
+    return results
+
+
+def write_report(path: Path, rows: int, load_seconds: float | None, results: list[Any]) -> None:
+    conn = _connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
+        version, pool = cur.fetchone()
+    conn.close()
+    over = [name for name, _p50, p95, *_ in results if p95 >= 50]
+    lines = [
+        "## Query performance",
+        "",
+        f"`bench/query.py --rows {rows}` (`make bench-query`), {datetime.now():%Y-%m-%d}:"
+        f" {rows:,} rows in `service_logs`, MariaDB {version}, innodb_buffer_pool_size"
+        f" {int(pool) // 2**20} MB, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        "Each query kind ran 30 times with random real values (plus one warm-up), `limit=100`,"
+        " timed through the API app in-process (validation, SQL, JSON).",
+    ]
+    if load_seconds is not None:
+        lines.append(
+            f"Bulk load (multi-row INSERTs, indexes rebuilt afterwards): {load_seconds:.0f} s."
+        )
+    lines += [
+        "",
+        "| query | p50 ms | p95 ms | max ms | rows |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {n} | {p50:.1f} | {p95:.1f} | {mx:.1f} | {size} |" for n, p50, p95, mx, size in results),
+        "",
+        "Target p95 < 50 ms: " + ("met by every query." if not over else f"missed by {', '.join(over)}."),
+        "",
+    ]  # fmt: skip
+    section = "\n".join(lines)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n\n"
+    pattern = re.compile(r"## Query performance\n.*?(?=\n## |\Z)", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section.rstrip("\n") + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows to load (5,000,000)")
+    parser.add_argument("--database", default="lms_bench_query", help="database (recreated)")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per query kind")
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded database")
+    parser.add_argument("--keep", action="store_true", help="do not drop the database after")
+    parser.add_argument("--no-write", action="store_true", help="do not write the report")
+    parser.add_argument(
+        "--report", type=Path, default=ROOT / "docs" / "performance.md", help="report file"
+    )
+    args = parser.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", args.database):
+        parser.error("--database: letters, digits and _ only")
+    load_seconds = None
+    admin = _connect()
+    if not args.reuse:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
+        print(f"loading {args.rows:,} rows into {args.database}", flush=True)
+        began = time.monotonic()
+        bulk_load(args.database, args.rows)
+        load_seconds = time.monotonic() - began
+    print("timing GET /v1/logs, limit=100", flush=True)
+    results = asyncio.run(time_queries(args.database, args.runs))
+    if not args.no_write:
+        write_report(args.report, args.rows, load_seconds, results)
+    if not args.keep and not args.reuse:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
+    admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

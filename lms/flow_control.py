@@ -1,0 +1,40 @@
+"""Flow control: a hard bound on received-but-unacked messages.
+
+Capacity is reserved before a pull and the pull asks for at most what was reserved, so the
+bound holds exactly, not approximately; a backlog of any size costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class FlowControl:
+    def __init__(self, max_outstanding: int) -> None:
+        self.max_outstanding = max_outstanding
+        self._outstanding = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    async def reserve(self, at_most: int) -> int:
+        """Wait for free capacity, then take up to `at_most` of it."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._outstanding < self.max_outstanding)
+            granted = min(at_most, self.max_outstanding - self._outstanding)
+            self._outstanding += granted
+            return granted
+
+    async def release(self, count: int) -> None:
+        if count <= 0:
+            return
+        async with self._changed:
+            self._outstanding -= count
+            assert self._outstanding >= 0, "released more messages than were reserved"
+            self._changed.notify_all()
+
+    async def wait_idle(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._outstanding == 0)

@@ -1,0 +1,292 @@
+"""What a log message is, and why a message is not one.
+
+Parsing never raises: every Pub/Sub message becomes either a `LogRecord` (stored in
+`service_logs`) or a `Rejection` (stored in `rejected_messages`), so nothing is ever dropped
+silently and a poison message cannot loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+MAX_SERVICE_NAME = 100
+MAX_PAYLOAD = 2048
+MAX_CONTEXT = 255
+"""Characters of `resource_id`, `trace_id`, `span_id`, `commit` and metadata.parentResourceId."""
+MAX_METADATA = 16_384
+"""Characters of `metadata` once stored as compact JSON."""
+MAX_METADATA_DEPTH = 20
+"""Nesting of `metadata` (the object itself is 1); MariaDB's json_valid stops at 32."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class Severity(enum.StrEnum):
+    """The five severities, in the order of the `severity` ENUM column."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+    FATAL = "fatal"
+
+
+SEVERITIES = frozenset(s.value for s in Severity)
+
+
+class Reason(enum.StrEnum):
+    """Why a message was rejected; a short, fixed set so it can label a metric."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One valid log, ready for `service_logs`; `timestamp` is naive UTC for DATETIME(6)."""
+
+    service_name: str
+    payload: str
+    severity: str
+    timestamp: datetime
+    resource_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    commit: str | None = None
+    metadata: str | None = None
+    """The `metadata` object as compact JSON text, exactly what the JSON column stores."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that is not a valid log: `reason` for metrics, `detail` for humans."""
+
+    reason: Reason
+    detail: str
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.rejection = Rejection(reason, detail)
+
+
+def parse_message(data: bytes) -> LogRecord | Rejection:
+    """Turn a message body into a log record or the reason it is not one."""
+    try:
+        return _parse(data)
+    except _Invalid as invalid:
+        return invalid.rejection
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp (offset required) into naive UTC.
+
+    RFC 3339 only: ISO 8601 variants without an offset are ambiguous about their time zone.
+    A leap second (:60) is kept as the last microsecond of its minute.
+    """
+    match = _RFC3339.match(value)
+    if match is None:
+        raise ValueError("timestamp must be RFC 3339, e.g. 2024-05-01T12:00:00Z")
+    leap = match.group(6) == "60"
+    text = value[:17] + "59" + value[19:] if leap else value
+    if text[-1] == "z":  # RFC 3339 allows it; Python 3.11's fromisoformat does not
+        text = text[:-1] + "Z"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"timestamp is not a valid date/time: {exc}") from None
+    if leap:
+        parsed = parsed.replace(microsecond=999_999)
+    try:
+        utc = parsed.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if utc.year < 1000:
+        raise ValueError("timestamp is before year 1000, outside MySQL's DATETIME range")
+    return utc
+
+
+def _parse(data: bytes) -> LogRecord:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Invalid(Reason.INVALID_UTF8, f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError is a ValueError; so is an integer of more than 4300 digits.
+        detail = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _Invalid(Reason.INVALID_JSON, f"not valid JSON: {detail}") from None
+    if not isinstance(obj, dict):
+        raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__} is not an object")
+    resource_id = _context_field(obj, "resource_id", "resourceId")
+    if obj.get("service_name") is None and resource_id is not None:
+        if len(resource_id) > MAX_SERVICE_NAME:
+            raise _Invalid(
+                Reason.INVALID_FIELD,
+                f"field 'service_name' is missing and resource_id, its fallback, has"
+                f" {len(resource_id)} characters, allowed 1..{MAX_SERVICE_NAME}",
+            )
+        service_name = resource_id
+    else:
+        service_name = _text_field(obj, "service_name", 1, MAX_SERVICE_NAME)
+    payload = _text_field(obj, _spelling(obj, "payload", "message"), 0, MAX_PAYLOAD)
+    severity_name = _spelling(obj, "severity", "level")
+    if severity_name == "level":  # other loggers' spelling: LEVEL, warning, critical
+        severity = _text_field(obj, "level", 1, 8)
+        severity = _LEVELS.get(severity.lower(), severity)
+    else:
+        severity = _text_field(obj, "severity", 1, 5)
+    if severity not in SEVERITIES:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"{severity_name} {severity!r} is not one of {', '.join(s.value for s in Severity)}",
+        )
+    raw_timestamp = _text_field(obj, "timestamp", 1, 64)
+    try:
+        timestamp = parse_timestamp(raw_timestamp)
+    except ValueError as exc:
+        raise _Invalid(Reason.INVALID_FIELD, f"timestamp {raw_timestamp!r}: {exc}") from None
+    return LogRecord(
+        service_name,
+        payload,
+        severity,
+        timestamp,
+        resource_id,
+        _context_field(obj, "trace_id", "traceId"),
+        _context_field(obj, "span_id", "spanId"),
+        _context_field(obj, "commit", None),
+        _metadata(obj.get("metadata")),
+    )
+
+
+_ALIASES = {"severity": "level", "payload": "message"}
+_LEVELS = {s.value: s.value for s in Severity} | {"warning": "warn", "critical": "fatal"}
+
+
+def _spelling(obj: dict[str, object], name: str, alias: str) -> str:
+    """Which key holds the field: `name`, unless it is absent or null and `alias` is set."""
+    if obj.get(name) is None and obj.get(alias) is not None:
+        return alias
+    return name
+
+
+def _text_field(obj: dict[str, object], name: str, min_len: int, max_len: int) -> str:
+    if name not in obj or obj[name] is None:
+        alias = _ALIASES.get(name)
+        also = f" (or {alias!r})" if alias else ""
+        raise _Invalid(Reason.MISSING_FIELD, f"field {name!r}{also} is missing")
+    value = obj[name]
+    if not isinstance(value, str):
+        raise _Invalid(
+            Reason.INVALID_FIELD, f"field {name!r} must be a string, not {type(value).__name__}"
+        )
+    if not min_len <= len(value) <= max_len:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"field {name!r} has {len(value)} characters, allowed {min_len}..{max_len}",
+        )
+    _no_surrogates(name, value)
+    return value
+
+
+def _context_field(obj: dict[str, object], name: str, camel: str | None) -> str | None:
+    """An optional context string: absent, null or "" is None; otherwise 1..255 characters."""
+    value = obj.get(name)
+    if (value is None or value == "") and camel is not None:
+        value = obj.get(camel)
+        if value is not None:
+            name = camel
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _Invalid(
+            Reason.INVALID_FIELD, f"field {name!r} must be a string, not {type(value).__name__}"
+        )
+    if len(value) > MAX_CONTEXT:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"field {name!r} has {len(value)} characters, allowed at most {MAX_CONTEXT}",
+        )
+    _no_surrogates(name, value)
+    return value
+
+
+def _metadata(value: object) -> str | None:
+    """`metadata` as the compact JSON text the JSON column accepts, on MariaDB and MySQL 8."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"field 'metadata' must be a JSON object, not {type(value).__name__}",
+        )
+    problem = _structure_problem(value, MAX_METADATA_DEPTH)
+    if problem:
+        raise _Invalid(Reason.INVALID_FIELD, f"field 'metadata' {problem}")
+    parent = value.get("parentResourceId")
+    if isinstance(parent, str) and len(parent) > MAX_CONTEXT:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"metadata.parentResourceId has {len(parent)} characters,"
+            f" allowed at most {MAX_CONTEXT}",
+        )
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        raise _Invalid(
+            Reason.INVALID_FIELD, "field 'metadata' holds a number too large for JSON (or NaN)"
+        ) from None
+    if len(text) > MAX_METADATA:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"field 'metadata' has {len(text)} characters as JSON, allowed at most {MAX_METADATA}",
+        )
+    _no_surrogates("metadata", text)
+    return text
+
+
+def _structure_problem(value: object, max_depth: int) -> str | None:
+    """What the database's JSON would refuse: deep nesting, or an integer beyond a double.
+
+    Breadth-first and iterative, so a hostile document cannot exhaust the stack.
+    """
+    level: list[object] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return f"is nested more than {max_depth} levels deep"
+        children: list[object] = []
+        for item in level:
+            values = item.values() if isinstance(item, dict) else item
+            for child in values:  # type: ignore[union-attr]
+                if isinstance(child, dict | list):
+                    children.append(child)
+                elif type(child) is int and not -_MAX_JSON_INT < child < _MAX_JSON_INT:
+                    return "holds an integer too large for the database (beyond a double)"
+        level = children
+    return None
+
+
+_MAX_JSON_INT = 10**300
+
+
+def _no_surrogates(name: str, value: str) -> None:
+    """A JSON-escaped lone surrogate (\\ud800) decodes fine but cannot be stored as utf8mb4."""
+    if _SURROGATE.search(value) is not None:
+        raise _Invalid(
+            Reason.INVALID_FIELD, f"field {name!r} contains a lone UTF-16 surrogate escape"
+        )

@@ -1,0 +1,809 @@
+"""The read side of the database: every query of `lms api`, `lms logs` and `lms stats`.
+
+`lms/storage.py` owns the write SQL; this module owns all read SQL, and every value in it is a
+bound parameter (the only text spliced into statements comes from fixed tables below).
+
+Logs are returned newest first, ordered by (`timestamp` DESC, id DESC), and paged with a keyset
+cursor: the (timestamp, id) of the last row of a page, so the next page starts strictly after
+it. Pages never repeat or skip rows, even while new logs arrive. The time range is half-open:
+`since` is inclusive and `until` exclusive, so consecutive ranges never overlap.
+
+Which index answers a query (see sql/002_log_context.sql):
+- a selective filter (trace, span, resource, commit, parent resource or full-text) drives the
+  query through its own index, the other filters are checked on the rows it finds;
+- otherwise the query is split per severity into a UNION ALL of branches, each reading the
+  (service_name, severity, timestamp) or (severity, timestamp) index backwards from the cursor
+  and stopping after `limit + 1` rows; the branches are merged and cut to the page. So a page
+  reads at most 5 x (limit + 1) index entries whatever the table size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import aiomysql
+import pymysql
+import structlog
+
+from lms.model import Severity
+from lms.settings import Settings
+from lms.storage import connect_kwargs
+
+log = structlog.get_logger("lms.query")
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_Q = 512
+"""Characters of a full-text search."""
+MAX_FT_TERMS = 16
+"""Words and phrases of one full-text search; each one is another index lookup."""
+SEVERITY_ORDER = tuple(s.value for s in Severity)
+
+Bucket = Literal["minute", "hour", "day"]
+BUCKET_FORMATS: Mapping[str, str] = {
+    "minute": "%Y-%m-%d %H:%i:00",
+    "hour": "%Y-%m-%d %H:00:00",
+    "day": "%Y-%m-%d 00:00:00",
+}
+BUCKET_SPANS: Mapping[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+}
+BUCKET_DEFAULT_WINDOWS: Mapping[str, timedelta] = {
+    "minute": timedelta(hours=1),
+    "hour": timedelta(days=1),
+    "day": timedelta(days=30),
+}
+MAX_BUCKETS = 10_000
+
+# InnoDB's built-in full-text stopword list (MariaDB and MySQL 8): these words are not indexed,
+# so a required `+the` would match nothing. They still count inside a "quoted phrase".
+INNODB_STOPWORDS = frozenset(
+    {
+        "a", "about", "an", "are", "as", "at", "be", "by", "com", "de", "en", "for", "from",
+        "how", "i", "in", "is", "it", "la", "of", "on", "or", "that", "the", "this", "to",
+        "was", "what", "when", "where", "who", "will", "with", "und", "www",
+    }
+)  # fmt: skip
+
+_COLUMNS = (
+    "id, message_id, service_name, severity, `timestamp`, payload, resource_id, trace_id,"
+    " span_id, `commit`, metadata"
+)
+_ORDER = "ORDER BY `timestamp` DESC, id DESC"
+_IX_TIMESTAMP = "ix_service_logs_timestamp"
+_IX_SEVERITY = "ix_service_logs_severity_ts"
+_IX_SERVICE_SEVERITY = "ix_service_logs_service_severity_ts"
+_IX_RESOURCE = "ix_service_logs_resource_ts"
+_IX_COMMIT = "ix_service_logs_commit_ts"
+_IX_PARENT = "ix_service_logs_parent_ts"
+PROBE_ROWS = 20_000
+"""Newest candidate rows a full-text search first scans with REGEXPs, before it falls back to
+the FULLTEXT index (whose cost grows with the number of matches, not with the page)."""
+_WORD = re.compile(r"\w+")
+_CURSOR_VERSION = "1"
+# Errors after which a read can safely be retried on a fresh connection.
+_RECONNECT_ERRORS = frozenset({2003, 2006, 2013, 2055})
+_TIMEOUT_ERRORS = frozenset({1969, 3024})  # MariaDB max_statement_time, MySQL 8
+
+
+class QueryError(ValueError):
+    """Invalid input to a query; `field` names the parameter (HTTP 422, CLI exit 2)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not answer (down, timed out, schema missing); HTTP 503."""
+
+
+# --- cursors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ended: the (timestamp, id) of its last row. Opaque to clients."""
+
+    timestamp: datetime
+    id: int
+
+    def encode(self) -> str:
+        micros = _to_micros(self.timestamp)
+        raw = f"{_CURSOR_VERSION}:{micros}:{self.id}".encode("ascii")
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        invalid = QueryError("cursor", "not a cursor returned by this API (next_cursor)")
+        if not text or len(text) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+            raise invalid
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            version, micros, row_id = raw.split(":")
+            if version != _CURSOR_VERSION or not row_id.isdigit():
+                raise invalid
+            if not re.fullmatch(r"-?[0-9]{1,18}", micros):  # before 1970 is negative
+                raise invalid
+            return cls(_from_micros(int(micros)), int(row_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+            raise invalid from None
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _to_micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(micros: int) -> datetime:
+    moment = _EPOCH + timedelta(microseconds=micros)
+    if not datetime(1000, 1, 1) <= moment <= datetime(9999, 12, 31, 23, 59, 59, 999_999):
+        raise ValueError("cursor timestamp out of range")
+    return moment
+
+
+Bound = Cursor
+"""The (timestamp, id) of the last row a probe stream reads."""
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Filters of GET /v1/logs and `lms logs`; all optional, combined with AND.
+
+    `since`/`until` are naive UTC; `since` is inclusive, `until` exclusive.
+    """
+
+    service: str | None = None
+    severities: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    resource_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    commit: str | None = None
+    parent_resource_id: str | None = None
+    q: str | None = None
+    limit: int = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise QueryError("limit", f"must be 1..{MAX_LIMIT}, not {self.limit}")
+        unknown = [s for s in self.severities if s not in SEVERITY_ORDER]
+        if unknown:
+            raise QueryError(
+                "severity", f"{unknown[0]!r} is not one of {', '.join(SEVERITY_ORDER)}"
+            )
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise QueryError("to", "must be later than from (the range is [from, to))")
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    id: int
+    message_id: str
+    service_name: str
+    severity: str
+    timestamp: datetime
+    payload: str
+    resource_id: str | None
+    trace_id: str | None
+    span_id: str | None
+    commit: str | None
+    metadata: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready, with RFC 3339 UTC timestamps."""
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "timestamp": rfc3339(self.timestamp),
+            "service_name": self.service_name,
+            "severity": self.severity,
+            "payload": self.payload,
+            "resource_id": self.resource_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "commit": self.commit,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(slots=True)
+class LogPage:
+    logs: list[LogEntry]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCounts:
+    service_name: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityBucket:
+    start: datetime
+    service_name: str
+    severity: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyRow:
+    service_name: str
+    severity: str
+    logs: int
+    severity_total: int
+
+    @property
+    def agree(self) -> bool:
+        return self.logs == self.severity_total
+
+
+@dataclass(slots=True)
+class Consistency:
+    rows: list[ConsistencyRow] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return all(row.agree for row in self.rows)
+
+
+def rfc3339(moment: datetime) -> str:
+    """A naive UTC datetime as RFC 3339 with microseconds and Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class TextSearch:
+    """A full-text search, as the database runs it.
+
+    `against` is the MATCH ... AGAINST (... IN BOOLEAN MODE) string: it finds candidates
+    through the FULLTEXT index. `patterns` are REGEXPs every matching payload satisfies (a
+    word as a whole word, a phrase as its words separated by non-word characters, case-
+    insensitive): they check phrases (faster than InnoDB's own phrase check, which re-reads
+    every candidate) and let a search run without the FULLTEXT index, along a time index.
+    They exist only when every word is ASCII; otherwise `patterns` is empty and `against`
+    holds "quoted" phrases for InnoDB to check.
+    """
+
+    against: str
+    patterns: tuple[str, ...]
+
+
+def parse_search(text: str, min_token: int = 3, max_token: int = 84) -> TextSearch:
+    """Turn user text into a TextSearch: every word required, "quoted text" a phrase.
+
+    Operators of boolean mode (+ - < > ( ) ~ * @ " and so on) in the input are never passed
+    through: the text is cut into words (letters, digits, _) and only those are used. Words
+    InnoDB does not index (shorter than `min_token`, longer than `max_token`, stopwords) are
+    dropped outside phrases, where they would match nothing. Raises QueryError if nothing
+    is left.
+    """
+    if len(text) > MAX_Q:
+        raise QueryError("q", f"has {len(text)} characters, allowed at most {MAX_Q}")
+
+    def indexed(word: str) -> bool:
+        return min_token <= len(word) <= max_token and word.lower() not in INNODB_STOPWORDS
+
+    terms: list[tuple[str, ...]] = []  # a word is a 1-tuple, a phrase ("", *words)
+    for index, part in enumerate(text.split('"')):
+        words = _WORD.findall(part)
+        if index % 2:  # inside quotes (an unclosed quote runs to the end)
+            if any(indexed(w) for w in words):
+                terms.append(("", *words) if len(words) > 1 else (words[0],))
+        else:
+            terms.extend((w,) for w in words if indexed(w))
+    terms = list(dict.fromkeys(terms))
+    if not terms:
+        raise QueryError(
+            "q",
+            f"has no searchable word: words of fewer than {min_token} characters and common"
+            " stopwords (the, to, of, ...) are not indexed; quote them inside a phrase with"
+            ' a longer word, e.g. "failed to connect"',
+        )
+    if len(terms) > MAX_FT_TERMS:
+        raise QueryError("q", f"has {len(terms)} words and phrases, allowed at most {MAX_FT_TERMS}")
+    ascii_only = all(word.isascii() for term in terms for word in term)
+    against: list[str] = []
+    patterns: list[str] = []
+    for term in terms:
+        words = term[1:] if term[0] == "" else term
+        if len(words) == 1:
+            against.append(f"+{words[0]}")
+        elif ascii_only:
+            against.extend(f"+{w}" for w in words if indexed(w))
+        else:
+            against.append('+"' + " ".join(words) + '"')
+        if ascii_only:
+            patterns.append(r"(?i)\b" + r"\W+".join(words) + r"\b")
+    return TextSearch(" ".join(dict.fromkeys(against)), tuple(patterns) if ascii_only else ())
+
+
+def _filters(query: LogQuery, search: TextSearch | None, use_index: bool) -> _Conditions:
+    """The conditions of every filter but the time range and the cursor."""
+    cond = _Conditions()
+    for column, value in (
+        ("resource_id", query.resource_id),
+        ("trace_id", query.trace_id),
+        ("span_id", query.span_id),
+        ("`commit`", query.commit),
+        ("parent_resource_id", query.parent_resource_id),
+    ):
+        if value is not None:
+            cond.add(f"{column} = %s", value)
+    if search is not None:
+        if use_index:
+            cond.add("MATCH (payload) AGAINST (%s IN BOOLEAN MODE)", search.against)
+        for pattern in search.patterns:
+            cond.add("payload REGEXP %s", pattern)
+    if query.service is not None:
+        cond.add("service_name = %s", query.service)
+    severities = _severities(query)
+    if severities:
+        cond.add(f"severity IN ({', '.join(['%s'] * len(severities))})", *severities)
+    return cond
+
+
+def _time_range(query: LogQuery) -> _Conditions:
+    cond = _Conditions()
+    if query.since is not None:
+        cond.add("`timestamp` >= %s", query.since)
+    if query.until is not None:
+        cond.add("`timestamp` < %s", query.until)
+    if query.cursor is not None:
+        # Expanded row comparison (timestamp, id) < (t, i): MariaDB only ranges over this form.
+        t = query.cursor.timestamp
+        cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, query.cursor.id)
+    return cond
+
+
+def _severities(query: LogQuery) -> list[str]:
+    return sorted(set(query.severities), key=SEVERITY_ORDER.index)
+
+
+@dataclass(slots=True)
+class _Conditions:
+    sql: list[str] = field(default_factory=list)
+    args: list[object] = field(default_factory=list)
+
+    def add(self, condition: str, *values: object) -> None:
+        self.sql.append(condition)
+        self.args.extend(values)
+
+    def __add__(self, other: _Conditions) -> _Conditions:
+        return _Conditions([*self.sql, *other.sql], [*self.args, *other.args])
+
+    def where(self) -> str:
+        return " WHERE " + " AND ".join(self.sql) if self.sql else ""
+
+
+def build_logs_sql(
+    query: LogQuery, search: TextSearch | None = None, use_index: bool = True
+) -> tuple[str, list[object]]:
+    """The SELECT of one page (limit + 1 rows, to know whether another page follows).
+
+    Pure, so tests can EXPLAIN exactly what the API runs. With `search`, the FULLTEXT index
+    finds the candidates (`use_index`), or only the REGEXPs filter (trace/span lookups).
+    """
+    fetch = query.limit + 1
+    selective = search is not None or any(
+        value is not None
+        for value in (
+            query.resource_id,
+            query.trace_id,
+            query.span_id,
+            query.commit,
+            query.parent_resource_id,
+        )
+    )
+    severities = _severities(query)
+    if selective or len(severities) == 1:
+        cond = _filters(query, search, use_index) + _time_range(query)
+        return f"SELECT {_COLUMNS} FROM service_logs{cond.where()} {_ORDER} LIMIT %s", [
+            *cond.args,
+            fetch,
+        ]
+    # One branch per severity, each reading its index backwards (forced: MariaDB otherwise
+    # may pick a `ref` on severity alone and walk through every newer row).
+    index = _IX_SERVICE_SEVERITY if query.service is not None else _IX_SEVERITY
+    branches: list[str] = []
+    args: list[object] = []
+    base = replace(query, severities=())
+    for severity in severities or SEVERITY_ORDER:
+        cond = _filters(base, None, False) + _time_range(query)
+        cond.add("severity = %s", severity)
+        branches.append(
+            f"(SELECT {_COLUMNS} FROM service_logs FORCE INDEX ({index}){cond.where()}"
+            f" {_ORDER} LIMIT %s)"
+        )
+        args.extend([*cond.args, fetch])
+    sql = f"SELECT {_COLUMNS} FROM ({' UNION ALL '.join(branches)}) AS page {_ORDER} LIMIT %s"
+    return sql, [*args, fetch]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """Rows read in (timestamp, id) order along one index, where `eq` holds."""
+
+    index: str
+    eq: _Conditions
+
+
+def _streams(query: LogQuery) -> list[_Stream]:
+    """How a probe walks the newest rows: along the index of the most selective filter."""
+    for index, column, value in (
+        (_IX_RESOURCE, "resource_id", query.resource_id),
+        (_IX_COMMIT, "`commit`", query.commit),
+        (_IX_PARENT, "parent_resource_id", query.parent_resource_id),
+    ):
+        if value is not None:
+            return [_Stream(index, _Conditions([f"{column} = %s"], [value]))]
+    if query.service is not None:
+        return [
+            _Stream(
+                _IX_SERVICE_SEVERITY,
+                _Conditions(["service_name = %s", "severity = %s"], [query.service, severity]),
+            )
+            for severity in _severities(query) or SEVERITY_ORDER
+        ]
+    return [_Stream(_IX_TIMESTAMP, _Conditions())]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePlan:
+    """SQL of a probe: first the bounds, then the probe itself given them."""
+
+    streams: int
+    bounds_sql: str
+    bounds_args: list[object]
+    probe: Callable[[Sequence[Bound | None]], tuple[str, list[object]]]
+
+
+def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> ProbePlan:
+    """A search without the FULLTEXT index over the newest `probe_rows` candidate rows.
+
+    The rows are read in streams along indexes (see `_streams`). The bounds query gives,
+    per stream, the (timestamp, id) of the last row to read, reading index entries only;
+    no row for a stream that is shorter. The probe then reads each stream down to its bound
+    and applies every filter and the REGEXPs.
+    """
+    streams = _streams(query)
+    per_stream = max(probe_rows // len(streams), query.limit + 1)
+    window = _time_range(query)
+    parts: list[str] = []
+    args: list[object] = []
+    for number, stream in enumerate(streams):
+        cond = stream.eq + window
+        parts.append(
+            f"(SELECT {number} AS stream, `timestamp`, id FROM service_logs"
+            f" FORCE INDEX ({stream.index}){cond.where()} {_ORDER} LIMIT 1 OFFSET %s)"
+        )
+        args.extend([*cond.args, per_stream - 1])
+    bounds_sql = " UNION ALL ".join(parts)
+
+    def probe(bounds: Sequence[Bound | None]) -> tuple[str, list[object]]:
+        branches: list[str] = []
+        branch_args: list[object] = []
+        for stream, bound in zip(streams, bounds, strict=True):
+            cond = stream.eq + window + _filters(query, search, use_index=False)
+            if bound is not None:
+                t = bound.timestamp
+                cond.add("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)", t, t, bound.id)
+            branches.append(
+                f"(SELECT {_COLUMNS} FROM service_logs FORCE INDEX ({stream.index})"
+                f"{cond.where()} {_ORDER} LIMIT %s)"
+            )
+            branch_args.extend([*cond.args, query.limit + 1])
+        if len(branches) == 1:
+            return branches[0][1:-1], branch_args
+        union = " UNION ALL ".join(branches)
+        return (
+            f"SELECT {_COLUMNS} FROM ({union}) AS page {_ORDER} LIMIT %s",
+            [*branch_args, query.limit + 1],
+        )
+
+    return ProbePlan(len(streams), bounds_sql, args, probe)
+
+
+# --- the reader ----------------------------------------------------------------------------
+
+
+class LogReader:
+    """Read-only access through a small aiomysql pool, opened lazily (the database may be
+    down when the API starts) and usable with a read-only MySQL user (GRANT SELECT).
+
+    Each session is made read-only and gets a server-side statement time limit, so a runaway
+    query cannot pile up on the server.
+    """
+
+    def __init__(self, settings: Settings, pool_size: int = 10, timeout: float = 10.0) -> None:
+        self._settings = settings
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._pool: aiomysql.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self.min_token = 3
+        self.max_token = 84
+        self.probe_rows = PROBE_ROWS
+
+    async def __aenter__(self) -> LogReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    # --- queries ---
+
+    async def logs(self, query: LogQuery) -> LogPage:
+        rows = await self._log_rows(query)
+        entries = [_entry(row) for row in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = entries[-1]
+            next_cursor = Cursor(last.timestamp, last.id).encode()
+        return LogPage(entries, next_cursor)
+
+    async def _log_rows(self, query: LogQuery) -> list[tuple[Any, ...]]:
+        if query.q is None:
+            return await self._fetch(*build_logs_sql(query))
+        await self._ensure_pool()  # learns the server's full-text token sizes
+        search = parse_search(query.q, self.min_token, self.max_token)
+        if search.patterns:
+            if query.trace_id is not None or query.span_id is not None:
+                # A trace has few rows: check them all, no FULLTEXT lookup needed.
+                return await self._fetch(*build_logs_sql(query, search, use_index=False))
+            rows = await self._probe(query, search)
+            if rows is not None:
+                return rows
+        return await self._fetch(*build_logs_sql(query, search))
+
+    async def _probe(self, query: LogQuery, search: TextSearch) -> list[tuple[Any, ...]] | None:
+        """The page from the newest PROBE_ROWS candidates alone, or None if they may not
+        hold it. A common word fills a page from recent rows at once; the FULLTEXT index
+        would first collect every match in the table, however many, to sort them by time.
+        """
+        plan = build_probe_sql(query, search, self.probe_rows)
+        bounds: list[Bound | None] = [None] * plan.streams
+        for stream, moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args):
+            bounds[int(stream)] = Bound(moment, int(row_id))
+        rows = await self._fetch(*plan.probe(bounds))
+        cut = [(b.timestamp, b.id) for b in bounds if b is not None]
+        if not cut:
+            return rows  # every stream was read to its end: the answer is complete
+        # A row is certain only if no stream has unread rows newer than it.
+        floor = max(cut)
+        certain = [row for row in rows if (row[4], row[0]) >= floor]
+        return certain if len(certain) > query.limit else None
+
+    async def services(self) -> list[ServiceCounts]:
+        """Per service, the total count per severity (every severity present, 0 if none)."""
+        rows = await self._fetch(
+            "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+            " GROUP BY service_name, severity ORDER BY service_name",
+            [],
+        )
+        by_service: dict[str, dict[str, int]] = {}
+        for service, severity, total in rows:
+            counts = by_service.setdefault(service, dict.fromkeys(SEVERITY_ORDER, 0))
+            counts[severity] = int(total)
+        return [ServiceCounts(name, counts) for name, counts in by_service.items()]
+
+    async def severity_buckets(
+        self,
+        bucket: Bucket,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        service: str | None = None,
+        now: datetime | None = None,
+    ) -> list[SeverityBucket]:
+        """Counts per (bucket, service, severity) of logs stored in [since, until).
+
+        Buckets are by the time their batch was committed (service_severity.created_at,
+        UTC). Defaults: `until` now, `since` one window before it (1 hour of minutes, 1 day
+        of hours, 30 days of days); at most MAX_BUCKETS buckets.
+        """
+        since, until = bucket_range(bucket, since, until, now)
+        cond = _Conditions(["created_at >= %s", "created_at < %s"], [since, until])
+        if service is not None:
+            cond.add("service_name = %s", service)
+        rows = await self._fetch(
+            "SELECT DATE_FORMAT(created_at, %s) AS bucket, service_name, severity,"
+            f" SUM(`count`) FROM service_severity{cond.where()}"
+            " GROUP BY bucket, service_name, severity ORDER BY bucket, service_name, severity",
+            [BUCKET_FORMATS[bucket], *cond.args],
+        )
+        return [
+            SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
+            for start, name, severity, count in rows
+        ]
+
+    async def consistency(self) -> Consistency:
+        """service_logs COUNT(*) against SUM(service_severity.count), per (service, severity).
+
+        Both are read in one consistent snapshot: a batch commits its rows and its counts
+        together, so they agree at every snapshot unless something is wrong.
+        """
+        async with self._cursor() as cur:
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            try:
+                await cur.execute(
+                    "SELECT service_name, severity, COUNT(*) FROM service_logs"
+                    " GROUP BY service_name, severity"
+                )
+                logs = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+                await cur.execute(
+                    "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+                    " GROUP BY service_name, severity"
+                )
+                sums = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+            finally:
+                await cur.execute("COMMIT")
+        keys = sorted(logs.keys() | sums.keys(), key=lambda k: (k[0], SEVERITY_ORDER.index(k[1])))
+        return Consistency(
+            [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
+        )
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", [])
+
+    # --- plumbing ---
+
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            try:
+                async with self._cursor() as cur:
+                    await cur.execute(sql, tuple(args))
+                    return list(await cur.fetchall())
+            except pymysql.err.OperationalError as exc:
+                code = exc.args[0] if exc.args else None
+                if attempt == 1 and code in _RECONNECT_ERRORS:
+                    continue  # a pooled connection the server closed: once more, fresh
+                if code in _TIMEOUT_ERRORS:
+                    raise DatabaseUnavailable(
+                        f"query took longer than {self._timeout:g}s (API_QUERY_TIMEOUT);"
+                        " narrow it with more filters or a shorter time range"
+                    ) from None
+                raise DatabaseUnavailable(f"database error: {exc.args[-1]}") from exc
+            except pymysql.err.ProgrammingError as exc:
+                if exc.args and exc.args[0] in (1054, 1146):  # unknown column / table
+                    raise DatabaseUnavailable(
+                        f"schema is not up to date ({exc.args[-1]}); run `lms migrate`"
+                    ) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[aiomysql.Cursor]:
+        pool = await self._ensure_pool()
+        try:
+            async with asyncio.timeout(self._timeout + 5):
+                conn = await pool.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable("no database connection free; try again") from None
+        try:
+            async with asyncio.timeout(self._timeout + 5), conn.cursor() as cur:
+                yield cur
+        except TimeoutError:
+            conn.close()
+            raise DatabaseUnavailable(
+                f"database did not answer within {self._timeout:g}s"
+            ) from None
+        except BaseException:
+            conn.close()  # its state is unknown: never hand it out again
+            raise
+        finally:
+            pool.release(conn)
+
+    async def _ensure_pool(self) -> aiomysql.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await self._create_pool()
+                except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
+                    raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+            return self._pool
+
+    async def _create_pool(self) -> aiomysql.Pool:
+        kwargs = {
+            **connect_kwargs(self._settings, self._settings.mysql_database),
+            "autocommit": True,
+        }
+        probe = await aiomysql.connect(**kwargs)
+        try:
+            async with probe.cursor() as cur:
+                await cur.execute(
+                    "SELECT VERSION(), @@innodb_ft_min_token_size, @@innodb_ft_max_token_size"
+                )
+                version, min_token, max_token = (await cur.fetchall())[0]
+        finally:
+            probe.close()
+        self.min_token, self.max_token = int(min_token), int(max_token)
+        if "mariadb" in str(version).lower():
+            init = f"SET SESSION max_statement_time = {self._timeout:.3f}, SESSION tx_read_only=1"
+        else:
+            init = (
+                f"SET SESSION max_execution_time = {int(self._timeout * 1000)},"
+                " SESSION transaction_read_only = 1"
+            )
+        log.debug("read pool opened", server=version, size=self._pool_size)
+        return await aiomysql.create_pool(
+            minsize=0, maxsize=self._pool_size, pool_recycle=3600, init_command=init, **kwargs
+        )
+
+
+def bucket_range(
+    bucket: Bucket,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """The [since, until) of a severity series, defaults applied and size checked."""
+    if bucket not in BUCKET_FORMATS:
+        raise QueryError("bucket", f"must be one of {', '.join(BUCKET_FORMATS)}")
+    if until is None:
+        until = (now or datetime.now(UTC)).replace(tzinfo=None)
+    if since is None:
+        since = until - BUCKET_DEFAULT_WINDOWS[bucket]
+    if until <= since:
+        raise QueryError("to", "must be later than from (the range is [from, to))")
+    if (until - since) / BUCKET_SPANS[bucket] > MAX_BUCKETS:
+        raise QueryError(
+            "from",
+            f"the range holds more than {MAX_BUCKETS} {bucket} buckets;"
+            " shorten it or use a larger bucket",
+        )
+    return since, until
+
+
+def _entry(row: Sequence[Any]) -> LogEntry:
+    metadata = row[10]
+    if isinstance(metadata, bytes | str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            metadata = None
+    return LogEntry(
+        id=int(row[0]),
+        message_id=row[1],
+        service_name=row[2],
+        severity=row[3],
+        timestamp=row[4],
+        payload=row[5],
+        resource_id=row[6],
+        trace_id=row[7],
+        span_id=row[8],
+        commit=row[9],
+        metadata=metadata if isinstance(metadata, dict) else None,
+    )

@@ -1,0 +1,140 @@
+"""Configuration from the environment (and `.env`), validated before anything starts.
+
+Every knob is an environment variable so the same image runs under docker-compose, systemd or
+a test harness; invalid values fail fast with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """All settings of `lms`; field names are the environment variable names, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    pubsub_emulator_host: str | None = Field(
+        default=None, description="host:port of the Pub/Sub emulator; unset for real Pub/Sub"
+    )
+    pubsub_project: str = Field(default="lms", min_length=1, description="Google Cloud project")
+    pubsub_topic: str = Field(default="service-logs", min_length=3, description="topic id")
+    pubsub_subscription: str = Field(
+        default="lms-monitor", min_length=3, description="subscription id"
+    )
+    ack_deadline: int = Field(
+        default=60, ge=10, le=600, description="ack deadline (s) of subscriptions LMS creates"
+    )
+
+    mysql_host: str = Field(default="127.0.0.1", description="MySQL host")
+    mysql_port: int = Field(default=3306, ge=1, le=65535, description="MySQL port")
+    mysql_user: str = Field(default="root", description="MySQL user")
+    mysql_password: str = Field(default="", description="MySQL password")
+    mysql_database: str = Field(
+        default="lms",
+        pattern=r"^[A-Za-z0-9_]{1,64}$",
+        description="database name (created if missing)",
+    )
+    db_timeout: float = Field(
+        default=30.0, gt=0, description="seconds before a hung database call is abandoned"
+    )
+
+    batchsize: int = Field(default=5000, ge=1, le=100_000, description="messages per batch")
+    flushinterval: float = Field(
+        default=60.0, gt=0, description="seconds between flushes of a partial batch"
+    )
+    max_outstanding: int | None = Field(
+        default=None, ge=1, description="received-but-unacked messages (default 2 x BATCHSIZE)"
+    )
+    duration: float | None = Field(
+        default=None, gt=0, description="stop after this many seconds (unset: run until signal)"
+    )
+
+    sim_services: int = Field(default=5, ge=1, le=10_000, description="simulated services")
+    sim_rate: float = Field(
+        default=20.0, gt=0, description="messages per second per simulated service (mean)"
+    )
+    publish_batch_size: int = Field(
+        default=1000, ge=1, le=1000, description="messages per Publish request"
+    )
+    publish_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Publish requests in flight at once"
+    )
+
+    api_host: str = Field(
+        default="127.0.0.1", min_length=1, description="address `lms api` listens on (0.0.0.0: all)"
+    )
+    api_port: int = Field(default=3000, ge=1, le=65535, description="port of `lms api`")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="when set, `lms api` requires `Authorization: Bearer <API_TOKEN>`"
+        " on every endpoint but /healthz",
+    )
+    api_pool_size: int = Field(
+        default=10, ge=1, le=200, description="database connections of `lms api`"
+    )
+    api_query_timeout: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds a query of `lms api` may run"
+    )
+
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address of the /metrics, /healthz, /readyz server (0.0.0.0: all)",
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="port of that server; 0 disables it"
+    )
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="minimum level of log lines"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON lines unless stdout is a terminal"
+    )
+
+    @model_validator(mode="after")
+    def _outstanding_fits_a_batch(self) -> Settings:
+        if self.max_outstanding is None:
+            self.max_outstanding = 2 * self.batchsize
+        elif self.max_outstanding < self.batchsize:
+            raise ValueError(
+                "MAX_OUTSTANDING must be at least BATCHSIZE, or a batch could never fill up"
+            )
+        return self
+
+    @property
+    def outstanding_limit(self) -> int:
+        """MAX_OUTSTANDING after its default has been applied."""
+        assert self.max_outstanding is not None
+        return self.max_outstanding
+
+    @property
+    def topic_path(self) -> str:
+        return f"projects/{self.pubsub_project}/topics/{self.pubsub_topic}"
+
+    @property
+    def subscription_path(self) -> str:
+        return f"projects/{self.pubsub_project}/subscriptions/{self.pubsub_subscription}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's multi-line report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            value = error.get("input")
+            problems.append(f"{name}={value!r}: {error['msg']}" if error["loc"] else error["msg"])
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

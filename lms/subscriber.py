@@ -1,0 +1,160 @@
+"""The intake: pullers that turn Pub/Sub messages into `Received` chunks on a bounded queue.
+
+Unary Pull with explicit flow control: capacity is reserved before each pull, so the number of
+received-but-unacked messages never exceeds MAX_OUTSTANDING. In-flight pulls are never
+cancelled (the emulator would hand their messages to a dead call); stopping waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from google.api_core import exceptions as gexc
+from google.pubsub_v1 import PullResponse, SubscriberAsyncClient
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from lms import metrics
+from lms.flow_control import FlowControl
+from lms.leaser import Leaser
+from lms.pubsub import TRANSIENT_ERRORS
+
+log = structlog.get_logger("lms.subscriber")
+
+MAX_PER_PULL = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as pulled; `publish_time` is Unix seconds, for the end-to-end lag metric."""
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    publish_time: float
+    received_at: datetime
+
+
+class Subscriber:
+    def __init__(
+        self,
+        client: SubscriberAsyncClient,
+        subscription: str,
+        flow: FlowControl,
+        leaser: Leaser,
+        queue: asyncio.Queue[list[Received] | None],
+        pullers: int = 1,
+        pull_timeout: float = 3.0,
+    ) -> None:
+        self._client = client
+        self._subscription = subscription
+        self._flow = flow
+        self._leaser = leaser
+        self._queue = queue
+        self._pullers = pullers
+        self._pull_timeout = pull_timeout
+        self._stopping = asyncio.Event()
+        self.running = False
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Pull until stopped; returns once every pulled message is on the queue."""
+        self.running = True
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(self._pullers):
+                    group.create_task(self._pull_loop(), name=f"puller-{index}")
+        finally:
+            self.running = False
+
+    async def _pull_loop(self) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.5, max=30),
+            sleep=self._sleep_unless_stopping,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        while not self._stopping.is_set():
+            want = await self._reserve()
+            if not want:
+                return
+            try:
+                response = await retrying(self._pull, want)
+            except BaseException:
+                await self._flow.release(want)
+                raise
+            messages = PullResponse.pb(response).received_messages
+            await self._flow.release(want - len(messages))
+            if messages:
+                await self._enqueue(messages)
+
+    async def _pull(self, want: int) -> PullResponse:
+        if self._stopping.is_set():
+            return PullResponse()
+        try:
+            return await self._client.pull(
+                subscription=self._subscription,
+                max_messages=want,
+                timeout=self._pull_timeout,
+                retry=None,
+            )
+        except gexc.DeadlineExceeded:
+            return PullResponse()
+
+    async def _enqueue(self, messages: list) -> None:  # type: ignore[type-arg]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        chunk = [
+            Received(
+                rm.ack_id,
+                rm.message.message_id,
+                rm.message.data,
+                rm.message.publish_time.seconds + rm.message.publish_time.nanos / 1e9,
+                now,
+            )
+            for rm in messages
+        ]
+        self._leaser.add(item.ack_id for item in chunk)
+        log.debug("pulled", count=len(chunk), outstanding=self._flow.outstanding)
+        metrics.MESSAGES_RECEIVED.inc(len(chunk))
+        metrics.OUTSTANDING.set(self._leaser.held)
+        await self._queue.put(chunk)
+
+    async def _reserve(self) -> int:
+        """Capacity for the next pull, or 0 when stopping while waiting for it."""
+        reserve = asyncio.ensure_future(self._flow.reserve(MAX_PER_PULL))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({reserve, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if reserve.done():
+            granted = reserve.result()
+            if self._stopping.is_set():
+                await self._flow.release(granted)
+                return 0
+            return granted
+        reserve.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            granted = await reserve
+            await self._flow.release(granted)
+        return 0
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    @staticmethod
+    def _log_retry(state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        log.warning(
+            "pull failed, retrying",
+            attempt=getattr(state, "attempt_number", None),
+            error=repr(error),
+        )

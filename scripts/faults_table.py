@@ -1,0 +1,43 @@
+"""Print the results table of docs/reliability.md from the fault suite's summary file.
+
+    python scripts/faults_table.py [.run/faults.json]
+
+tests/test_faults.py merges one summary per scenario and variant into that file on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [
+    ("published", "published"),
+    ("stored", "stored"),
+    ("rejected", "rejected"),
+    ("lost", "lost"),
+    ("duplicated", "duplicated"),
+    ("redeliveries_ignored", "redeliveries ignored"),
+    ("seconds", "seconds"),
+]
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[1] if len(argv) > 1 else ".run/faults.json")
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"{path}: no summary yet; run `make faults` or the fault tests", file=sys.stderr)
+        return 1
+    head = ["scenario", "variant", *(title for _key, title in COLUMNS), "run at"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for _name, run in sorted(runs.items(), key=lambda item: (item[0][0], item[1]["variant"])):
+        cells = [run["scenario"], run["variant"], *(str(run.get(k, "")) for k, _t in COLUMNS)]
+        cells.append(run.get("finished_at", ""))
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

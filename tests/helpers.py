@@ -1,0 +1,157 @@
+"""Async helpers for integration tests: publish, build logs, query MySQL, poll, check drained."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomysql
+from google.api_core import exceptions as gexc
+
+from lms.pubsub import ensure_subscription, publisher_client, subscriber_client
+from lms.settings import Settings
+from lms.storage import connect_kwargs
+
+SettingsFactory = Callable[..., Settings]
+"""The type of the `settings` fixture: keyword overrides in, Settings out."""
+
+PUBLISH_CHUNK = 1000
+PUBLISH_CHUNK_BYTES = 8 << 20  # below the 10 MB request limit of Pub/Sub
+
+
+async def ensure_resources(settings: Settings) -> None:
+    """Create the topic and subscription of `settings` if missing."""
+    async with publisher_client(settings) as publisher, subscriber_client(settings) as subscriber:
+        await ensure_subscription(publisher, subscriber, settings)
+
+
+async def publish(
+    settings: Settings,
+    messages: Sequence[bytes],
+    attributes: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Publish `messages` to the topic of `settings` (which must exist); returns message ids."""
+    attrs = dict(attributes or {})
+    ids: list[str] = []
+    async with publisher_client(settings) as client:
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for data in messages:
+            if chunk and (len(chunk) >= PUBLISH_CHUNK or size + len(data) > PUBLISH_CHUNK_BYTES):
+                response = await client.publish(topic=settings.topic_path, messages=chunk)
+                ids.extend(response.message_ids)
+                chunk, size = [], 0
+            chunk.append({"data": data, "attributes": attrs})
+            size += len(data)
+        if chunk:
+            response = await client.publish(topic=settings.topic_path, messages=chunk)
+            ids.extend(response.message_ids)
+    return ids
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 with offset; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def make_log(
+    service: str,
+    severity: str,
+    payload: str,
+    timestamp: datetime | str | None = None,
+    **extra: object,
+) -> bytes:
+    """A log message as JSON bytes; `timestamp` defaults to now, a str is used verbatim."""
+    if timestamp is None:
+        timestamp = datetime.now(UTC)
+    stamp = timestamp if isinstance(timestamp, str) else rfc3339(timestamp)
+    body = {
+        "service_name": service,
+        "payload": payload,
+        "severity": severity,
+        "timestamp": stamp,
+        **extra,
+    }
+    return json.dumps(body).encode("utf-8")
+
+
+async def db_query(
+    settings: Settings, sql: str, args: Sequence[object] | Mapping[str, object] | None = None
+) -> list[tuple[Any, ...]]:
+    """Run one statement on a fresh autocommit connection to the settings' database."""
+    kwargs = {**connect_kwargs(settings, settings.mysql_database), "autocommit": True}
+    conn = await aiomysql.connect(**kwargs)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, args)
+            return list(await cur.fetchall())
+    finally:
+        conn.close()
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[object] | object],
+    timeout: float = 30.0,  # noqa: ASYNC109 - the point is a failed assertion, not a cancel
+    interval: float = 0.1,
+    message: str = "",
+) -> object:
+    """Poll `predicate` (sync or async) until it is truthy and return its value.
+
+    Raises AssertionError naming `message` and the last value when `timeout` runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(
+                f"condition not met within {timeout}s: {what} (last value {value!r})"
+            )
+        await asyncio.sleep(interval)
+
+
+async def subscription_backlog(settings: Settings, pull_timeout: float = 2.0) -> int:
+    """How many messages the subscription would deliver now (0 when drained).
+
+    Pulls until a pull comes back empty, then hands everything back (deadline 0) so other
+    consumers see it again. Messages leased by another consumer are not counted.
+    """
+    seen: set[str] = set()
+    ack_ids: list[str] = []
+    async with subscriber_client(settings) as client:
+        try:
+            while True:
+                try:
+                    response = await client.pull(
+                        subscription=settings.subscription_path,
+                        max_messages=1000,
+                        timeout=pull_timeout,
+                        retry=None,
+                    )
+                except gexc.DeadlineExceeded:
+                    break
+                received = response.received_messages
+                ack_ids.extend(rm.ack_id for rm in received)
+                fresh = {rm.message.message_id for rm in received} - seen
+                if not fresh:
+                    break
+                seen |= fresh
+        finally:
+            for start in range(0, len(ack_ids), 1000):
+                await client.modify_ack_deadline(
+                    subscription=settings.subscription_path,
+                    ack_ids=ack_ids[start : start + 1000],
+                    ack_deadline_seconds=0,
+                )
+    return len(seen)

@@ -1,0 +1,1070 @@
+"""Fault injection: `lms mon` stores every published log exactly once, whatever breaks.
+
+Every scenario runs real `lms mon` subprocesses (tests/lms_process.py) against the real
+emulator and MariaDB, breaks something (SIGKILL, SIGSTOP, SIGTERM, TCP proxies that cut,
+blackhole or slow down the database or Pub/Sub: tests/proxy.py), lets the monitor recover,
+and ends with the same full check (`Scenario.verify`):
+
+* per (service, severity): published == COUNT(*) of service_logs == SUM(count) of
+  service_severity; and per message id, the stored service and severity are the published ones;
+* every invalid message published is in rejected_messages, once, with the reason the parser
+  gives, its original size and (the first MiB of) its exact bytes;
+* no message id is stored twice, nothing is stored that was not published;
+* the subscription is drained (tests.helpers.subscription_backlog), after the monitors stopped
+  with SIGTERM and exit code 0.
+
+Each scenario has a `fast` variant in the default suite and a `full` one (the sizes of issue 4:
+50,000 messages and 5+ SIGKILLs, 20 s outages, a 100,000-message backlog) marked `slow`, run
+by `make faults` (`pytest -m slow`). Each run merges a summary per scenario into
+.run/faults.json (LMS_FAULTS_SUMMARY overrides the path); docs/reliability.md copies it.
+
+The subscription is created with ACK_DEADLINE=10 (the minimum), so messages held by a killed
+process come back after 10 s, which keeps the scenarios short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiomysql
+import pytest
+
+from lms.model import LogRecord, parse_message
+from lms.settings import Settings
+from lms.storage import MAX_REJECTED_DATA, MIGRATIONS_DIR, connect_kwargs
+from tests.helpers import (
+    SettingsFactory,
+    db_query,
+    ensure_resources,
+    publish,
+    subscription_backlog,
+    wait_until,
+)
+from tests.lms_process import (  # noqa: F401  (lms_mon_fixture: the `lms_mon` fixture)
+    LmsFactory,
+    LmsProcess,
+    MetricsSampler,
+    RssSampler,
+    free_port,
+    lms_mon_fixture,
+)
+from tests.poison import CATALOGUE, catalogue_messages, hypothesis_messages, valid_log
+from tests.proxy import ProxyFactory, TcpProxy
+
+pytestmark = pytest.mark.integration
+
+ACK_DEADLINE = 10
+# How the monitor's log lines begin (structlog `event`), for the checks that read them.
+DB_WRITE_FAILED = "database write failed"
+PULL_FAILED = "pull failed"
+ACK_FAILED = "ack failed"
+LEASE_FAILED = "lease extension failed"
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARY_PATH = Path(os.environ.get("LMS_FAULTS_SUMMARY", ROOT / ".run" / "faults.json"))
+
+VARIANTS = [
+    pytest.param("fast", id="fast"),
+    pytest.param("full", id="full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)]),
+]
+
+
+def sizes(variant: str, fast: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    return fast if variant == "fast" else full
+
+
+# --- what was published -----------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """Every message the test published, by message id, with the outcome it must have."""
+
+    valid: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """message id -> (service_name, severity) it must be stored with."""
+    invalid: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    """message id -> (reason, size, md5 of the first MiB) it must be rejected with."""
+
+    @property
+    def published(self) -> int:
+        return len(self.valid) + len(self.invalid)
+
+    async def publish(
+        self,
+        settings: Settings,
+        bodies: list[bytes],
+        expect: list[str | None] | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        """Publish, and note what each message must become (what `parse_message` decides).
+
+        `expect`, when given, is what the test author says it must be ("valid" or a reason);
+        a disagreement with the parser fails here, before any fault is injected. None in
+        `expect` (e.g. for hypothesis' inventions) leaves the verdict to the parser.
+        """
+        ids = await publish(settings, bodies, attributes)
+        for index, (message_id, body) in enumerate(zip(ids, bodies, strict=True)):
+            outcome = parse_message(body)
+            if isinstance(outcome, LogRecord):
+                verdict = "valid"
+                self.valid[message_id] = (outcome.service_name, outcome.severity)
+            else:
+                verdict = outcome.reason.value
+                digest = hashlib.md5(body[:MAX_REJECTED_DATA]).hexdigest()
+                self.invalid[message_id] = (verdict, len(body), digest)
+            if expect is not None and expect[index] is not None:
+                assert verdict == expect[index], (body[:200], verdict, expect[index])
+
+
+class SteadyPublisher:
+    """Publishes `bodies` at `rate` messages/s in the background; can pause between chunks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        bodies: list[bytes],
+        rate: float,
+        chunk: int = 100,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.bodies = bodies
+        self.rate = rate
+        self.chunk = chunk
+        self.sent = 0
+        self._running = asyncio.Event()
+        self._running.set()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> SteadyPublisher:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        paused_for = 0.0
+        while self.sent < len(self.bodies):
+            if not self._running.is_set():
+                self._idle.set()
+                paused_at = time.monotonic()
+                await self._running.wait()
+                paused_for += time.monotonic() - paused_at
+                self._idle.clear()
+            delay = started + paused_for + self.sent / self.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            chunk = self.bodies[self.sent : self.sent + self.chunk]
+            await self.ledger.publish(self.settings, chunk)
+            self.sent += len(chunk)
+        self._idle.set()
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def pause(self) -> None:
+        """Return once no publish is in flight (and none starts until `resume`)."""
+        self._running.clear()
+        assert self._task is not None
+        waiter = asyncio.ensure_future(self._idle.wait())
+        await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._task.done():
+            self._task.result()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    async def wait(self) -> None:
+        assert self._task is not None
+        self.resume()
+        await self._task
+
+
+# --- one scenario run -----------------------------------------------------------------------
+
+
+class Scenario:
+    """The monitors, the ledger and the faults of one test, and the final check."""
+
+    def __init__(
+        self,
+        name: str,
+        variant: str,
+        settings: SettingsFactory,
+        lms_mon: LmsFactory,
+        **overrides: Any,
+    ) -> None:
+        self.name = name
+        self.variant = variant
+        self._settings = settings
+        self._lms_mon = lms_mon
+        self.overrides = {"ack_deadline": ACK_DEADLINE, **overrides}
+        self.base = settings(**self.overrides)
+        self.ledger = Ledger()
+        self.processes: list[LmsProcess] = []
+        self.faults: list[str] = []
+        self.last_fault = 0.0
+        self.started = time.monotonic()
+        self.notes: dict[str, Any] = {}
+
+    def settings(self, **overrides: Any) -> Settings:
+        return self._settings(**{**self.overrides, **overrides})
+
+    async def setup(self) -> None:
+        await ensure_resources(self.base)
+
+    def mon(self, name: str = "mon", **overrides: Any) -> LmsProcess:
+        process = self._lms_mon(self.settings(**overrides), name=name)
+        self.processes.append(process)
+        return process
+
+    def fault(self, what: str) -> None:
+        self.faults.append(f"{time.monotonic() - self.started:.1f}s {what}")
+        self.last_fault = time.monotonic()
+
+    async def handled(self) -> int:
+        """Messages stored or rejected so far."""
+        ((count,),) = await db_query(
+            self.base,
+            "SELECT (SELECT COUNT(*) FROM service_logs) + (SELECT COUNT(*) FROM rejected_messages)",
+        )
+        return int(count)
+
+    async def wait_handled(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until every published message is stored or rejected (monitors still running)."""
+
+        async def done() -> bool:
+            for process in self.processes:
+                if process.returncode not in (None, 0, -9):
+                    raise AssertionError(f"{process.name} crashed\n{process.tail()}")
+            return await self.handled() >= self.ledger.published
+
+        try:
+            await wait_until(done, timeout=timeout, interval=0.5, message="every message handled")
+        except AssertionError:
+            tails = "\n".join(p.tail(15) for p in self.processes)
+            raise AssertionError(
+                f"{await self.handled()} of {self.ledger.published} handled\n{tails}"
+            ) from None
+
+    async def settle_and_stop(self) -> None:
+        """Let redeliveries of what killed monitors held arrive and be ignored, then SIGTERM.
+
+        A message leased to a killed (or stopped) monitor comes back only when its lease
+        expires, ACK_DEADLINE after its last extension: wait that long after the last fault,
+        then until the live monitors have pulled nothing for 2 s.
+        """
+        await asyncio.sleep(max(0.0, self.last_fault + ACK_DEADLINE + 3 - time.monotonic()))
+        live = [p for p in self.processes if p.alive]
+        while True:
+            before = sum(p.received for p in live)
+            await asyncio.sleep(2)
+            if sum(p.received for p in live) == before:
+                break
+        for process in live:
+            started = time.monotonic()
+            code = await process.stop(timeout=60)
+            assert code == 0, process.tail()
+            self.notes.setdefault("sigterm_exit_seconds", []).append(
+                round(time.monotonic() - started, 2)
+            )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [event for p in self.processes for event in p.events(name)]
+
+    def matching(self, prefix: str) -> list[dict[str, Any]]:
+        return [event for p in self.processes for event in p.matching(prefix)]
+
+    async def verify(self, **extra: Any) -> dict[str, Any]:
+        """The full check; records the summary (to .run/faults.json) before asserting."""
+        s = self.base
+        logs = await db_query(s, "SELECT message_id, service_name, severity FROM service_logs")
+        logs_by_key = await db_query(
+            s,
+            "SELECT service_name, severity, COUNT(*) FROM service_logs"
+            " GROUP BY service_name, severity",
+        )
+        counts_by_key = await db_query(
+            s,
+            "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+            " GROUP BY service_name, severity",
+        )
+        rejected = await db_query(
+            s, "SELECT message_id, reason, detail, data_size, MD5(data) FROM rejected_messages"
+        )
+        backlog = await subscription_backlog(s)
+
+        valid, invalid = self.ledger.valid, self.ledger.invalid
+        stored = Counter(row[0] for row in logs)
+        lost_valid = [mid for mid in valid if mid not in stored]
+        unexpected = [mid for mid in stored if mid not in valid]
+        mismatched = [
+            (mid, (svc, sev), valid[mid])
+            for mid, svc, sev in logs
+            if mid in valid and valid[mid] != (svc, sev)
+        ]
+        duplicate_rows = sum(count - 1 for count in stored.values())
+
+        # Per (service, severity) in the database's own grouping: VARCHAR comparison ignores
+        # trailing spaces (PAD SPACE), so group the published side the same way.
+        def key(service: str, severity: str) -> tuple[str, str]:
+            return service.rstrip(" "), str(severity)
+
+        published_by = Counter(key(svc, sev) for svc, sev in valid.values())
+        stored_by: Counter[tuple[str, str]] = Counter()
+        for svc, sev, count in logs_by_key:
+            stored_by[key(svc, sev)] += int(count)
+        counted_by: Counter[tuple[str, str]] = Counter()
+        for svc, sev, count in counts_by_key:
+            counted_by[key(svc, sev)] += int(count)
+        pairs = set(published_by) | set(stored_by) | set(counted_by)
+        pair_mismatches = sorted(
+            (k, published_by[k], stored_by[k], counted_by[k])
+            for k in pairs
+            if not published_by[k] == stored_by[k] == counted_by[k]
+        )
+        overcounted = sum(max(0, counted_by[k] - stored_by[k]) for k in pairs)
+
+        rejected_ids = Counter(row[0] for row in rejected)
+        lost_invalid = [mid for mid in invalid if mid not in rejected_ids]
+        unexpected_rejected = [mid for mid in rejected_ids if mid not in invalid]
+        duplicate_rejected = sum(count - 1 for count in rejected_ids.values())
+        wrong_rejection = [
+            (mid, reason, detail, size, invalid[mid])
+            for mid, reason, detail, size, digest in rejected
+            if mid in invalid and ((reason, int(size), digest) != invalid[mid] or not detail)
+        ]
+
+        batches = self.events("batch committed")
+        summary: dict[str, Any] = {
+            "scenario": self.name,
+            "variant": self.variant,
+            "published": self.ledger.published,
+            "published_valid": len(valid),
+            "published_invalid": len(invalid),
+            "stored": len(stored) - len(unexpected),
+            "rejected": len(rejected_ids) - len(unexpected_rejected),
+            "lost": len(lost_valid) + len(lost_invalid),
+            "duplicated": duplicate_rows + duplicate_rejected + overcounted,
+            "unexpected": len(unexpected) + len(unexpected_rejected),
+            "backlog_after": backlog,
+            "pairs": len(pairs),
+            "pair_mismatches": len(pair_mismatches),
+            "batches": len(batches),
+            "redeliveries_ignored": sum(int(b["duplicates"]) for b in batches),
+            "db_write_failures": len(self.matching(DB_WRITE_FAILED)),
+            "processes_started": sum(p.generation for p in self.processes),
+            "faults": self.faults,
+            "seconds": round(time.monotonic() - self.started, 1),
+            "finished_at": datetime.now().isoformat(timespec="seconds"),
+            **self.notes,
+            **extra,
+        }
+        record_summary(summary)
+        print(json.dumps(summary, indent=1, ensure_ascii=False))
+
+        assert not lost_valid, f"{len(lost_valid)} valid logs lost, e.g. {lost_valid[:5]}"
+        assert not lost_invalid, f"{len(lost_invalid)} invalid ones lost: {lost_invalid[:5]}"
+        assert not unexpected, f"stored but not published as valid: {unexpected[:5]}"
+        assert not unexpected_rejected, f"rejected but valid: {unexpected_rejected[:5]}"
+        assert not mismatched, mismatched[:5]
+        assert duplicate_rows == duplicate_rejected == 0
+        assert not pair_mismatches, f"(pair, published, stored, counted): {pair_mismatches[:5]}"
+        assert not wrong_rejection, wrong_rejection[:3]
+        assert backlog == 0, f"{backlog} messages left in the subscription"
+        return summary
+
+
+def record_summary(summary: dict[str, Any]) -> None:
+    """Merge this scenario's summary into the JSON file the docs table is made from."""
+    SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        everything = json.loads(SUMMARY_PATH.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        everything = {}
+    everything[f"{summary['scenario']}[{summary['variant']}]"] = summary
+    SUMMARY_PATH.write_text(
+        json.dumps(everything, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+
+
+def valid_logs(seed: int, count: int, start: int = 0) -> list[bytes]:
+    rng = random.Random(seed)
+    return [valid_log(rng, start + index) for index in range(count)]
+
+
+def event_time(event: dict[str, Any]) -> float:
+    """Unix time of a log line (structlog's ISO timestamp, UTC)."""
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def first_after(events: list[dict[str, Any]], moment: float) -> float | None:
+    """Seconds from `moment` (Unix time) to the first event after it."""
+    times = sorted(event_time(e) for e in events if event_time(e) > moment)
+    return round(times[0] - moment, 2) if times else None
+
+
+async def mysql_proxy(tcp_proxy: ProxyFactory, settings: Settings) -> TcpProxy:
+    return await tcp_proxy(settings.mysql_host, settings.mysql_port)
+
+
+async def pubsub_proxy(tcp_proxy: ProxyFactory, settings: Settings) -> TcpProxy:
+    assert settings.pubsub_emulator_host
+    host, port = settings.pubsub_emulator_host.rsplit(":", 1)
+    return await tcp_proxy(host, int(port))
+
+
+class TransactionWatch:
+    """Sees, from the database, whether a monitor's write transaction is open or committed.
+
+    Rows a transaction inserted are visible at READ UNCOMMITTED before COMMIT and at READ
+    COMMITTED after it, so comparing MAX(id) at both levels tells the two moments apart.
+    (information_schema.innodb_trx would be simpler, but InnoDB refreshes it only every
+    100 ms, longer than a transaction of a small batch.)
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._dirty: aiomysql.Connection | None = None
+        self._clean: aiomysql.Connection | None = None
+
+    async def __aenter__(self) -> TransactionWatch:
+        kwargs = {**connect_kwargs(self.settings, self.settings.mysql_database)}
+        self._dirty = await aiomysql.connect(**{**kwargs, "autocommit": True})
+        self._clean = await aiomysql.connect(**{**kwargs, "autocommit": True})
+        for conn, level in ((self._dirty, "READ UNCOMMITTED"), (self._clean, "READ COMMITTED")):
+            async with conn.cursor() as cur:
+                await cur.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for conn in (self._dirty, self._clean):
+            if conn is not None:
+                conn.close()
+
+    @staticmethod
+    async def _max_id(conn: aiomysql.Connection | None) -> int:
+        assert conn is not None
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT COALESCE(MAX(id), 0) FROM service_logs")
+            ((value,),) = await cur.fetchall()
+        return int(value)
+
+    async def state(self) -> tuple[int, int]:
+        """(largest id inserted, largest id committed): dirty first, so a commit between the
+        two reads shows as committed, never as a transaction that is not there."""
+        dirty = await self._max_id(self._dirty)
+        return dirty, await self._max_id(self._clean)
+
+    async def in_transaction(self, timeout: float) -> int | None:  # noqa: ASYNC109
+        """Wait until rows are inserted but not committed; the largest such id, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dirty, clean = await self.state()
+            if dirty > clean:
+                return dirty
+            await asyncio.sleep(0.001)
+        return None
+
+    async def committed(self, row_id: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until the row `row_id` is committed (or gone: rolled back)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dirty, clean = await self.state()
+            if clean >= row_id or dirty < row_id:
+                return clean >= row_id
+            await asyncio.sleep(0.001)
+        return False
+
+
+# --- 1. SIGKILL at random moments -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_sigkill_at_random_moments(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """SIGKILL `lms mon` repeatedly while it works (at random, inside a write transaction,
+    and just after a commit, before the ack), restarting it each time."""
+    size = sizes(
+        variant,
+        fast={"messages": 5_000, "rate": 150, "kills": 5, "batchsize": 200},
+        full={"messages": 50_000, "rate": 400, "kills": 10, "batchsize": 500},
+    )
+    run = Scenario("1 SIGKILL x N", variant, settings, lms_mon)
+    await run.setup()
+    # A little latency on both links widens the windows the kills aim at (inside the
+    # transaction; between COMMIT and the ack reaching Pub/Sub).
+    db = await mysql_proxy(tcp_proxy, run.base)
+    db.latency = 0.01
+    ps = await pubsub_proxy(tcp_proxy, run.base)
+    ps.latency = 0.03
+    overrides = {
+        "mysql_port": db.port,
+        "pubsub_emulator_host": f"127.0.0.1:{ps.port}",
+        "batchsize": size["batchsize"],
+        "max_outstanding": 2 * size["batchsize"],
+        "flushinterval": 1,
+    }
+    mon = run.mon(**overrides)
+    await mon.wait_started()
+    publisher = SteadyPublisher(
+        run.base, run.ledger, valid_logs(1, size["messages"]), size["rate"]
+    ).start()
+    rng = random.Random(1)
+    # Spread the kills over the publishing time (each restart costs about a second).
+    period = size["messages"] / size["rate"] / size["kills"]
+    modes = ["random", "in transaction", "after commit"]
+    kills: Counter[str] = Counter()
+    async with TransactionWatch(run.base) as watch:
+        for index in range(size["kills"]):
+            mode = modes[index % len(modes)]
+            with contextlib.suppress(AssertionError):  # none if nothing is left to do
+                await mon.wait_for(
+                    "batch committed", count=mon.count("batch committed") + 1, timeout=5
+                )
+            await asyncio.sleep(rng.uniform(0.0, 0.6) * period)
+            hit = True
+            if mode == "in transaction":
+                hit = await watch.in_transaction(timeout=5) is not None
+            elif mode == "after commit":
+                row = await watch.in_transaction(timeout=5)
+                hit = row is not None and await watch.committed(row, timeout=5)
+            mon.sigkill()
+            assert await mon.wait(10) == -9
+            label = mode if hit else "random"
+            run.fault(f"SIGKILL {label}")
+            kills[label] += 1
+            await asyncio.sleep(rng.uniform(0, 0.5))
+            mon.start()
+            await mon.wait_started()
+    await publisher.wait()
+    await run.wait_handled(timeout=120)
+    await run.settle_and_stop()
+    await run.verify(kills=dict(kills))
+    assert sum(kills.values()) >= 5
+    assert kills["in transaction"] >= 1
+
+
+async def test_sigkill_during_startup_migration(
+    settings: SettingsFactory, lms_mon: LmsFactory
+) -> None:
+    """SIGKILL `lms mon` while its first start-up migrates the schema, between two DDL
+    statements of one migration file (DDL commits statement by statement), then at a random
+    moment of the next start-up: the restarted monitor completes the schema and works."""
+    run = Scenario("1b SIGKILL during migration", "fast", settings, lms_mon)
+    await run.setup()
+    await run.ledger.publish(run.base, valid_logs(11, 2_000))
+    s = run.base
+    kwargs = {**connect_kwargs(s, None), "autocommit": True}
+    conn = await aiomysql.connect(**kwargs)
+    try:
+
+        async def scalar(sql: str) -> int:
+            async with conn.cursor() as cur:
+                await cur.execute(sql, (s.mysql_database,))
+                ((value,),) = await cur.fetchall()
+            return int(value)
+
+        # The first statement of 002 adds resource_id; the version is recorded after the last.
+        column = (
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = 'service_logs' AND column_name = 'resource_id'"
+        )
+        recorded = (
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name = 'schema_migrations'"
+        )
+        mon = run.mon(batchsize=500, flushinterval=0.5)
+        deadline = time.monotonic() + 60
+        while not await scalar(column):
+            assert time.monotonic() < deadline and mon.alive, mon.tail()
+            await asyncio.sleep(0.001)
+        mon.sigkill()
+        await mon.wait(10)
+        run.fault("SIGKILL after the first DDL statement of a migration")
+        async with conn.cursor() as cur:
+            await cur.execute(f"SELECT version FROM `{s.mysql_database}`.schema_migrations")
+            versions_at_kill = sorted(row[0] for row in await cur.fetchall())
+        assert await scalar(recorded)
+
+        mon.start()
+        await asyncio.sleep(random.Random(11).uniform(0.2, 1.5))
+        if mon.alive and not mon.events("monitor started"):
+            mon.sigkill()
+            await mon.wait(10)
+            run.fault("SIGKILL during the next start-up")
+            mon.start()
+        await mon.wait_for("monitor started", timeout=60)
+    finally:
+        conn.close()
+    await run.wait_handled(timeout=60)
+    await run.settle_and_stop()
+    versions = sorted(row[0] for row in await db_query(s, "SELECT version FROM schema_migrations"))
+    migrations = sorted(path.name for path in MIGRATIONS_DIR.glob("*.sql"))
+    skipped = mon.matching("migration statement already applied")
+    await run.verify(
+        versions_at_kill=versions_at_kill,
+        interrupted_migration=versions_at_kill != migrations,
+        statements_skipped_on_restart=len(skipped),
+    )
+    assert versions == migrations
+
+
+# --- 2. The database cut, then blackholed ------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_database_cut_and_blackholed(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """The DB connection is cut (refused, open ones reset), later blackholed (a hung query
+    must time out after DB_TIMEOUT, roll back and be retried, not hang)."""
+    size = sizes(
+        variant,
+        fast={"outage": 5, "db_timeout": 2},
+        full={"outage": 20, "db_timeout": 5},
+    )
+    outage = size["outage"]
+    run = Scenario("2 DB cut + blackhole", variant, settings, lms_mon)
+    await run.setup()
+    db = await mysql_proxy(tcp_proxy, run.base)
+    mon = run.mon(
+        mysql_port=db.port,
+        db_timeout=size["db_timeout"],
+        batchsize=500,
+        max_outstanding=1000,
+        flushinterval=0.5,
+    )
+    await mon.wait_started()
+    rate = 150
+    publisher = SteadyPublisher(
+        run.base, run.ledger, valid_logs(2, int(rate * (2 * outage + 14))), rate
+    ).start()
+    await asyncio.sleep(4)
+
+    failures_before = len(mon.matching(DB_WRITE_FAILED))
+    run.fault("DB cut")
+    await db.cut(reset=True)
+    await asyncio.sleep(outage)
+    cut_failures = mon.matching(DB_WRITE_FAILED)[failures_before:]
+    restored_cut = time.time()
+    await db.restore()
+    run.fault("DB restored")
+    assert cut_failures, "no failed write logged while the database was cut"
+    await mon.wait_for("batch committed", where=lambda e: event_time(e) > restored_cut, timeout=60)
+
+    await asyncio.sleep(4)
+    failures_before = len(mon.matching(DB_WRITE_FAILED))
+    run.fault("DB blackholed")
+    await db.blackhole()
+    await asyncio.sleep(outage)
+    hole_failures = mon.matching(DB_WRITE_FAILED)[failures_before:]
+    restored_hole = time.time()
+    await db.restore()
+    run.fault("DB restored")
+    assert any("timed out" in e["error"] for e in hole_failures), (
+        f"no write timed out while the database was blackholed: {hole_failures}"
+    )
+    await mon.wait_for("batch committed", where=lambda e: event_time(e) > restored_hole, timeout=60)
+    assert mon.generation == 1 and mon.alive, mon.tail()
+
+    await publisher.wait()
+    await run.wait_handled(timeout=120)
+    await run.settle_and_stop()
+    commits = mon.events("batch committed")
+    await run.verify(
+        outage_seconds=outage,
+        failed_writes_during_cut=len(cut_failures),
+        timeouts_during_blackhole=sum("timed out" in e["error"] for e in hole_failures),
+        first_commit_after_cut_s=first_after(commits, restored_cut),
+        first_commit_after_blackhole_s=first_after(commits, restored_hole),
+    )
+
+
+async def test_database_blackholed_at_startup(
+    settings: SettingsFactory, lms_mon: LmsFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """A database that accepts connections and never answers at start-up is waited for, with
+    "database not reachable" logs, not hung on silently; once it answers, nothing is lost."""
+    run = Scenario("2b DB blackholed at start-up", "fast", settings, lms_mon)
+    await run.setup()
+    db = await mysql_proxy(tcp_proxy, run.base)
+    await db.blackhole()
+    run.fault("DB blackholed")
+    mon = run.mon(mysql_port=db.port, db_timeout=2, batchsize=500, flushinterval=0.5)
+    await run.ledger.publish(run.base, valid_logs(22, 1_000))
+    waiting = await mon.wait_for("database not reachable, waiting", count=2, timeout=30)
+    assert not mon.events("monitor started")
+    await db.restore()
+    run.fault("DB restored")
+    await mon.wait_started(timeout=30)
+    await run.wait_handled(timeout=60)
+    await run.settle_and_stop()
+    await run.verify(waiting_logs=len(waiting), waiting_error=waiting[0].get("error"))
+
+
+# --- 3. The Pub/Sub connection cut --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_pubsub_cut_and_blackholed(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """The Pub/Sub connection is cut (refused, open ones reset) mid-run, later blackholed
+    (nothing answers); the subscriber retries and reconnects by itself, and acks or lease
+    extensions that failed meanwhile only cause redeliveries, which are ignored."""
+    outage = sizes(variant, fast={"outage": 5}, full={"outage": 20})["outage"]
+    run = Scenario("3 Pub/Sub cut + blackhole", variant, settings, lms_mon)
+    await run.setup()
+    ps = await pubsub_proxy(tcp_proxy, run.base)
+    # FLUSHINTERVAL 4 s: when the link breaks, the monitor holds messages, so it must commit
+    # them and fail to ack them, and fail to extend their leases, while broken.
+    mon = run.mon(
+        pubsub_emulator_host=f"127.0.0.1:{ps.port}",
+        batchsize=2000,
+        max_outstanding=4000,
+        flushinterval=4,
+    )
+    await mon.wait_started()
+    rate = 150
+    publisher = SteadyPublisher(
+        run.base, run.ledger, valid_logs(3, int(rate * (2 * outage + 30))), rate
+    ).start()
+    recovery: dict[str, float | None] = {}
+    for fault in ("cut", "blackhole"):
+        await asyncio.sleep(4)
+        run.fault(f"Pub/Sub {fault}")
+        if fault == "cut":
+            await ps.cut(reset=True)
+        else:
+            await ps.blackhole()
+        await asyncio.sleep(outage)
+        restored = time.time()
+        await ps.restore()
+        run.fault("Pub/Sub restored")
+        await mon.wait_for("pulled", where=lambda e, t=restored: event_time(e) > t, timeout=90)
+        recovery[fault] = first_after(mon.events("pulled"), restored)
+    assert mon.generation == 1 and mon.alive, mon.tail()
+    failed_pulls = len(mon.matching(PULL_FAILED))
+    assert failed_pulls, "no failed pull logged while Pub/Sub was cut"
+
+    await publisher.wait()
+    await run.wait_handled(timeout=120)
+    await run.settle_and_stop()
+    await run.verify(
+        outage_seconds=outage,
+        failed_pulls=failed_pulls,
+        failed_acks=len(mon.matching(ACK_FAILED)),
+        failed_lease_extensions=len(mon.matching(LEASE_FAILED)),
+        first_pull_after_cut_s=recovery["cut"],
+        first_pull_after_blackhole_s=recovery["blackhole"],
+    )
+
+
+# --- 4. Two replicas, leases longer than the ack deadline, forced redeliveries ----------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_two_replicas_with_lease_extension_and_redeliveries(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory
+) -> None:
+    """Two monitors share one subscription. FLUSHINTERVAL (15 s) > ack deadline (10 s), so
+    messages are held past the deadline and only lease extension keeps them from being
+    redelivered. Then forced redeliveries: one monitor is frozen (SIGSTOP) past the deadline
+    so the other gets its messages while it still holds them (both write them: the second
+    write must be ignored), later the other is SIGKILLed and restarted."""
+    size = sizes(
+        variant,
+        fast={"first": 2_000, "messages": 3_000, "rate": 100},
+        full={"first": 5_000, "messages": 20_000, "rate": 200},
+    )
+    run = Scenario("4 two replicas", variant, settings, lms_mon, batchsize=50_000, flushinterval=15)
+    await run.setup()
+    a, b = run.mon("a"), run.mon("b")
+    await a.wait_started()
+    await b.wait_started()
+
+    # Phase 1: a block of messages is held for FLUSHINTERVAL (15 s), past the 10 s deadline.
+    await run.ledger.publish(run.base, valid_logs(4, size["first"]))
+    pulled = time.monotonic()
+    await wait_until(lambda: a.received + b.received >= size["first"], timeout=30)
+    await asyncio.sleep(max(0.0, pulled + ACK_DEADLINE + 2 - time.monotonic()))
+    assert await run.handled() == 0, "flushed before FLUSHINTERVAL"
+    # Held > 12 s: without lease extension the emulator would hand them out again now.
+    held_past_deadline = await subscription_backlog(run.base)
+    assert held_past_deadline == 0, f"{held_past_deadline} messages redelivered while held"
+    await run.wait_handled(timeout=30)
+    phase1_duplicates = a.duplicates + b.duplicates
+    assert phase1_duplicates == 0
+    assert a.received + b.received == size["first"]  # nothing was delivered twice
+
+    # Phase 2: steady traffic with forced redeliveries.
+    publisher = SteadyPublisher(
+        run.base, run.ledger, valid_logs(5, size["messages"], start=size["first"]), size["rate"]
+    ).start()
+    phase = size["messages"] / size["rate"]
+    await asyncio.sleep(phase * 0.2)
+    a_held = a.received - a.committed
+    a.sigstop()
+    run.fault(f"SIGSTOP a holding {a_held} (their leases expire, b gets them)")
+    await asyncio.sleep(ACK_DEADLINE + 5)
+    a.sigcont()
+    run.fault("SIGCONT a (it writes what b already holds or stored)")
+    await asyncio.sleep(phase * 0.2)
+    b.sigkill()
+    assert await b.wait(10) == -9
+    run.fault("SIGKILL b")
+    b.start()
+    await b.wait_started()
+    await publisher.wait()
+    await run.wait_handled(timeout=120)
+    await run.settle_and_stop()
+    summary = await run.verify(
+        held_past_deadline_redelivered=held_past_deadline,
+        phase1_duplicates=phase1_duplicates,
+        a_held_when_stopped=a_held,
+        received_by={"a": a.received, "b": b.received},
+        committed_by={"a": a.committed, "b": b.committed},
+    )
+    if a_held:  # a and b both wrote those messages: one of the writes was ignored
+        assert summary["redeliveries_ignored"] > 0
+
+
+# --- 5. Poison flood ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_poison_flood(variant: str, settings: SettingsFactory, lms_mon: LmsFactory) -> None:
+    """10% of the messages are invalid in every way in tests/poison.py plus hypothesis'
+    inventions, some about 1 MB; `lms mon` never crashes or stalls, every message is stored
+    or rejected with its reason and its original bytes."""
+    size = sizes(
+        variant,
+        fast={"messages": 5_000, "hypothesis": 150, "big": 5, "batchsize": 500},
+        full={"messages": 50_000, "hypothesis": 1_000, "big": 16, "batchsize": 1000},
+    )
+    run = Scenario(
+        "5 poison flood",
+        variant,
+        settings,
+        lms_mon,
+        batchsize=size["batchsize"],
+        max_outstanding=2 * size["batchsize"],
+        flushinterval=1,
+    )
+    await run.setup()
+    rng = random.Random(5)
+    # At least 10% invalid: hypothesis' inventions (the parser decides; most are invalid)
+    # topped up from the catalogue of invalid kinds, a few of them about 1 MB. Plus each
+    # valid edge case of the catalogue (one of them 1 MB) and ordinary valid logs.
+    invented = hypothesis_messages(size["hypothesis"])
+    invented_invalid = sum(not isinstance(parse_message(body), LogRecord) for body in invented)
+    poison = catalogue_messages(
+        rng, size["messages"] // 10 - invented_invalid - size["big"], big=size["big"]
+    )
+    edge = catalogue_messages(rng, len(CATALOGUE), big=1, valid=True)
+    ordinary = size["messages"] - len(poison) - len(invented) - len(edge)
+    messages: list[tuple[bytes, str | None]] = [
+        *poison,
+        *edge,
+        *((body, None) for body in invented),
+        *((body, "valid") for body in valid_logs(5, ordinary)),
+    ]
+    rng.shuffle(messages)
+
+    mon = run.mon()
+    await mon.wait_started()
+    for start in range(0, len(messages), 2000):
+        chunk = messages[start : start + 2000]
+        await run.ledger.publish(run.base, [b for b, _e in chunk], [e for _b, e in chunk])
+    # An empty body (with an attribute, or Pub/Sub would refuse it) is poison too.
+    await run.ledger.publish(run.base, [b""], ["invalid_json"], attributes={"kind": "empty"})
+    await run.wait_handled(timeout=180)
+    assert mon.generation == 1 and mon.alive, mon.tail()
+    await run.settle_and_stop()
+    reasons = await db_query(
+        run.base, "SELECT reason, COUNT(*) FROM rejected_messages GROUP BY reason"
+    )
+    summary = await run.verify(
+        catalogue_kinds=len(CATALOGUE),
+        hypothesis_messages=len(invented),
+        hypothesis_invalid=invented_invalid,
+        big_messages=sum(len(body) > 1_000_000 for body, _ in messages),
+        rejected_by_reason={reason: int(count) for reason, count in reasons},
+    )
+    assert summary["db_write_failures"] == 0, "a message broke a database write"
+    assert summary["published_invalid"] * 10 >= summary["published"]
+
+
+# --- 6. Slow database under a big backlog ------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_slow_database_big_backlog_bounded(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """2 s added to every database round trip under a large backlog: outstanding messages
+    never exceed MAX_OUTSTANDING (seen three ways: the monitor's "pulled" lines, the order of
+    its log lines, its /metrics gauge) and the resident memory of `lms mon` stays bounded."""
+    size = sizes(
+        variant,
+        fast={"backlog": 10_000, "batchsize": 500, "slow_for": 30},
+        full={"backlog": 100_000, "batchsize": 1_000, "slow_for": 150},
+    )
+    limit = 2 * size["batchsize"]
+    rss_limit = 300 << 20
+    run = Scenario(
+        "6 slow DB, big backlog",
+        variant,
+        settings,
+        lms_mon,
+        batchsize=size["batchsize"],
+        max_outstanding=limit,
+        flushinterval=1,
+    )
+    await run.setup()
+    for start in range(0, size["backlog"], 20_000):
+        count = min(20_000, size["backlog"] - start)
+        await run.ledger.publish(run.base, valid_logs(6 + start, count, start=start))
+    db = await mysql_proxy(tcp_proxy, run.base)
+    port = free_port()
+    mon = run.mon(mysql_port=db.port, metrics_port=port)
+    sampler = RssSampler(mon).start()
+    gauge = MetricsSampler(port, "lms_outstanding_messages").start()
+    try:
+        await mon.wait_started()
+        db.latency = 1.0  # each way: +2 s per round trip
+        run.fault("DB latency +2 s per round trip")
+        slow_started = time.monotonic()
+        await asyncio.sleep(size["slow_for"])
+        handled_slow = await run.handled()
+        rss_slow = sampler.max
+        db.latency = 0.0
+        run.fault("DB latency removed")
+        await run.wait_handled(timeout=300)
+        slow_seconds = time.monotonic() - slow_started
+    finally:
+        await sampler.stop()
+        await gauge.stop()
+
+    # Outstanding as the monitor reports it, and as the log order proves it independently:
+    # before each pull line, (messages pulled so far) - (messages in batches committed, and
+    # so acked, so far) can only overestimate what is held.
+    independent = 0
+    pulled = committed = 0
+    for event in mon.events():
+        if event.get("event") == "pulled":
+            pulled += int(event["count"])
+            independent = max(independent, pulled - committed)
+        elif event.get("event") == "batch committed":
+            committed += int(event["size"])
+    await run.settle_and_stop()
+    await run.verify(
+        max_outstanding=limit,
+        max_outstanding_seen=mon.max_outstanding_seen,
+        max_outstanding_from_log_order=independent,
+        max_outstanding_from_metrics=gauge.max,
+        metrics_samples=len(gauge.values),
+        handled_while_slow=handled_slow,
+        slow_seconds=round(slow_seconds, 1),
+        rss_max_mb=round(sampler.max / 2**20, 1),
+        rss_max_while_slow_mb=round(rss_slow / 2**20, 1),
+        rss_samples=len(sampler.samples),
+    )
+    assert 0 < mon.max_outstanding_seen <= limit
+    assert independent <= limit
+    assert gauge.values and gauge.max <= limit
+    assert handled_slow < size["backlog"] / 2, "the database was not slow enough to matter"
+    assert sampler.samples and sampler.max < rss_limit, f"RSS {sampler.max / 2**20:.0f} MB"
+
+
+# --- 7. SIGTERM under load --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_sigterm_under_load(
+    variant: str, settings: SettingsFactory, lms_mon: LmsFactory
+) -> None:
+    """SIGTERM while busy (a backlog plus a steady stream): exit 0 within FLUSHINTERVAL + 10 s,
+    and everything it received is committed and acked: right after exit, the subscription
+    holds exactly the messages not stored (nothing leased, nothing to redeliver)."""
+    size = sizes(
+        variant,
+        fast={"backlog": 20_000, "stream": 3_000, "cycles": 2},
+        full={"backlog": 60_000, "stream": 15_000, "cycles": 5},
+    )
+    flushinterval = 5.0
+    run = Scenario(
+        "7 SIGTERM under load",
+        variant,
+        settings,
+        lms_mon,
+        batchsize=1_000,
+        max_outstanding=3_000,
+        flushinterval=flushinterval,
+    )
+    await run.setup()
+    await run.ledger.publish(run.base, valid_logs(7, size["backlog"]))
+    publisher = SteadyPublisher(
+        run.base,
+        run.ledger,
+        valid_logs(8, size["stream"], start=size["backlog"]),
+        rate=size["stream"] / (size["cycles"] * 6),
+    ).start()
+    rng = random.Random(7)
+    exits: list[float] = []
+    flushed: list[int] = []  # committed between SIGTERM and exit, per cycle
+    for cycle in range(size["cycles"]):
+        mon = run.mon(f"mon-{cycle}", batchsize=1_000)
+        await mon.wait_started()
+        await mon.wait_for("pulled", count=1)
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        signalled = time.monotonic()
+        mon.sigterm()
+        code = await mon.wait(flushinterval + 30)
+        exits.append(round(time.monotonic() - signalled, 2))
+        run.fault(f"SIGTERM {cycle}")
+        await publisher.pause()
+        stored = await run.handled()
+        backlog = await subscription_backlog(run.base)
+        assert code == 0, mon.tail()
+        assert exits[-1] <= flushinterval + 10
+        assert mon.received == mon.committed, (mon.received, mon.committed)
+        assert not mon.errors(), mon.errors()
+        assert backlog == run.ledger.published - stored, (
+            f"after exit: {backlog} in the subscription, {run.ledger.published - stored}"
+            f" published and not stored"
+        )
+        events = mon.events()
+        signalled_at = next(i for i, e in enumerate(events) if e["event"].startswith("signal"))
+        flushed.append(
+            sum(e["size"] for e in events[signalled_at:] if e["event"] == "batch committed")
+        )
+        publisher.resume()
+    await publisher.wait()
+    final = run.mon("mon-final")
+    await final.wait_started()
+    await run.wait_handled(timeout=180)
+    run.last_fault = 0.0  # nothing was leased to a dead process: no deadline to wait for
+    await run.settle_and_stop()
+    await run.verify(
+        sigterm_exit_seconds_under_load=exits,
+        committed_after_sigterm=flushed,
+        flushinterval=flushinterval,
+    )
+    assert any(flushed), "no SIGTERM found messages to flush: not under load"

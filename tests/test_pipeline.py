@@ -1,0 +1,365 @@
+"""The core pipeline of `lms mon` against the real Pub/Sub emulator and MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import aiomysql
+import pymysql
+import pytest
+from prometheus_client import REGISTRY
+
+from lms.model import LogRecord, parse_message
+from lms.monitor import Monitor
+from lms.pubsub import subscriber_client
+from lms.settings import Settings
+from lms.storage import Storage, StoredLog, connect_kwargs
+from tests.helpers import (
+    db_query,
+    ensure_resources,
+    make_log,
+    publish,
+    subscription_backlog,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class Running:
+    """A Monitor running in this event loop, stopped (gracefully) at the end of the test."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(monitor.run(self.stop))
+
+    async def shutdown(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        self.stop.set()
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            raise AssertionError(f"monitor did not stop within {timeout}s")
+
+
+@pytest.fixture
+async def run_monitor() -> AsyncIterator[Callable[[Settings], Running]]:
+    started: list[Running] = []
+
+    def start(settings: Settings) -> Running:
+        running = Running(Monitor(settings))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if not running.task.done():
+            await running.shutdown()
+
+
+async def prepare(settings: Settings) -> None:
+    await Storage(settings).migrate()
+    await ensure_resources(settings)
+
+
+async def count_logs(settings: Settings) -> int:
+    """Rows in service_logs; -1 while the monitor has not created the table yet."""
+    try:
+        return await _count(settings, "service_logs")
+    except pymysql.err.ProgrammingError:
+        return -1
+
+
+async def severity_rows(settings: Settings) -> list[tuple[str, str, int]]:
+    rows = await db_query(
+        settings, "SELECT service_name, severity, `count` FROM service_severity ORDER BY id"
+    )
+    return [(name, str(severity), int(count)) for name, severity, count in rows]
+
+
+async def assert_consistent(settings: Settings, expected: dict[tuple[str, str], int]) -> None:
+    """Per (service, severity): expected == COUNT(*) of service_logs == SUM(count)."""
+    logs = await db_query(
+        settings,
+        "SELECT service_name, severity, COUNT(*) FROM service_logs GROUP BY 1, 2",
+    )
+    sums = await db_query(
+        settings,
+        "SELECT service_name, severity, SUM(`count`) FROM service_severity GROUP BY 1, 2",
+    )
+    assert {(n, str(s)): int(c) for n, s, c in logs} == expected
+    assert {(n, str(s)): int(c) for n, s, c in sums} == expected
+    dupes = await db_query(
+        settings, "SELECT message_id FROM service_logs GROUP BY 1 HAVING COUNT(*) > 1"
+    )
+    assert dupes == []
+
+
+async def test_full_batches_flush_on_size(settings, run_monitor) -> None:
+    s = settings(batchsize=10, flushinterval=600)
+    await prepare(s)
+    size_batches = metric("lms_batches_flushed_total", trigger="size")
+    await publish(s, [make_log("svc-a", "info", f"m{i}") for i in range(30)])
+    run_monitor(s)
+    await wait_until(lambda: _equals(count_logs(s), 30), timeout=30, message="30 logs stored")
+    # Three batches of exactly BATCHSIZE: one severity row of 10 per batch, and nothing
+    # waited for the 600 s interval.
+    assert await severity_rows(s) == [("svc-a", "info", 10)] * 3
+    assert metric("lms_batches_flushed_total", trigger="size") - size_batches == 3
+    await assert_consistent(s, {("svc-a", "info"): 30})
+
+
+async def test_partial_batch_flushes_on_interval(settings, run_monitor) -> None:
+    s = settings(batchsize=1000, flushinterval=1.5)
+    await prepare(s)
+    interval_batches = metric("lms_batches_flushed_total", trigger="interval")
+    running = run_monitor(s)
+    await publish(s, [make_log("svc-b", "warn", f"m{i}") for i in range(7)])
+    await wait_until(lambda: _equals(count_logs(s), 7), timeout=20, message="7 logs stored")
+    assert await severity_rows(s) == [("svc-b", "warn", 7)]
+    assert metric("lms_batches_flushed_total", trigger="interval") - interval_batches == 1
+    assert running.monitor.flusher is not None and running.monitor.flusher.batches == 1
+
+
+async def test_nothing_is_acked_before_commit(settings, run_monitor) -> None:
+    """Hold a table lock so the batch cannot commit, crash the monitor, and see the messages
+    come back: they were never acked. A fresh monitor then stores each exactly once."""
+    s = settings(batchsize=5, flushinterval=600, ack_deadline=10)
+    await prepare(s)
+    acked_before = metric("lms_messages_acked_total")
+    crashed = run_monitor(s)
+    await wait_until(lambda: crashed.monitor.ready, timeout=20, message="monitor subscribed")
+    blocker = await _lock_tables(s)
+    try:
+        await publish(s, [make_log("svc-c", "error", f"m{i}") for i in range(5)])
+        await wait_until(
+            lambda: _lock_waiters(s), timeout=20, message="the batch INSERT waits on the lock"
+        )
+        assert metric("lms_messages_acked_total") == acked_before
+        crashed.task.cancel()  # a crash: no flush, no ack, no nack
+        with contextlib.suppress(asyncio.CancelledError):
+            await crashed.task
+    finally:
+        await blocker.ensure_closed()
+    assert await count_logs(s) == 0
+    received_before = metric("lms_messages_received_total")
+    run_monitor(s)
+    await wait_until(lambda: _equals(count_logs(s), 5), timeout=40, message="redelivered")
+    assert metric("lms_messages_received_total") - received_before >= 5
+    await assert_consistent(s, {("svc-c", "error"): 5})
+
+
+async def test_redelivered_message_is_stored_once(settings, run_monitor) -> None:
+    """A commit whose ack was lost: the rows exist, Pub/Sub delivers the messages again."""
+    s = settings(batchsize=4, flushinterval=1)
+    storage = Storage(s)
+    await prepare(s)
+    await publish(s, [make_log("svc-d", "debug", f"m{i}") for i in range(4)])
+    async with subscriber_client(s) as client:
+        pulled = []
+        while len(pulled) < 4:
+            response = await client.pull(subscription=s.subscription_path, max_messages=10)
+            pulled += list(response.received_messages)
+        logs = []
+        for rm in pulled:
+            record = parse_message(rm.message.data)
+            assert isinstance(record, LogRecord)
+            logs.append(StoredLog(rm.message.message_id, record))
+        first = await storage.write_batch(logs, [])  # committed, then "crash": no ack
+        await storage.close()
+        assert first.new == 4
+        await client.modify_ack_deadline(
+            subscription=s.subscription_path,
+            ack_ids=[rm.ack_id for rm in pulled],
+            ack_deadline_seconds=0,
+        )
+    duplicates = metric("lms_messages_duplicate_total")
+    run_monitor(s)
+    await wait_until(
+        lambda: metric("lms_messages_duplicate_total") - duplicates >= 4,
+        timeout=20,
+        message="the redeliveries were seen as duplicates",
+    )
+    await publish(s, [make_log("svc-d", "debug", "fresh")])
+    await wait_until(lambda: _equals(count_logs(s), 5), timeout=20, message="fresh stored")
+    assert await severity_rows(s) == [("svc-d", "debug", 4), ("svc-d", "debug", 1)]
+    await assert_consistent(s, {("svc-d", "debug"): 5})
+    await wait_until(lambda: _equals(subscription_backlog(s), 0), timeout=20)
+
+
+async def test_malformed_message_is_rejected_and_daemon_goes_on(settings, run_monitor) -> None:
+    s = settings(batchsize=100, flushinterval=0.5)
+    await prepare(s)
+    run_monitor(s)
+    bad = [b"not json", b"\xff\xfe", b"[1, 2]", make_log("svc-e", "loud", "x")]
+    await publish(s, bad)
+    await wait_until(
+        lambda: _equals(_count(s, "rejected_messages"), 4), timeout=20, message="4 rejected"
+    )
+    rows = await db_query(s, "SELECT reason, data, data_size FROM rejected_messages")
+    assert sorted(r[0] for r in rows) == [
+        "invalid_field",
+        "invalid_json",
+        "invalid_utf8",
+        "not_an_object",
+    ]
+    assert sorted(bytes(r[1]) for r in rows) == sorted(bad)
+    assert all(r[2] == len(r[1]) for r in rows)
+    await publish(s, [make_log("svc-e", "info", "still alive")])
+    await wait_until(lambda: _equals(count_logs(s), 1), timeout=20, message="daemon goes on")
+    await assert_consistent(s, {("svc-e", "info"): 1})
+
+
+async def test_two_replicas_share_a_subscription(settings, run_monitor) -> None:
+    s = settings(batchsize=50, flushinterval=0.5)
+    await prepare(s)
+    first, second = run_monitor(s), run_monitor(s)
+    messages = [make_log(f"svc-{i % 3}", ("info", "warn")[i % 2], f"m{i}") for i in range(2000)]
+    await publish(s, messages)
+    await wait_until(lambda: _equals(count_logs(s), 2000), timeout=60, message="all stored")
+    expected: dict[tuple[str, str], int] = {}
+    for i in range(2000):
+        key = (f"svc-{i % 3}", ("info", "warn")[i % 2])
+        expected[key] = expected.get(key, 0) + 1
+    await assert_consistent(s, expected)
+    assert first.monitor.flusher is not None and second.monitor.flusher is not None
+    assert first.monitor.flusher.batches > 0 and second.monitor.flusher.batches > 0
+
+
+async def test_database_down_at_start_up_is_waited_for(settings, run_monitor, tcp_proxy) -> None:
+    base = settings()
+    proxy = await tcp_proxy(base.mysql_host, base.mysql_port)
+    await proxy.cut()
+    s = settings(mysql_port=proxy.port, batchsize=10, flushinterval=0.5)
+    running = run_monitor(s)
+    await ensure_resources(s)
+    await publish(s, [make_log("svc-f", "fatal", f"m{i}") for i in range(3)])
+    await asyncio.sleep(1.5)  # the monitor is retrying its first connection meanwhile
+    assert not running.task.done()
+    assert running.monitor.subscriber is None
+    await proxy.restore()
+    await wait_until(lambda: _equals(count_logs(base), 3), timeout=30, message="stored")
+
+
+async def test_database_error_mid_run_rolls_back_and_retries(
+    settings, run_monitor, tcp_proxy
+) -> None:
+    base = settings()
+    proxy = await tcp_proxy(base.mysql_host, base.mysql_port)
+    s = settings(mysql_port=proxy.port, batchsize=10, flushinterval=0.3)
+    await prepare(s)
+    run_monitor(s)
+    await wait_until(lambda: proxy.connections, timeout=10, message="writer connected")
+    errors = metric("lms_db_errors_total")
+    await proxy.cut(reset=True)
+    await publish(s, [make_log("svc-g", "info", f"m{i}") for i in range(25)])
+    await wait_until(
+        lambda: metric("lms_db_errors_total") > errors, timeout=20, message="a DB error"
+    )
+    await proxy.restore()
+    await wait_until(lambda: _equals(count_logs(base), 25), timeout=60, message="all stored")
+    await assert_consistent(base, {("svc-g", "info"): 25})
+    await wait_until(lambda: _equals(subscription_backlog(base), 0), timeout=20)
+
+
+async def test_sigterm_flushes_what_is_buffered(settings) -> None:
+    s = settings(batchsize=1000, flushinterval=600)
+    await prepare(s)
+    env = {
+        **os.environ,
+        "PUBSUB_EMULATOR_HOST": s.pubsub_emulator_host or "",
+        "PUBSUB_PROJECT": s.pubsub_project,
+        "PUBSUB_TOPIC": s.pubsub_topic,
+        "PUBSUB_SUBSCRIPTION": s.pubsub_subscription,
+        "MYSQL_HOST": s.mysql_host,
+        "MYSQL_PORT": str(s.mysql_port),
+        "MYSQL_USER": s.mysql_user,
+        "MYSQL_PASSWORD": s.mysql_password,
+        "MYSQL_DATABASE": s.mysql_database,
+        "BATCHSIZE": "1000",
+        "FLUSHINTERVAL": "600",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "debug",
+        "METRICS_PORT": "0",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lms.cli", "mon", env=env, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, object]] = []
+    try:
+        await publish(s, [make_log("svc-h", "warn", f"m{i}") for i in range(7)])
+        pulled = 0
+        async with asyncio.timeout(30):
+            while pulled < 7:
+                line = await proc.stdout.readline()
+                assert line, "lms mon exited early"
+                event = json.loads(line)
+                lines.append(event)
+                if event["event"] == "pulled":
+                    pulled += int(event["count"])  # type: ignore[call-overload]
+        assert await count_logs(s) == 0
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            rest, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    lines += [json.loads(line) for line in rest.splitlines() if line.strip()]
+    batches = [e for e in lines if e["event"] == "batch committed"]
+    assert [(b["size"], b["trigger"]) for b in batches] == [(7, "shutdown")]
+    await assert_consistent(s, {("svc-h", "warn"): 7})
+    assert await subscription_backlog(s) == 0
+
+
+async def test_timestamps_are_stored_in_utc(settings, run_monitor) -> None:
+    s = settings(batchsize=1, flushinterval=0.2)
+    await prepare(s)
+    run_monitor(s)
+    await publish(s, [make_log("svc-i", "info", "tz", timestamp="2024-05-01T14:30:00.5+02:00")])
+    await wait_until(lambda: _equals(count_logs(s), 1), timeout=20)
+    rows = await db_query(s, "SELECT `timestamp` FROM service_logs")
+    assert rows[0][0] == datetime(2024, 5, 1, 12, 30, 0, 500000, tzinfo=UTC).replace(tzinfo=None)
+
+
+async def _equals(value: object, expected: object) -> bool:
+    if asyncio.iscoroutine(value):
+        value = await value
+    return value == expected
+
+
+async def _count(settings: Settings, table: str) -> int:
+    return int((await db_query(settings, f"SELECT COUNT(*) FROM {table}"))[0][0])
+
+
+async def _lock_tables(settings: Settings) -> aiomysql.Connection:
+    conn = await aiomysql.connect(**connect_kwargs(settings, settings.mysql_database))
+    async with conn.cursor() as cur:
+        await cur.execute("LOCK TABLES service_logs WRITE")
+    return conn
+
+
+async def _lock_waiters(settings: Settings) -> bool:
+    rows = await db_query(
+        settings,
+        "SELECT COUNT(*) FROM information_schema.processlist"
+        " WHERE db = %s AND state LIKE %s AND info LIKE %s",
+        (settings.mysql_database, "%lock%", "%INSERT%service_logs%"),
+    )
+    return int(rows[0][0]) > 0

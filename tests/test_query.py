@@ -1,0 +1,268 @@
+"""lms.query without a database: cursors, the full-text query builder and the SQL shapes."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lms.query import (
+    MAX_BUCKETS,
+    MAX_LIMIT,
+    MAX_Q,
+    Cursor,
+    LogQuery,
+    QueryError,
+    TextSearch,
+    bucket_range,
+    build_logs_sql,
+    build_probe_sql,
+    parse_search,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123_456)
+
+
+# --- cursors -------------------------------------------------------------------------------
+
+
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.integers(min_value=0, max_value=2**64 - 1),
+)
+def test_cursor_round_trips(moment: datetime, row_id: int) -> None:
+    cursor = Cursor(moment, row_id)
+    text = cursor.encode()
+    assert len(text) <= 64
+    assert text.replace("-", "").replace("_", "").isalnum()
+    assert Cursor.decode(text) == cursor
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "abc",
+        "!!!!",
+        "a" * 65,
+        base64.urlsafe_b64encode(b"2:1:1").decode(),  # unknown version
+        base64.urlsafe_b64encode(b"1:x:1").decode(),
+        base64.urlsafe_b64encode(b"1:1:-1").decode(),
+        base64.urlsafe_b64encode(b"1:1").decode(),
+        base64.urlsafe_b64encode(b"1:99999999999999999999:1").decode(),  # beyond year 9999
+        base64.urlsafe_b64encode(b"1:0:1").decode(),  # 1970 is fine...
+    ][:-1],
+)
+def test_garbage_cursor_is_a_query_error(text: str) -> None:
+    with pytest.raises(QueryError) as info:
+        Cursor.decode(text)
+    assert info.value.field == "cursor"
+
+
+@given(st.text(max_size=80))
+def test_cursor_decode_never_raises_anything_but_query_error(text: str) -> None:
+    try:
+        Cursor.decode(text)
+    except QueryError:
+        pass
+
+
+# --- full-text -----------------------------------------------------------------------------
+
+
+def w(*words: str) -> str:
+    """The REGEXP of a word or phrase."""
+    return r"(?i)\b" + r"\W+".join(words) + r"\b"
+
+
+@pytest.mark.parametrize(
+    ("text", "against", "patterns"),
+    [
+        ("timeout", "+timeout", [w("timeout")]),
+        ("Failed connect", "+Failed +connect", [w("Failed"), w("connect")]),
+        ('"Failed to connect"', "+Failed +connect", [w("Failed", "to", "connect")]),
+        (
+            '"Failed to connect" db_primary',
+            "+Failed +connect +db_primary",
+            [w("Failed", "to", "connect"), w("db_primary")],
+        ),
+        ("the timeout to", "+timeout", [w("timeout")]),  # stopwords cannot be required
+        ('"failed to', "+failed", [w("failed", "to")]),  # an unclosed quote runs to the end
+        ("+timeout -retry", "+timeout +retry", [w("timeout"), w("retry")]),  # no operators
+        ("tim*eout (a OR b) ~x @3 >y <z", "+tim +eout", [w("tim"), w("eout")]),
+        ("user@example.com", "+user +example", [w("user"), w("example")]),  # com: stopword
+        ('"a" "to be" payment', "+payment", [w("payment")]),  # stopword-only phrases go
+        ("payment payment", "+payment", [w("payment")]),
+        ('"payment" payment', "+payment", [w("payment")]),
+        ("日本語 ログ", "+日本語", []),  # not ASCII: no REGEXP (ログ has 2 characters)
+        ('"café au lait" milk', '+"café au lait" +milk', []),  # InnoDB checks the phrase
+    ],
+)
+def test_parse_search(text: str, against: str, patterns: list[str]) -> None:
+    assert parse_search(text) == TextSearch(against, tuple(patterns))
+
+
+@pytest.mark.parametrize("text", ["", "to", "a b c", '"to be"', "+-<>()~*", '""'])
+def test_search_without_searchable_word_is_an_error(text: str) -> None:
+    with pytest.raises(QueryError) as info:
+        parse_search(text)
+    assert info.value.field == "q"
+    assert "searchable" in info.value.message
+
+
+def test_search_limits() -> None:
+    with pytest.raises(QueryError, match="characters"):
+        parse_search("x" * (MAX_Q + 1))
+    with pytest.raises(QueryError, match="words"):
+        parse_search(" ".join(f"word{i}" for i in range(17)))
+
+
+def test_search_honours_the_server_token_size() -> None:
+    assert parse_search("db timeout", min_token=2).against == "+db +timeout"
+    assert parse_search("db timeout", min_token=4).against == "+timeout"
+    assert parse_search("x" * 85 + " ok1").against == "+ok1"
+
+
+@given(st.text(max_size=200))
+def test_search_output_holds_no_operator_from_the_input(text: str) -> None:
+    try:
+        search = parse_search(text)
+    except QueryError:
+        return
+    for term in search.against.split(" +"):
+        body = term.lstrip("+")
+        if body.startswith('"'):
+            assert body.endswith('"')
+            body = body[1:-1]
+        assert all(ch.isalnum() or ch in "_ " for ch in body), search
+    for pattern in search.patterns:
+        inner = pattern.removeprefix(r"(?i)\b").removesuffix(r"\b").replace(r"\W+", "")
+        assert re.fullmatch(r"[A-Za-z0-9_]+", inner), pattern
+
+
+@given(st.lists(st.sampled_from(["failed", "to", "connect", "db", "x1", "the"]), max_size=6))
+def test_patterns_match_the_text_they_came_from(words: list[str]) -> None:
+    text = '"' + " ".join(words) + '"'
+    try:
+        search = parse_search(text)
+    except QueryError:
+        return
+    payload = "Error: " + ",  ".join(words).upper() + "!"
+    assert all(re.search(p, payload) for p in search.patterns)
+
+
+# --- SQL shapes ----------------------------------------------------------------------------
+
+
+def test_no_filter_reads_each_severity_index_branch() -> None:
+    sql, args = build_logs_sql(LogQuery(limit=10))
+    assert sql.count("UNION ALL") == 4
+    assert args == [s for sev in ("debug", "info", "warn", "error", "fatal") for s in (sev, 11)] + [
+        11
+    ]
+    assert sql.count("FORCE INDEX (ix_service_logs_severity_ts)") == 5
+    assert "%s" in sql and "'" not in sql  # values are never spliced into the text
+
+
+def test_service_with_several_severities_is_a_union_of_those() -> None:
+    sql, args = build_logs_sql(LogQuery(service="api", severities=("fatal", "error"), limit=5))
+    assert sql.count("UNION ALL") == 1
+    assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 2
+    assert args == ["api", "error", 6, "api", "fatal", 6, 6]
+
+
+def test_single_severity_is_one_select() -> None:
+    sql, args = build_logs_sql(LogQuery(severities=("warn",), limit=5))
+    assert "UNION" not in sql
+    assert args == ["warn", 6]
+
+
+def test_selective_filter_drives_one_select() -> None:
+    sql, args = build_logs_sql(
+        LogQuery(trace_id="t", service="api", severities=("info", "warn"), since=T0)
+    )
+    assert "UNION" not in sql
+    assert "severity IN (%s, %s)" in sql
+    assert args == ["t", "api", "info", "warn", T0, 101]
+
+
+def test_cursor_is_an_expanded_row_comparison() -> None:
+    sql, args = build_logs_sql(LogQuery(trace_id="t", cursor=Cursor(T0, 42), limit=3))
+    assert "`timestamp` <= %s AND (`timestamp` < %s OR id < %s)" in sql
+    assert args == ["t", T0, T0, 42, 4]
+
+
+def test_fulltext_is_a_bound_parameter() -> None:
+    text = "x'); DROP TABLE t; --"
+    sql, args = build_logs_sql(LogQuery(q=text), parse_search(text))
+    assert "MATCH (payload) AGAINST (%s IN BOOLEAN MODE) AND payload REGEXP %s" in sql
+    assert args[:2] == ["+DROP +TABLE", w("DROP")]
+    assert "DROP" not in sql
+
+
+def test_search_in_a_trace_needs_no_fulltext_index() -> None:
+    query = LogQuery(q="timeout", trace_id="t")
+    sql, args = build_logs_sql(query, parse_search("timeout"), use_index=False)
+    assert "MATCH" not in sql
+    assert args == ["t", w("timeout"), 101]
+
+
+def test_probe_streams_follow_the_most_selective_index() -> None:
+    search = parse_search("timeout")
+    plan = build_probe_sql(LogQuery(q="timeout"), search, 20_000)
+    assert plan.streams == 1
+    assert "FORCE INDEX (ix_service_logs_timestamp)" in plan.bounds_sql
+    assert plan.bounds_args == [19_999]
+    sql, args = plan.probe([Cursor(T0, 7)])
+    assert "`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)" in sql
+    assert args == [w("timeout"), T0, T0, 7, 101]
+    plan = build_probe_sql(LogQuery(q="x1y", service="api"), parse_search("x1y"), 20_000)
+    assert plan.streams == 5
+    assert plan.bounds_args[-1] == 3_999
+    sql, _ = plan.probe([None] * 5)
+    assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    plan = build_probe_sql(
+        LogQuery(q="x1y", service="api", commit="c"), parse_search("x1y"), 20_000
+    )
+    assert plan.streams == 1
+    assert "ix_service_logs_commit_ts" in plan.bounds_sql
+
+
+def test_time_range_is_half_open() -> None:
+    sql, args = build_logs_sql(LogQuery(resource_id="r", since=T0, until=T0 + timedelta(1)))
+    assert "`timestamp` >= %s" in sql and "`timestamp` < %s" in sql
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": MAX_LIMIT + 1}, "limit"),
+        ({"severities": ("trace",)}, "severity"),
+        ({"since": T0, "until": T0}, "to"),
+        ({"since": T0, "until": T0 - timedelta(seconds=1)}, "to"),
+    ],
+)
+def test_invalid_log_query(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(QueryError) as info:
+        LogQuery(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_bucket_range_defaults_and_limits() -> None:
+    now = datetime(2024, 5, 1, 12, 0)
+    assert bucket_range("minute", None, None, now) == (now - timedelta(hours=1), now)
+    assert bucket_range("hour", None, None, now) == (now - timedelta(days=1), now)
+    assert bucket_range("day", None, None, now) == (now - timedelta(days=30), now)
+    start = now - timedelta(minutes=MAX_BUCKETS)
+    assert bucket_range("minute", start, now) == (start, now)
+    with pytest.raises(QueryError, match="buckets"):
+        bucket_range("minute", start - timedelta(minutes=1), now)
+    with pytest.raises(QueryError):
+        bucket_range("hour", now, now)
+    with pytest.raises(QueryError):
+        bucket_range("week", None, None, now)  # type: ignore[arg-type]
