@@ -25,7 +25,7 @@ RUN_FLUSHINTERVAL ?= 2
 # 1 again, and LMS stores each message id once.
 RUN_DATABASE ?= lms_run
 
-.PHONY: help install test e2e run sim lint format up down faults bench \
+.PHONY: help install test e2e run sim lint format up down faults bench bench-query \
 	emulator-start emulator-stop check-compose clean
 
 help:  ## list the targets
@@ -42,8 +42,9 @@ $(VENV)/.installed: pyproject.toml
 test: install  ## run the whole test suite (starts its own Pub/Sub emulator; needs MariaDB)
 	@$(PYTEST)
 
-faults: install  ## run only the long fault-injection tests (pytest -m slow)
+faults: install  ## run only the long fault-injection tests (pytest -m slow), then their table
 	@$(PYTEST) -m slow
+	$(PY) scripts/faults_table.py
 
 e2e: install  ## end-to-end: lms mon + lms sim for E2E_DURATION s (60) on a fresh emulator
 	@export EMULATOR_RUN_DIR=$(RUN_DIR)/e2e
@@ -110,8 +111,15 @@ format: install  ## apply ruff's fixes and formatting
 	@$(RUFF) check --fix $(LINT_PATHS)
 	$(RUFF) format $(LINT_PATHS)
 
-bench: install  ## throughput benchmark (bench/run.py)
+bench: install  ## throughput benchmark (bench/run.py), then the query benchmark
 	@$(PY) bench/run.py
+	$(MAKE) --no-print-directory bench-query
+
+# The query benchmark loads this many logs (bulk INSERTs, ~10 min for 5M on 2 CPUs).
+BENCH_QUERY_ROWS ?= 5000000
+
+bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
+	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS)
 
 check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet pyyaml

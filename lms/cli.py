@@ -166,7 +166,11 @@ def _add_query_commands(commands: Any) -> None:
         help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
     )
     logs.add_argument(
-        "--limit", type=_positive_int, default=DEFAULT_LIMIT, help="at most N logs (default 100)"
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help="at most N logs (default 100; more are read in pages of 1000)",
     )
     logs.add_argument("--cursor", help="continue after a previous page (printed at its end)")
     logs.add_argument("--json", action="store_true", help="JSON lines instead of a table")

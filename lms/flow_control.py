@@ -27,6 +27,17 @@ class FlowControl:
             self._outstanding += granted
             return granted
 
+    async def take(self, count: int) -> int:
+        """Take up to `count` without waiting, for messages a stream pushed unasked.
+
+        Returns how many fit; the caller hands the rest back to Pub/Sub, so the bound stays
+        exact even if the server overshoots its own flow control.
+        """
+        async with self._changed:
+            granted = max(0, min(count, self.max_outstanding - self._outstanding))
+            self._outstanding += granted
+            return granted
+
     async def release(self, count: int) -> None:
         if count <= 0:
             return

@@ -28,6 +28,7 @@ from lms.health import HealthServer, ReadinessCheck
 from lms.leaser import Leaser
 from lms.settings import Settings
 from lms.storage import Storage
+from lms.streaming import StreamingSubscriber
 from lms.subscriber import Received, Subscriber
 
 log = structlog.get_logger("lms.monitor")
@@ -77,7 +78,10 @@ class Monitor:
             # Flow control bounds what the queue can hold; a tighter bound would stall
             # intake while the flusher waits for a commit.
             queue: asyncio.Queue[list[Received] | None] = asyncio.Queue(s.outstanding_limit + 1)
-            self.subscriber = Subscriber(client, s.subscription_path, flow, leaser, queue)
+            intake = StreamingSubscriber if s.pull_mode == "streaming" else Subscriber
+            self.subscriber = intake(
+                client, s.subscription_path, flow, leaser, queue, pullers=s.pullers
+            )
             self.flusher = Flusher(
                 queue,
                 self.storage,
@@ -91,16 +95,18 @@ class Monitor:
                 batchsize=s.batchsize,
                 flushinterval=s.flushinterval,
                 max_outstanding=s.outstanding_limit,
+                pull_mode=s.pull_mode,
+                pullers=s.pullers,
                 ack_deadline=deadline,
             )
             async with asyncio.TaskGroup() as group:
                 leasing = group.create_task(leaser.run(), name="leaser")
                 flushing = group.create_task(self.flusher.run(), name="flusher")
-                intake = group.create_task(self.subscriber.run(), name="subscriber")
+                receiving = group.create_task(self.subscriber.run(), name="subscriber")
                 await self._until_stopped(stop, flushing)
                 log.info("shutting down: stopping intake")
                 self.subscriber.stop()
-                await intake
+                await receiving
                 log.info("flushing buffered messages")
                 await queue.put(None)
                 await flushing

@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -406,43 +407,57 @@ def build_logs_sql(
 ) -> tuple[str, list[object]]:
     """The SELECT of one page (limit + 1 rows, to know whether another page follows).
 
-    Pure, so tests can EXPLAIN exactly what the API runs. With `search`, the FULLTEXT index
-    finds the candidates (`use_index`), or only the REGEXPs filter (trace/span lookups).
+    Pure, so tests can EXPLAIN exactly what the API runs.
+
+    Without full-text search and trace/span ids, it is a UNION ALL with one branch per
+    severity (the ones asked for, or all five) over the index of the driving filter, which is
+    (column, severity, timestamp) for service, resource_id, commit and parent_resource_id and
+    (severity, timestamp) without any. Each branch reads that index backwards from the cursor
+    and stops after limit + 1 entries; only the (timestamp, id) of the merged page go on to
+    read their rows (a deferred join), so a page reads ~limit rows whatever the table size.
+    The indexes are forced: MariaDB would otherwise sometimes pick a `ref` on the prefix and
+    walk through every newer row.
+
+    With `search` the FULLTEXT index finds the candidates (`use_index`), or only the REGEXPs
+    filter (trace/span lookups); trace and span ids select so few rows that one plain SELECT
+    sorts them.
     """
     fetch = query.limit + 1
-    selective = search is not None or any(
-        value is not None
-        for value in (
-            query.resource_id,
-            query.trace_id,
-            query.span_id,
-            query.commit,
-            query.parent_resource_id,
-        )
-    )
-    severities = _severities(query)
-    if selective or len(severities) == 1:
+    if search is not None or query.trace_id is not None or query.span_id is not None:
         cond = _filters(query, search, use_index) + _time_range(query)
-        return f"SELECT {_COLUMNS} FROM service_logs{cond.where()} {_ORDER} LIMIT %s", [
-            *cond.args,
-            fetch,
-        ]
-    # One branch per severity, each reading its index backwards (forced: MariaDB otherwise
-    # may pick a `ref` on severity alone and walk through every newer row).
-    index = _IX_SERVICE_SEVERITY if query.service is not None else _IX_SEVERITY
+        sql = f"SELECT {_COLUMNS} FROM service_logs{cond.where()} {_ORDER} LIMIT %s"
+        return sql, [*cond.args, fetch]
+    index, eq = _driver(query)
+    others = _filters(replace(query, severities=()), None, False) + _time_range(query)
     branches: list[str] = []
     args: list[object] = []
-    base = replace(query, severities=())
-    for severity in severities or SEVERITY_ORDER:
-        cond = _filters(base, None, False) + _time_range(query)
-        cond.add("severity = %s", severity)
+    for severity in _severities(query) or SEVERITY_ORDER:
+        cond = eq + _Conditions(["severity = %s"], [severity]) + others
         branches.append(
-            f"(SELECT {_COLUMNS} FROM service_logs FORCE INDEX ({index}){cond.where()}"
+            f"(SELECT id, `timestamp` FROM service_logs FORCE INDEX ({index}){cond.where()}"
             f" {_ORDER} LIMIT %s)"
         )
         args.extend([*cond.args, fetch])
-    sql = f"SELECT {_COLUMNS} FROM ({' UNION ALL '.join(branches)}) AS page {_ORDER} LIMIT %s"
+    columns = ", ".join(f"l.{c.strip()}" for c in _COLUMNS.split(","))
+    sql = (
+        f"SELECT {columns} FROM (SELECT id, `timestamp` FROM ({' UNION ALL '.join(branches)})"
+        f" AS branches {_ORDER} LIMIT %s) AS page JOIN service_logs AS l ON l.id = page.id"
+        " ORDER BY page.`timestamp` DESC, page.id DESC"
+    )
     return sql, [*args, fetch]
+
+
+def _driver(query: LogQuery) -> tuple[str, _Conditions]:
+    """The index a query reads (all end in severity, timestamp) and its equality prefix."""
+    for index, column, value in (
+        (_IX_RESOURCE, "resource_id", query.resource_id),
+        (_IX_COMMIT, "`commit`", query.commit),
+        (_IX_PARENT, "parent_resource_id", query.parent_resource_id),
+        (_IX_SERVICE_SEVERITY, "service_name", query.service),
+    ):
+        if value is not None:
+            return index, _Conditions([f"{column} = %s"], [value])
+    return _IX_SEVERITY, _Conditions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,23 +469,15 @@ class _Stream:
 
 
 def _streams(query: LogQuery) -> list[_Stream]:
-    """How a probe walks the newest rows: along the index of the most selective filter."""
-    for index, column, value in (
-        (_IX_RESOURCE, "resource_id", query.resource_id),
-        (_IX_COMMIT, "`commit`", query.commit),
-        (_IX_PARENT, "parent_resource_id", query.parent_resource_id),
-    ):
-        if value is not None:
-            return [_Stream(index, _Conditions([f"{column} = %s"], [value]))]
-    if query.service is not None:
-        return [
-            _Stream(
-                _IX_SERVICE_SEVERITY,
-                _Conditions(["service_name = %s", "severity = %s"], [query.service, severity]),
-            )
-            for severity in _severities(query) or SEVERITY_ORDER
-        ]
-    return [_Stream(_IX_TIMESTAMP, _Conditions())]
+    """How a probe walks the newest rows: one stream per severity along the index of the
+    driving filter, or, without one, a single stream along the timestamp index."""
+    index, eq = _driver(query)
+    if index == _IX_SEVERITY:
+        return [_Stream(_IX_TIMESTAMP, _Conditions())]
+    return [
+        _Stream(index, eq + _Conditions(["severity = %s"], [severity]))
+        for severity in _severities(query) or SEVERITY_ORDER
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +555,10 @@ class LogReader:
         self._pool_lock = asyncio.Lock()
         self.min_token = 3
         self.max_token = 84
-        self.probe_rows = PROBE_ROWS
+        self.probe_rows: int | None = PROBE_ROWS
+        """None: every full-text search goes through the FULLTEXT index (tests compare)."""
+        self.strategies: Counter[str] = Counter()
+        """How full-text searches were answered: probe, probe-complete, fulltext, scan."""
 
     async def __aenter__(self) -> LogReader:
         return self
@@ -581,10 +591,12 @@ class LogReader:
         if search.patterns:
             if query.trace_id is not None or query.span_id is not None:
                 # A trace has few rows: check them all, no FULLTEXT lookup needed.
+                self.strategies["scan"] += 1
                 return await self._fetch(*build_logs_sql(query, search, use_index=False))
-            rows = await self._probe(query, search)
+            rows = await self._probe(query, search) if self.probe_rows else None
             if rows is not None:
                 return rows
+        self.strategies["fulltext"] += 1
         return await self._fetch(*build_logs_sql(query, search))
 
     async def _probe(self, query: LogQuery, search: TextSearch) -> list[tuple[Any, ...]] | None:
@@ -592,18 +604,22 @@ class LogReader:
         hold it. A common word fills a page from recent rows at once; the FULLTEXT index
         would first collect every match in the table, however many, to sort them by time.
         """
-        plan = build_probe_sql(query, search, self.probe_rows)
+        plan = build_probe_sql(query, search, self.probe_rows or PROBE_ROWS)
         bounds: list[Bound | None] = [None] * plan.streams
         for stream, moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args):
             bounds[int(stream)] = Bound(moment, int(row_id))
         rows = await self._fetch(*plan.probe(bounds))
         cut = [(b.timestamp, b.id) for b in bounds if b is not None]
         if not cut:
+            self.strategies["probe-complete"] += 1
             return rows  # every stream was read to its end: the answer is complete
         # A row is certain only if no stream has unread rows newer than it.
         floor = max(cut)
         certain = [row for row in rows if (row[4], row[0]) >= floor]
-        return certain if len(certain) > query.limit else None
+        if len(certain) > query.limit:
+            self.strategies["probe"] += 1
+            return certain
+        return None
 
     async def services(self) -> list[ServiceCounts]:
         """Per service, the total count per severity (every severity present, 0 if none)."""

@@ -35,6 +35,15 @@ class Settings(BaseSettings):
         default=60, ge=10, le=600, description="ack deadline (s) of subscriptions LMS creates"
     )
 
+    pull_mode: Literal["pull", "streaming"] = Field(
+        default="pull",
+        description="pull: unary Pull (exact flow control, the emulator's fast path); "
+        "streaming: StreamingPull (server push, lowest latency on real Pub/Sub)",
+    )
+    pullers: int = Field(
+        default=2, ge=1, le=64, description="parallel Pull loops or StreamingPull streams"
+    )
+
     mysql_host: str = Field(default="127.0.0.1", description="MySQL host")
     mysql_port: int = Field(default=3306, ge=1, le=65535, description="MySQL port")
     mysql_user: str = Field(default="root", description="MySQL user")

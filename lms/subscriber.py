@@ -62,6 +62,11 @@ class Subscriber:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def outstanding(self) -> int:
+        """Received and not yet acked or nacked, plus capacity reserved for in-flight pulls."""
+        return self._flow.outstanding
+
     async def run(self) -> None:
         """Pull until stopped; returns once every pulled message is on the queue."""
         self.running = True
@@ -72,14 +77,18 @@ class Subscriber:
         finally:
             self.running = False
 
-    async def _pull_loop(self) -> None:
-        retrying = AsyncRetrying(
+    def _retrying(self) -> AsyncRetrying:
+        """Retry transient Pub/Sub errors forever, with backoff that a stop cuts short."""
+        return AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
             wait=wait_exponential_jitter(multiplier=0.5, max=30),
             sleep=self._sleep_unless_stopping,
             before_sleep=self._log_retry,
             reraise=True,
         )
+
+    async def _pull_loop(self) -> None:
+        retrying = self._retrying()
         while not self._stopping.is_set():
             want = await self._reserve()
             if not want:

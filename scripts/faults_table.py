@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 COLUMNS = [
     ("published", "published"),
@@ -32,8 +33,15 @@ def main(argv: list[str]) -> int:
     head = ["scenario", "variant", *(title for _key, title in COLUMNS), "run at"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for _name, run in sorted(runs.items(), key=lambda item: (item[0][0], item[1]["variant"])):
-        cells = [run["scenario"], run["variant"], *(str(run.get(k, "")) for k, _t in COLUMNS)]
+
+    def order(run: dict[str, Any]) -> tuple[str, str, str]:
+        settings = json.dumps(run.get("suite_settings", {}), sort_keys=True)
+        return run["scenario"], run["variant"], settings
+
+    for run in sorted(runs.values(), key=order):
+        extra = sorted(run.get("suite_settings", {}).items())
+        variant = " ".join([run["variant"], *(f"{k}={v}" for k, v in extra)])
+        cells = [run["scenario"], variant, *(str(run.get(k, "")) for k, _t in COLUMNS)]
         cells.append(run.get("finished_at", ""))
         print("| " + " | ".join(cells) + " |")
     return 0

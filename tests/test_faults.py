@@ -17,6 +17,7 @@ Each scenario has a `fast` variant in the default suite and a `full` one (the si
 50,000 messages and 5+ SIGKILLs, 20 s outages, a 100,000-message backlog) marked `slow`, run
 by `make faults` (`pytest -m slow`). Each run merges a summary per scenario into
 .run/faults.json (LMS_FAULTS_SUMMARY overrides the path); docs/reliability.md copies it.
+LMS_FAULTS_SETTINGS (JSON) applies settings to every monitor, e.g. '{"pull_mode": "streaming"}'.
 
 The subscription is created with ACK_DEADLINE=10 (the minimum), so messages held by a killed
 process come back after 10 s, which keeps the scenarios short.
@@ -72,6 +73,10 @@ ACK_FAILED = "ack failed"
 LEASE_FAILED = "lease extension failed"
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_PATH = Path(os.environ.get("LMS_FAULTS_SUMMARY", ROOT / ".run" / "faults.json"))
+
+# Settings applied to every monitor of every scenario, to run the whole suite in another
+# configuration, e.g. LMS_FAULTS_SETTINGS='{"pull_mode": "streaming", "pullers": 4}'.
+SUITE_OVERRIDES: dict[str, Any] = json.loads(os.environ.get("LMS_FAULTS_SETTINGS") or "{}")
 
 VARIANTS = [
     pytest.param("fast", id="fast"),
@@ -211,7 +216,7 @@ class Scenario:
         self.variant = variant
         self._settings = settings
         self._lms_mon = lms_mon
-        self.overrides = {"ack_deadline": ACK_DEADLINE, **overrides}
+        self.overrides = {"ack_deadline": ACK_DEADLINE, **overrides, **SUITE_OVERRIDES}
         self.base = settings(**self.overrides)
         self.ledger = Ledger()
         self.processes: list[LmsProcess] = []
@@ -369,6 +374,7 @@ class Scenario:
             "processes_started": sum(p.generation for p in self.processes),
             "faults": self.faults,
             "seconds": round(time.monotonic() - self.started, 1),
+            "suite_settings": SUITE_OVERRIDES,
             "finished_at": datetime.now().isoformat(timespec="seconds"),
             **self.notes,
             **extra,
@@ -395,7 +401,10 @@ def record_summary(summary: dict[str, Any]) -> None:
         everything = json.loads(SUMMARY_PATH.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         everything = {}
-    everything[f"{summary['scenario']}[{summary['variant']}]"] = summary
+    key = f"{summary['scenario']}[{summary['variant']}]"
+    if summary.get("suite_settings"):
+        key += " " + json.dumps(summary["suite_settings"], sort_keys=True)
+    everything[key] = summary
     SUMMARY_PATH.write_text(
         json.dumps(everything, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
         encoding="utf-8",

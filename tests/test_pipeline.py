@@ -363,3 +363,25 @@ async def _lock_waiters(settings: Settings) -> bool:
         (settings.mysql_database, "%lock%", "%INSERT%service_logs%"),
     )
     return int(rows[0][0]) > 0
+
+
+@pytest.mark.parametrize("mode", ["pull", "streaming"])
+async def test_pull_modes_store_everything_within_flow_control(settings, run_monitor, mode):
+    s = settings(batchsize=50, flushinterval=0.3, max_outstanding=100, pull_mode=mode, pullers=2)
+    await prepare(s)
+    running = run_monitor(s)
+    await wait_until(lambda: running.monitor.ready, timeout=20, message="subscribed")
+    await publish(s, [make_log("svc-j", "info", f"m{i}") for i in range(600)])
+    peak = 0
+
+    async def all_stored() -> bool:
+        nonlocal peak
+        assert running.monitor.subscriber is not None
+        peak = max(peak, running.monitor.subscriber.outstanding)
+        return await count_logs(s) == 600
+
+    await wait_until(all_stored, timeout=60, interval=0.02, message="600 stored")
+    assert peak <= 100
+    await running.shutdown()
+    await assert_consistent(s, {("svc-j", "info"): 600})
+    assert await subscription_backlog(s) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from datetime import datetime, timedelta
 
@@ -65,10 +66,8 @@ def test_garbage_cursor_is_a_query_error(text: str) -> None:
 
 @given(st.text(max_size=80))
 def test_cursor_decode_never_raises_anything_but_query_error(text: str) -> None:
-    try:
+    with contextlib.suppress(QueryError):
         Cursor.decode(text)
-    except QueryError:
-        pass
 
 
 # --- full-text -----------------------------------------------------------------------------
@@ -164,6 +163,7 @@ def test_no_filter_reads_each_severity_index_branch() -> None:
     assert args == [s for sev in ("debug", "info", "warn", "error", "fatal") for s in (sev, 11)] + [
         11
     ]
+    assert "SELECT id, `timestamp` FROM service_logs FORCE INDEX" in sql  # ids only
     assert sql.count("FORCE INDEX (ix_service_logs_severity_ts)") == 5
     assert "%s" in sql and "'" not in sql  # values are never spliced into the text
 
@@ -172,13 +172,30 @@ def test_service_with_several_severities_is_a_union_of_those() -> None:
     sql, args = build_logs_sql(LogQuery(service="api", severities=("fatal", "error"), limit=5))
     assert sql.count("UNION ALL") == 1
     assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 2
-    assert args == ["api", "error", 6, "api", "fatal", 6, 6]
+    # eq prefix, severity, then the other filters (service again: harmless), per branch.
+    assert args == ["api", "error", "api", 6, "api", "fatal", "api", 6, 6]
 
 
-def test_single_severity_is_one_select() -> None:
+def test_single_severity_is_one_branch() -> None:
     sql, args = build_logs_sql(LogQuery(severities=("warn",), limit=5))
     assert "UNION" not in sql
-    assert args == ["warn", 6]
+    assert args == ["warn", 6, 6]
+
+
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [
+        ("resource_id", "ix_service_logs_resource_ts"),
+        ("commit", "ix_service_logs_commit_ts"),
+        ("parent_resource_id", "ix_service_logs_parent_ts"),
+        ("service", "ix_service_logs_service_severity_ts"),
+    ],
+)
+def test_a_filter_drives_its_index_and_only_ids_are_merged(field: str, index: str) -> None:
+    sql, _ = build_logs_sql(LogQuery(**{field: "v"}))  # type: ignore[arg-type]
+    assert sql.count(f"FORCE INDEX ({index})") == 5
+    assert sql.count("SELECT id, `timestamp` FROM service_logs") == 5
+    assert "JOIN service_logs AS l ON l.id = page.id" in sql
 
 
 def test_selective_filter_drives_one_select() -> None:
@@ -226,15 +243,19 @@ def test_probe_streams_follow_the_most_selective_index() -> None:
     sql, _ = plan.probe([None] * 5)
     assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
     plan = build_probe_sql(
-        LogQuery(q="x1y", service="api", commit="c"), parse_search("x1y"), 20_000
+        LogQuery(q="x1y", service="api", commit="c", severities=("warn",)),
+        parse_search("x1y"),
+        20_000,
     )
     assert plan.streams == 1
-    assert "ix_service_logs_commit_ts" in plan.bounds_sql
+    assert "FORCE INDEX (ix_service_logs_commit_ts)" in plan.bounds_sql
+    assert plan.bounds_args == ["c", "warn", 19_999]
 
 
 def test_time_range_is_half_open() -> None:
-    sql, args = build_logs_sql(LogQuery(resource_id="r", since=T0, until=T0 + timedelta(1)))
+    sql, args = build_logs_sql(LogQuery(trace_id="r", since=T0, until=T0 + timedelta(1)))
     assert "`timestamp` >= %s" in sql and "`timestamp` < %s" in sql
+    assert args == ["r", T0, T0 + timedelta(1), 101]
 
 
 @pytest.mark.parametrize(

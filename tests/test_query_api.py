@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,9 +27,9 @@ import httpx
 import pymysql
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from schemathesis import checks
 from schemathesis.python.asgi import get_client
 
 import lms.storage
@@ -197,9 +198,7 @@ def _text_matches(q: str, payload: str) -> bool:
     for index, part in enumerate(q.split('"')):
         if index % 2:
             phrase = _tokens(part)
-            if phrase and not any(
-                words[i : i + len(phrase)] == phrase for i in range(len(words))
-            ):
+            if phrase and not any(words[i : i + len(phrase)] == phrase for i in range(len(words))):
                 return False
         elif not all(w in words for w in _tokens(part) if len(w) >= 3 and w not in {"to"}):
             return False
@@ -224,7 +223,9 @@ def seeded() -> Iterator[Seeded]:
             assert isinstance(record, LogRecord)
             parent = (body.get("metadata") or {}).get("parentResourceId")
             rows.append(
-                Row(message_id, record, parent if isinstance(parent, str) else None, ids[message_id])
+                Row(
+                    message_id, record, parent if isinstance(parent, str) else None, ids[message_id]
+                )
             )
         yield Seeded(settings, rows)
     finally:
@@ -324,6 +325,50 @@ async def test_filters_match_the_oracle(
     assert await all_pages(client, filters) == expected
 
 
+SEARCHES = [f for f in FILTERS if "q" in f]
+
+
+PROBE_MODES = {"fulltext-index": None, "probe-cut-early": 1, "probe-cut-later": 60}
+STRATEGIES: dict[str, Counter[str]] = {mode: Counter() for mode in PROBE_MODES}
+
+
+@pytest.fixture(params=list(PROBE_MODES))
+async def search_client(
+    seeded: Seeded, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with the probe off (only the FULLTEXT index) or so short that it is cut."""
+    reader = LogReader(seeded.settings)
+    reader.probe_rows = PROBE_MODES[request.param]
+    app = create_app(seeded.settings, reader)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
+    ):
+        yield c
+    STRATEGIES[request.param].update(reader.strategies)
+
+
+@pytest.mark.parametrize("filters", SEARCHES, ids=[json.dumps(f) for f in SEARCHES])
+@pytest.mark.parametrize("limit", [5, 37])
+async def test_every_search_strategy_gives_the_same_answer(
+    search_client: httpx.AsyncClient, seeded: Seeded, filters: dict[str, Any], limit: int
+) -> None:
+    # Default client: the probe reads everything (420 rows < PROBE_ROWS), exact at once.
+    # Here: the FULLTEXT index alone, and a probe cut after limit + 1 rows per stream, which
+    # answers common words itself and hands rarer ones to the FULLTEXT index.
+    assert await all_pages(search_client, filters, limit=limit) == seeded.expect(**filters)
+
+
+def test_every_search_strategy_was_used() -> None:
+    """(Runs after the test above.) Each mode took the paths it is there to test."""
+    if not all(STRATEGIES.values()):
+        pytest.skip("run together with test_every_search_strategy_gives_the_same_answer")
+    assert set(STRATEGIES["fulltext-index"]) == {"fulltext", "scan"}
+    assert STRATEGIES["probe-cut-early"]["fulltext"] > 0
+    assert STRATEGIES["probe-cut-later"]["probe"] > 0
+    assert STRATEGIES["probe-cut-later"]["fulltext"] > 0
+
+
 def test_the_filter_matrix_is_not_trivial(seeded: Seeded) -> None:
     sizes = {json.dumps(f): len(seeded.expect(**f)) for f in FILTERS}
     nonempty = [k for k, n in sizes.items() if n]
@@ -370,9 +415,7 @@ async def test_pagination_has_no_gaps_or_repeats(
     assert await all_pages(client, {}, limit=limit) == seeded.expect()
 
 
-async def test_pagination_with_ties_and_filters(
-    client: httpx.AsyncClient, seeded: Seeded
-) -> None:
+async def test_pagination_with_ties_and_filters(client: httpx.AsyncClient, seeded: Seeded) -> None:
     # Groups of three logs share a timestamp: a page boundary inside a group must not skip.
     for filters in ({"severity": ["info", "error"]}, {"service": "api"}, {"q": "failed"}):
         assert await all_pages(client, filters, limit=2) == seeded.expect(**filters)
@@ -479,9 +522,7 @@ async def test_from_is_inclusive_and_to_exclusive(
     assert not group & set(await all_pages(client, {"to": at}))
     assert group <= set(await all_pages(client, {"to": just_after}))
     # Same instant written with another offset.
-    local = (moment.replace(tzinfo=UTC) + timedelta(hours=2)).strftime(
-        "%Y-%m-%dT%H:%M:%S.%f+02:00"
-    )
+    local = (moment.replace(tzinfo=UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%f+02:00")
     assert set(await all_pages(client, {"from": local, "to": just_after})) == group
 
 
@@ -685,7 +726,9 @@ async def test_without_token_setting_no_auth_is_needed(client: httpx.AsyncClient
 
 
 async def test_openapi_documents_the_bearer_scheme(secured: httpx.AsyncClient) -> None:
-    schema = (await secured.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    schema = (
+        await secured.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    ).json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert schema["paths"]["/v1/logs"]["get"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in schema["paths"]["/healthz"]["get"]
@@ -851,11 +894,14 @@ def _free_port() -> int:
 
 async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
     port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [LMS, "api", "--port", str(port)],
+    output = (tmp_path / "api.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        LMS,
+        "api",
+        "--port",
+        str(port),
         env=_env(seeded.settings, API_TOKEN=TOKEN),
-        stdout=log,
+        stdout=output,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
     )
@@ -867,7 +913,7 @@ async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
                         break
                 except httpx.TransportError:
                     pass
-                assert proc.poll() is None, (tmp_path / "api.log").read_text()
+                assert proc.returncode is None, (tmp_path / "api.log").read_text()
                 await asyncio.sleep(0.05)
             assert (await c.get("/v1/logs")).status_code == 401
             auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -876,9 +922,11 @@ async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
             assert (await c.get("/openapi.json", headers=auth)).json()["info"]["title"]
             assert "server" not in (await c.get("/healthz")).headers
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, (tmp_path / "api.log").read_text()
-        log.close()
+        proc.send_signal(signal.SIGTERM)  # a clean stop: exit status 0, like `lms mon`
+        async with asyncio.timeout(20):
+            code = await proc.wait()
+        output.close()
+    assert code == 0, (tmp_path / "api.log").read_text()
 
 
 def _lms(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -900,7 +948,7 @@ def test_lms_logs_json_lines(seeded: Seeded) -> None:
     assert result.stderr == ""
 
 
-def test_lms_logs_pages_beyond_1000_and_reports_more(seeded: Seeded) -> None:
+def test_lms_logs_reports_where_the_next_page_starts(seeded: Seeded) -> None:
     result = _lms(seeded.settings, "logs", "--json", "--limit", "5")
     assert [json.loads(x)["message_id"] for x in result.stdout.splitlines()] == seeded.expect()[:5]
     cursor = re.search(r"--cursor ([\w-]+)", result.stderr)
@@ -910,9 +958,7 @@ def test_lms_logs_pages_beyond_1000_and_reports_more(seeded: Seeded) -> None:
 
 
 def test_lms_logs_table_with_phrase_search(seeded: Seeded) -> None:
-    result = _lms(
-        seeded.settings, "logs", "-q", '"failed to connect"', "--trace-id", "trace-12"
-    )
+    result = _lms(seeded.settings, "logs", "-q", '"failed to connect"', "--trace-id", "trace-12")
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.splitlines()
     assert header.split() == ["TIMESTAMP", "(UTC)", "LEVEL", "SERVICE", "PAYLOAD"]

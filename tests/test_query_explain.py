@@ -1,0 +1,180 @@
+"""EXPLAIN of every query shape of GET /v1/logs: an index, never a full table scan.
+
+20,000 realistic rows (bench/query.py's generator) are enough for MariaDB to cost plans the
+way it does on big tables, once ANALYZE TABLE has run; on a tiny table it would rightly
+prefer scanning everything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from lms.query import (
+    Bound,
+    Cursor,
+    LogQuery,
+    build_logs_sql,
+    build_probe_sql,
+    parse_search,
+)
+from tests.conftest import mysql_config
+
+pytestmark = pytest.mark.integration
+
+ROWS = 20_000
+_spec = importlib.util.spec_from_file_location(
+    "bench_query", Path(__file__).resolve().parent.parent / "bench" / "query.py"
+)
+assert _spec and _spec.loader
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_query"] = bench  # dataclasses look their module up there
+_spec.loader.exec_module(bench)
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[tuple[pymysql.Connection, dict[str, Any]]]:
+    import secrets
+
+    name = f"lms_test_{secrets.token_hex(6)}"
+    admin = pymysql.connect(**mysql_config(), autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    try:
+        bench.bulk_load(name, ROWS, quiet=True)
+        conn = pymysql.connect(
+            **mysql_config(), database=name, cursorclass=pymysql.cursors.DictCursor
+        )
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT service_name, resource_id, trace_id, span_id, `commit`,"
+                " parent_resource_id, `timestamp`, id FROM service_logs"
+                " WHERE resource_id IS NOT NULL AND trace_id IS NOT NULL"
+                " AND `commit` IS NOT NULL AND parent_resource_id IS NOT NULL"
+                " ORDER BY id DESC LIMIT 1"
+            )
+            values = cur.fetchone()
+        yield conn, values
+        conn.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def explain(conn: pymysql.Connection, sql: str, args: list[object]) -> list[dict[str, Any]]:
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN " + sql, args)
+        return list(cur.fetchall())
+
+
+def assert_no_table_scan(plan: list[dict[str, Any]], walk: int = 0) -> None:
+    """No read of every row (ALL) nor of every index entry (index), except an ordered walk
+    down an index that LIMIT stops after at most `walk` entries (no filesort)."""
+    reads = [row for row in plan if row["table"] == "service_logs"]
+    assert reads, plan
+    for row in reads:  # other rows (<derived2>, <union...>) are the page itself
+        assert row["type"] != "ALL", plan
+        if row["type"] == "index":
+            assert int(row["rows"]) <= walk, plan
+            assert "filesort" not in (row["Extra"] or ""), plan
+        assert row["key"], plan
+
+
+def queries(v: dict[str, Any]) -> dict[str, LogQuery]:
+    t = v["timestamp"]
+    since, until = t - timedelta(hours=6), t
+    return {
+        "no filter": LogQuery(),
+        "service": LogQuery(service=v["service_name"]),
+        "severity": LogQuery(severities=("error",)),
+        "severities": LogQuery(severities=("error", "fatal")),
+        "from/to": LogQuery(since=since, until=until),
+        "from": LogQuery(since=since),
+        "to": LogQuery(until=until),
+        "resource_id": LogQuery(resource_id=v["resource_id"]),
+        "trace_id": LogQuery(trace_id=v["trace_id"]),
+        "span_id": LogQuery(span_id=v["span_id"]),
+        "commit": LogQuery(commit=v["commit"]),
+        "parent_resource_id": LogQuery(parent_resource_id=v["parent_resource_id"]),
+        "service + severity + from/to": LogQuery(
+            service=v["service_name"], severities=("warn", "error"), since=since, until=until
+        ),
+        "resource + severity": LogQuery(resource_id=v["resource_id"], severities=("info",)),
+        "commit + parent": LogQuery(commit=v["commit"], parent_resource_id=v["parent_resource_id"]),
+        "cursor deep in the past": LogQuery(cursor=Cursor(t - timedelta(days=20), 5)),
+        "service + cursor": LogQuery(
+            service=v["service_name"], cursor=Cursor(t - timedelta(days=10), 5)
+        ),
+        "commit + cursor": LogQuery(commit=v["commit"], cursor=Cursor(t, int(v["id"]))),
+    }
+
+
+SHAPES = list(queries({"timestamp": bench.END, "id": 1, **dict.fromkeys(
+    ["service_name", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id"], "x"
+)}))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_filters_use_an_index(loaded: tuple[pymysql.Connection, dict[str, Any]], name: str) -> None:
+    conn, values = loaded
+    query = queries(values)[name]
+    assert_no_table_scan(explain(conn, *build_logs_sql(query)))
+
+
+SEARCHES = {
+    "word": LogQuery(q="timeout"),
+    "phrase": LogQuery(q='"Failed to connect"'),
+    "word + service": LogQuery(q="timeout", service="svc-api"),
+    "phrase + severity + range": LogQuery(
+        q='"connection reset"',
+        severities=("error",),
+        since=bench.END - timedelta(days=1),
+        until=bench.END,
+    ),
+    "word + commit": LogQuery(q="slow", commit="x"),
+    "non-ASCII": LogQuery(q="café"),
+}
+
+
+@pytest.mark.parametrize("name", list(SEARCHES))
+def test_full_text_search_uses_the_fulltext_index(
+    loaded: tuple[pymysql.Connection, dict[str, Any]], name: str
+) -> None:
+    conn, _ = loaded
+    query = SEARCHES[name]
+    assert query.q is not None
+    plan = explain(conn, *build_logs_sql(query, parse_search(query.q)))
+    assert [row["type"] for row in plan if row["table"] == "service_logs"] == ["fulltext"]
+
+
+@pytest.mark.parametrize("name", [n for n in SEARCHES if n != "non-ASCII"])
+def test_full_text_probe_reads_an_index_range(
+    loaded: tuple[pymysql.Connection, dict[str, Any]], name: str
+) -> None:
+    conn, values = loaded
+    query = SEARCHES[name]
+    assert query.q is not None
+    plan = build_probe_sql(query, parse_search(query.q), 2000)
+    # Without a time range the bounds walk the newest 2,000 entries of ix_service_logs_timestamp.
+    assert_no_table_scan(explain(conn, plan.bounds_sql, plan.bounds_args), walk=2000)
+    bound = Bound(values["timestamp"] - timedelta(days=1), 1)
+    for bounds in ([None] * plan.streams, [bound] * plan.streams):
+        assert_no_table_scan(explain(conn, *plan.probe(bounds)), walk=query.limit + 1)
+
+
+def test_search_within_a_trace_reads_the_trace(
+    loaded: tuple[pymysql.Connection, dict[str, Any]],
+) -> None:
+    conn, values = loaded
+    query = LogQuery(q="timeout", trace_id=values["trace_id"])
+    plan = explain(conn, *build_logs_sql(query, parse_search("timeout"), use_index=False))
+    assert_no_table_scan(plan)
+    assert plan[0]["key"] == "ix_service_logs_trace"
