@@ -40,7 +40,7 @@ class Flusher:
         batchsize: int,
         flushinterval: float,
         clock: Callable[[], float] = time.monotonic,
-        max_backoff: float = 30.0,
+        max_backoff: float = 10.0,
     ) -> None:
         self._queue = queue
         self._storage = storage

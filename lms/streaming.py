@@ -28,11 +28,14 @@ class StreamingSubscriber(Subscriber):
     """Same contract as `Subscriber` (chunks on the queue, leases, flow control)."""
 
     async def _pull_loop(self) -> None:
-        """Keep one stream open; Pub/Sub closes streams now and then, so reopen them."""
-        client_id = uuid.uuid4().hex
+        """Keep one stream open; Pub/Sub closes streams now and then, so reopen them.
+
+        Each stream gets a fresh client id: the server keeps flow-control state per id, and
+        would count messages lost with a broken stream against the new one until they expire.
+        """
         retrying = self._retrying()
         while not self._stopping.is_set():
-            await retrying(self._stream, client_id)
+            await retrying(self._stream, uuid.uuid4().hex)
 
     async def _stream(self, client_id: str) -> None:
         call = await self._client.streaming_pull(requests=self._requests(client_id))

@@ -81,7 +81,7 @@ class Subscriber:
         """Retry transient Pub/Sub errors forever, with backoff that a stop cuts short."""
         return AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
-            wait=wait_exponential_jitter(multiplier=0.5, max=30),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
             sleep=self._sleep_unless_stopping,
             before_sleep=self._log_retry,
             reraise=True,

@@ -1,0 +1,85 @@
+"""A tiny run of the pipeline benchmark (bench/run.py), so it keeps working.
+
+Only the shape of its JSON report is checked, never the figures: they depend on the machine.
+The run starts (and must stop) its own Pub/Sub emulator, like `make bench` does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.integration
+
+RATE_KEYS = (
+    "pubsub_drain",
+    "pubsub_drain_hold",
+    "database",
+    "database_no_fulltext",
+    "database_write_batch",
+    "mon_defaults",
+    "mon_env",
+    "latency",
+    "lms_pub",
+    "lms_pub_no_sub",
+)
+
+
+def test_benchmark_smoke_run(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--messages=2000",
+            "--warmup=0",
+            "--skip-profile",
+            "--latency-seconds=4",
+            "--latency-rate=500",
+            "--pub-messages=2000",
+            "--no-docs",
+            f"--json={report_path}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    output = done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.returncode == 0, output
+
+    # Its emulator (a process group of its own) is gone.
+    started = re.search(r"emulator at \S+ \(pid (\d+)\)", done.stdout)
+    assert started, output
+    emulator = int(started.group(1))
+    assert not psutil.pid_exists(emulator) or psutil.Process(emulator).status() == "zombie"
+
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["messages"] == 2000
+    assert "errors" not in report, report.get("errors")
+    for key in RATE_KEYS:
+        assert report[key]["rate"] > 0, key
+    assert report["ceiling"] > 0
+    for key in ("mon_defaults", "mon_env"):
+        run = report[key]
+        assert run["stored"] == 2000
+        assert run["backlog_after"] == 0
+        assert run["exit_code"] == 0
+        assert run["ratio"] > 0
+        assert run["peak_rss_mb"] > 0
+        assert run["cpu_s_per_1k"] > 0
+    assert report["pubsub_drain"]["backlog_after"] == 0
+    latency = report["latency"]
+    assert latency["published"] > 0
+    assert 0 < latency["insert_p50_ms"] <= latency["insert_p99_ms"]
+    assert 0 < latency["commit_p50_ms"] <= latency["commit_p99_ms"]
+    assert report["cpu_budget"]["bound"] > 0
+    assert "msg/s" in done.stdout  # the printed table
