@@ -121,6 +121,20 @@ BENCH_QUERY_ROWS ?= 5000000
 bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
 	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS)
 
+.PHONY: bench-pipeline bench-rss bench-tune
+
+bench-pipeline: install  ## only the pipeline benchmark (bench/run.py): a, b, c, profile, latency, pub
+	@$(PY) bench/run.py
+
+bench-rss: install  ## peak RSS of lms mon draining a 1,000,000-message backlog (long)
+	@$(PY) bench/run.py --parts rss
+
+# BATCHSIZE:MAX_OUTSTANDING[:PULLERS] combinations that `make bench-tune` tries.
+BENCH_TUNE ?= 1000:2000,2000:4000,5000:10000,5000:10000:1,5000:10000:2
+
+bench-tune: install  ## lms mon once per BENCH_TUNE combination (to choose bench/emulator.env)
+	@$(PY) bench/run.py --tune $(BENCH_TUNE)
+
 check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet pyyaml
 	$(PY) scripts/check_compose.py

@@ -48,6 +48,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -788,6 +789,8 @@ def run_mon_drain(
     cpu = cpu_done - (mon.cpu_at_start or 0.0)
     started = mon.started_event or {}
     sizes = [int(b.get("size", 0)) for b in mon.batches]
+    commits = [float(b.get("commit_seconds", 0) or 0) for b in mon.batches]
+    triggers = Counter(str(b.get("trigger")) for b in mon.batches)
     result = {
         "messages": count,
         "stored": stored,
@@ -802,6 +805,11 @@ def run_mon_drain(
         **usage,
         "batches": len(mon.batches),
         "mean_batch": sum(sizes) / len(sizes) if sizes else 0,
+        "triggers": dict(triggers),
+        # Share of the drain the flusher spent writing (its commit_seconds): near 1, the
+        # database write is the bottleneck; well below 1, the flusher waited for messages.
+        "commit_busy": sum(commits) / seconds,
+        "mean_commit_s": sum(commits) / len(commits) if commits else 0.0,
         "exit_code": code,
         "settings": {
             key: started.get(key)
@@ -888,6 +896,15 @@ def _frame(text: str) -> tuple[str, str]:
     return f"{func} ({short})", path
 
 
+def _is_scaffolding(name: str, path: str) -> bool:
+    """Frames on (nearly) every stack, which say nothing about where the time goes."""
+    return (
+        "asyncio/" in path
+        or path.endswith(("lms/cli.py", "threading.py"))
+        or name.startswith("<module>")
+    )
+
+
 def _area(name: str, path: str) -> str:
     if name.startswith("Thread.run "):
         # grpc.aio's completion-queue poller thread ("_poll_wrapper"): its C core at work
@@ -920,7 +937,7 @@ def summarize_profile(raw: Path, top: int = 15) -> dict:
         name, path = frames[-1]
         own[name] += count
         areas[_area(name, path)] += count
-        for seen in {name for name, _ in frames}:
+        for seen in {name for name, path in frames if not _is_scaffolding(name, path)}:
             total[seen] += count
     if not samples:
         return {"samples": 0}
@@ -1184,6 +1201,20 @@ async def part_pub(ctx: Context, count: int, subscription: bool) -> dict:
 # --- reporting --------------------------------------------------------------------------------
 
 
+def git_state() -> dict:
+    """The commit measured, and which files of lms/ differed from it (work in progress)."""
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        state["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--short", "lms", "sql"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+        state["modified"] = [line[3:] for line in status.splitlines() if line.strip()]
+    return state
+
+
 def machine() -> dict:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -1291,7 +1322,9 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
             (
                 f"peak RSS, {label}",
                 f"{c['peak_rss_mb']:.0f} MB",
-                f"{c['batches']} batches of {c['mean_batch']:,.0f} on average",
+                f"{c['batches']} batches of {c['mean_batch']:,.0f} on average, each written in"
+                f" {c['mean_commit_s']:.2f} s: the flusher wrote {c['commit_busy']:.0%} of the"
+                " time",
             )
         )
         rows.append(
@@ -1357,6 +1390,15 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                     f"target >= {PUB_TARGET:,}",
                 )
             )
+    for run in results.get("tune", []):
+        rows.append(
+            (
+                f"tune {run['combo']}",
+                f"{fmt_rate(run['rate'])} msg/s",
+                f"RSS {run['peak_rss_mb']:.0f} MB, {run['cpu_s_per_1k']:.3f} CPU s / 1,000,"
+                f" writing {run['commit_busy']:.0%} of the time; {cpu_note(run, mon=True)}",
+            )
+        )
     for rss in results.get("rss_check", []):
         rows.append(
             (
@@ -1497,18 +1539,25 @@ def tuning_section(results: dict) -> str:
         "",
         f"`{results['command']}` ({results['date']}): `lms mon` draining"
         f" {results['messages']:,} messages once per combination (other settings from"
-        " `bench/emulator.env`).",
+        " `bench/emulator.env`); each row is BATCHSIZE:MAX_OUTSTANDING[:PULLERS[:PULL_MODE]].",
         machine_line(results),
         "",
-        "| BATCHSIZE:MAX_OUTSTANDING[:PULLERS] | msg/s | peak RSS MB | CPU s / 1,000 |",
-        "|---|---:|---:|---:|",
-        *(
-            f"| {run['combo']} | {run['rate']:,.0f} | {run['peak_rss_mb']:.0f} |"
-            f" {run['cpu_s_per_1k']:.3f} |"
-            for run in results["tune"]
-        ),
+        *markdown_table([row for row in table_rows(results) if row[0].startswith("tune ")]),
         "",
     ]
+    by_combo: dict[str, list[float]] = {}
+    for run in results["tune"]:
+        by_combo.setdefault(run["combo"], []).append(run["rate"])
+    if any(len(rates) > 1 for rates in by_combo.values()):
+        lines += [
+            "Median per combination: "
+            + "; ".join(
+                f"{combo} {statistics.median(rates):,.0f} msg/s"
+                for combo, rates in by_combo.items()
+            )
+            + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -1541,7 +1590,8 @@ def profile_section(results: dict) -> str:
         "|---|---:|",
         *(f"| `{name}` | {share} |" for name, share in profile["top_own"]),
         "",
-        "Top functions by total time (itself and what it calls):",
+        "Top functions by total time (itself and what it calls; the event loop and the"
+        " command line left out):",
         "",
         "| function | % |",
         "|---|---:|",
@@ -1586,7 +1636,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tune",
         metavar="B:M,...",
-        help="only run (c) once per BATCHSIZE:MAX_OUTSTANDING[:PULLERS] combination"
+        help="only run (c) once per BATCHSIZE:MAX_OUTSTANDING[:PULLERS[:PULL_MODE]] combination"
         " (other settings from --env-file) and print a table",
     )
     parser.add_argument("--emulator-host", help="use this running emulator instead of starting one")
@@ -1733,27 +1783,27 @@ def summary(result: dict) -> str:
     )
 
 
-async def run_tune(ctx: Context) -> dict:
+async def run_tune(ctx: Context, results: dict) -> None:
     base = read_env_file(ctx.args.env_file)
-    runs = []
-    for combo in ctx.args.tune.split(","):
+    results["emulator_env"] = base
+    results["tune"] = []
+    combos = ctx.args.tune.split(",") * ctx.args.repeat  # rounds, so load changes spread out
+    for combo in combos:
         fields = combo.split(":")
         extra = {**base, "BATCHSIZE": fields[0], "MAX_OUTSTANDING": fields[1]}
         if len(fields) > 2:
             extra["PULLERS"] = fields[2]
-        say(f"== tune {combo} (load {os.getloadavg()[0]:.2f})")
-        result = await part_mon(ctx, "tune", extra, ctx.args.messages)
-        result["combo"] = combo
-        runs.append(result)
-        say(f"   {summary(result)}")
-    say("")
-    say(f"{'BATCHSIZE:MAX_OUTSTANDING[:PULLERS]':<36} {'msg/s':>8} {'RSS MB':>7} {'CPU/1k':>7}")
-    for run in runs:
-        say(
-            f"{run['combo']:<36} {run['rate']:>8,.0f} {run['peak_rss_mb']:>7.0f}"
-            f" {run['cpu_s_per_1k']:>7.3f}"
+        if len(fields) > 3:
+            extra["PULL_MODE"] = fields[3]
+        result = await run_step(
+            "tune",
+            combo,
+            lambda extra=extra: part_mon(ctx, "tune", extra, ctx.args.messages),
+            results,
         )
-    return {"tune": runs}
+        if result is not None:
+            result["combo"] = combo
+            results["tune"].append(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1769,6 +1819,7 @@ def main(argv: list[str] | None = None) -> int:
         "parts": args.part_list,
         "warmup": args.warmup,
         "machine": machine(),
+        "git": git_state(),
     }
     emulator: Emulator | None = None
     ctx: Context | None = None
@@ -1824,7 +1875,7 @@ async def run_all(ctx: Context, results: dict) -> None:
     """Everything on one event loop (gRPC's asyncio support wants one loop per process)."""
     await warm_up(ctx)
     if ctx.args.tune:
-        results.update(await run_tune(ctx))
+        await run_tune(ctx, results)
     else:
         await run_parts(ctx, results)
 
