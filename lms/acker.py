@@ -7,6 +7,8 @@ idempotent write ignores it.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from google.api_core import exceptions as gexc
 from google.pubsub_v1 import SubscriberAsyncClient
@@ -42,8 +44,12 @@ class Acker:
 
     async def ack(self, ack_ids: list[str]) -> None:
         try:
-            for start in range(0, len(ack_ids), ACK_ID_CHUNK):
-                await self._acknowledge(ack_ids[start : start + ACK_ID_CHUNK])
+            await asyncio.gather(
+                *(
+                    self._acknowledge(ack_ids[start : start + ACK_ID_CHUNK])
+                    for start in range(0, len(ack_ids), ACK_ID_CHUNK)
+                )
+            )
             metrics.MESSAGES_ACKED.inc(len(ack_ids))
         except gexc.GoogleAPICallError as exc:
             log.error(

@@ -3,6 +3,10 @@
 Messages are acked only after COMMIT succeeds. A failed transaction is rolled back and retried
 with capped exponential backoff, keeping the messages unacked (their leases kept alive), so a
 database outage delays logs but never loses them.
+
+The ack of a committed batch runs while the next batch is written: the database, not the ack
+round trips, is then what paces a backlog. At most one batch is being acked at a time, and the
+flusher returns only once its last ack is done.
 """
 
 from __future__ import annotations
@@ -31,6 +35,21 @@ class Parsed:
     outcome: LogRecord | Rejection
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A batch whose transaction committed, on its way to being acked and recorded."""
+
+    trigger: Trigger
+    batch: list[Parsed]
+    result: BatchResult
+    commit_seconds: float
+    committed_at: float
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.batch) - self.result.new - self.result.rejected_new
+
+
 class Flusher:
     def __init__(
         self,
@@ -47,10 +66,17 @@ class Flusher:
         self._acker = acker
         self._batcher: Batcher[Parsed] = Batcher(batchsize, flushinterval, clock)
         self._max_backoff = max_backoff
+        self._acking: asyncio.Task[None] | None = None
         self.batches = 0
 
     async def run(self) -> None:
-        """Consume chunks until the `None` sentinel, then flush what is left and return."""
+        """Consume chunks until the `None` sentinel, then flush and ack what is left."""
+        try:
+            await self._consume()
+        finally:
+            await self._acked()
+
+    async def _consume(self) -> None:
         while True:
             chunk = await self._next_chunk()
             if chunk is None:
@@ -94,19 +120,28 @@ class Flusher:
                     ),
                 )
         result = await self._write(list(logs.values()), list(rejections.values()))
-        commit_seconds = time.monotonic() - started
-        committed_at = time.time()
-        await self._acker.ack([item.received.ack_id for item in batch])
+        committed = Committed(trigger, batch, result, time.monotonic() - started, time.time())
+        await self._acked()
+        self._acking = asyncio.create_task(self._ack(committed), name="ack")
+
+    async def _acked(self) -> None:
+        """Wait for the ack of the previous batch, if one is still under way."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            await acking
+
+    async def _ack(self, committed: Committed) -> None:
+        await self._acker.ack([item.received.ack_id for item in committed.batch])
         self.batches += 1
-        self._record(trigger, batch, result, commit_seconds, committed_at)
+        self._record(committed)
         log.info(
             "batch committed",
-            size=len(batch),
-            trigger=trigger.value,
-            new=result.new,
-            duplicates=len(batch) - result.new - result.rejected_new,
-            rejected=result.rejected_new,
-            commit_seconds=round(commit_seconds, 4),
+            size=len(committed.batch),
+            trigger=committed.trigger.value,
+            new=committed.result.new,
+            duplicates=committed.duplicates,
+            rejected=committed.result.rejected_new,
+            commit_seconds=round(committed.commit_seconds, 4),
         )
 
     async def _write(self, logs: list[StoredLog], rejections: list[StoredRejection]) -> BatchResult:
@@ -130,21 +165,16 @@ class Flusher:
         )
 
     @staticmethod
-    def _record(
-        trigger: Trigger,
-        batch: list[Parsed],
-        result: BatchResult,
-        commit_seconds: float,
-        committed_at: float,
-    ) -> None:
-        metrics.BATCHES_FLUSHED.labels(trigger.value).inc()
-        metrics.BATCH_SIZE.observe(len(batch))
-        metrics.FLUSH_DURATION.observe(commit_seconds)
-        metrics.LAST_COMMIT.set(committed_at)
-        metrics.MESSAGES_DUPLICATE.inc(len(batch) - result.new - result.rejected_new)
+    def _record(committed: Committed) -> None:
+        result = committed.result
+        metrics.BATCHES_FLUSHED.labels(committed.trigger.value).inc()
+        metrics.BATCH_SIZE.observe(len(committed.batch))
+        metrics.FLUSH_DURATION.observe(committed.commit_seconds)
+        metrics.LAST_COMMIT.set(committed.committed_at)
+        metrics.MESSAGES_DUPLICATE.inc(committed.duplicates)
         for (_service, severity), count in result.new_by_key.items():
             metrics.LOGS_STORED.labels(severity).inc(count)
         for reason, count in result.rejected_by_reason.items():
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
-        for item in batch:
-            metrics.PUBLISH_TO_COMMIT.observe(committed_at - item.received.publish_time)
+        for item in committed.batch:
+            metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)

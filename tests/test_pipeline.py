@@ -119,6 +119,11 @@ async def test_full_batches_flush_on_size(settings, run_monitor) -> None:
     # Three batches of exactly BATCHSIZE: one severity row of 10 per batch, and nothing
     # waited for the 600 s interval.
     assert await severity_rows(s) == [("svc-a", "info", 10)] * 3
+    await wait_until(
+        lambda: metric("lms_batches_flushed_total", trigger="size") - size_batches >= 3,
+        timeout=10,
+        message="3 batches acked",
+    )
     assert metric("lms_batches_flushed_total", trigger="size") - size_batches == 3
     await assert_consistent(s, {("svc-a", "info"): 30})
 
@@ -131,8 +136,12 @@ async def test_partial_batch_flushes_on_interval(settings, run_monitor) -> None:
     await publish(s, [make_log("svc-b", "warn", f"m{i}") for i in range(7)])
     await wait_until(lambda: _equals(count_logs(s), 7), timeout=20, message="7 logs stored")
     assert await severity_rows(s) == [("svc-b", "warn", 7)]
+    # A batch is counted once acked, just after its rows became visible.
+    flusher = running.monitor.flusher
+    assert flusher is not None
+    await wait_until(lambda: flusher.batches >= 1, timeout=10, message="the batch acked")
     assert metric("lms_batches_flushed_total", trigger="interval") - interval_batches == 1
-    assert running.monitor.flusher is not None and running.monitor.flusher.batches == 1
+    assert flusher.batches == 1
 
 
 async def test_nothing_is_acked_before_commit(settings, run_monitor) -> None:

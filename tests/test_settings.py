@@ -180,3 +180,9 @@ def test_invalid_keyword_override_is_named_too() -> None:
 def test_valid_settings_raise_nothing_and_are_not_a_settings_error() -> None:
     # guards the tests above: the clean environment alone must be valid
     assert isinstance(load_settings(), Settings)
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_every_setting_is_documented_in_the_readme(name: str) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"| `{name}` |" in readme, f"README's settings table lacks {name}"

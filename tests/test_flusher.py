@@ -1,0 +1,103 @@
+"""The flusher's ordering: a batch is acked only after its commit, its ack may overlap the next
+batch's write, and the flusher does not return before the last ack is done.
+
+In-memory stand-ins for the write and the ack record the order of events; the real database and
+emulator paths are covered by tests/test_pipeline.py and tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any
+
+from lms.flusher import Flusher
+from lms.storage import BatchResult
+from lms.subscriber import Received
+
+
+class RecordingStorage:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.release: list[asyncio.Event] = []
+
+    async def write_batch(self, logs: list[Any], rejections: list[Any]) -> BatchResult:
+        number = len(self.release)
+        gate = asyncio.Event()
+        self.release.append(gate)
+        self.events.append(f"write {number} started")
+        await gate.wait()
+        self.events.append(f"write {number} committed")
+        return BatchResult(new_by_key={("svc", "info"): len(logs)})
+
+
+class RecordingAcker:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.release: list[asyncio.Event] = []
+
+    async def ack(self, ack_ids: list[str]) -> None:
+        number = len(self.release)
+        gate = asyncio.Event()
+        self.release.append(gate)
+        self.events.append(f"ack {number} started {ack_ids}")
+        await gate.wait()
+        self.events.append(f"ack {number} done")
+
+
+def received(number: int) -> Received:
+    data = json.dumps(
+        {
+            "service_name": "svc",
+            "payload": f"log {number}",
+            "severity": "info",
+            "timestamp": "2026-11-23T10:00:00Z",
+        }
+    ).encode()
+    return Received(f"ack-{number}", str(number), data, 0.0, datetime(2026, 11, 23))
+
+
+async def until(condition: Any, turns: int = 1000) -> None:
+    """Let the other tasks run until `condition` holds (no wall-clock time involved)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
+    events: list[str] = []
+    storage, acker = RecordingStorage(events), RecordingAcker(events)
+    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
+    running = asyncio.create_task(flusher.run())
+    await queue.put([received(1), received(2), received(3), received(4)])
+    await queue.put(None)
+
+    await until(lambda: len(storage.release) == 1)
+    assert not acker.release  # nothing acked while the first transaction is open
+    storage.release[0].set()
+    await until(lambda: len(acker.release) == 1 and len(storage.release) == 2)
+    assert events == [
+        "write 0 started",
+        "write 0 committed",
+        "write 1 started",
+        "ack 0 started ['ack-1', 'ack-2']",
+    ]
+    storage.release[1].set()
+    # The second batch's ack waits for the first one's: one batch is acked at a time.
+    await until(lambda: "write 1 committed" in events)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(acker.release) == 1
+    assert flusher.batches == 0
+    acker.release[0].set()
+    await until(lambda: len(acker.release) == 2)
+    assert events[-1] == "ack 1 started ['ack-3', 'ack-4']"
+    assert not running.done()  # the flusher returns only after its last ack
+    acker.release[1].set()
+    await asyncio.wait_for(running, 5)
+    assert flusher.batches == 2
+    assert events[-1] == "ack 1 done"
