@@ -354,38 +354,6 @@ async def publish_backlog(
     return {"published": len(messages), "seconds": seconds, "rate": len(messages) / seconds}
 
 
-async def backlog_left(settings: Settings, pull_timeout: float = 3.0) -> int:
-    """Messages the subscription still delivers (0 when drained); they are handed back."""
-    seen: set[str] = set()
-    ack_ids: list[str] = []
-    async with pubsub.subscriber_client(settings) as client:
-        try:
-            while True:
-                try:
-                    response = await client.pull(
-                        subscription=settings.subscription_path,
-                        max_messages=1000,
-                        timeout=pull_timeout,
-                        retry=None,
-                    )
-                except gexc.DeadlineExceeded:
-                    break
-                received = response.received_messages
-                fresh = {rm.message.message_id for rm in received} - seen
-                ack_ids.extend(rm.ack_id for rm in received)
-                if not fresh:
-                    break
-                seen |= fresh
-        finally:
-            for start in range(0, len(ack_ids), 1000):
-                await client.modify_ack_deadline(
-                    subscription=settings.subscription_path,
-                    ack_ids=ack_ids[start : start + 1000],
-                    ack_deadline_seconds=0,
-                )
-    return len(seen)
-
-
 # --- (a) bare Pub/Sub drain -------------------------------------------------------------------
 
 
@@ -455,7 +423,7 @@ async def part_drain(ctx: Context, hold: int) -> dict:
         result = await drain(settings, ctx.args.messages, hold=hold)
         result.update(meter.stop())
         result["publish_rate"] = published["rate"]
-        result["backlog_after"] = await backlog_left(settings, pull_timeout=2.0)
+        result["backlog_after"] = await pubsub.subscription_backlog(settings, pull_timeout=2.0)
         if hold:
             result["hold"] = hold
         return result
@@ -832,7 +800,7 @@ async def part_mon(ctx: Context, name: str, extra: dict[str, str], count: int) -
             run_mon_drain, ctx, settings, extra, count, name, name == "profile"
         )
         result["publish_rate"] = published["rate"]
-        result["backlog_after"] = await backlog_left(settings, pull_timeout=2.0)
+        result["backlog_after"] = await pubsub.subscription_backlog(settings, pull_timeout=2.0)
         return result
     finally:
         await delete_resources(settings)

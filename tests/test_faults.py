@@ -10,7 +10,7 @@ and ends with the same full check (`Scenario.verify`):
 * every invalid message published is in rejected_messages, once, with the reason the parser
   gives, its original size and (the first MiB of) its exact bytes;
 * no message id is stored twice, nothing is stored that was not published;
-* the subscription is drained (tests.helpers.subscription_backlog), after the monitors stopped
+* the subscription is drained (lms.pubsub.subscription_backlog), after the monitors stopped
   with SIGTERM and exit code 0.
 
 Each scenario has a `fast` variant in the default suite and a `full` one (the sizes of issue 4:
@@ -42,6 +42,7 @@ import aiomysql
 import pytest
 
 from lms.model import LogRecord, parse_message
+from lms.pubsub import subscription_backlog
 from lms.settings import Settings
 from lms.storage import MAX_REJECTED_DATA, MIGRATIONS_DIR, connect_kwargs
 from tests.helpers import (
@@ -49,7 +50,6 @@ from tests.helpers import (
     db_query,
     ensure_resources,
     publish,
-    subscription_backlog,
     wait_until,
 )
 from tests.lms_process import (  # noqa: F401  (lms_mon_fixture: the `lms_mon` fixture)

@@ -17,33 +17,32 @@ from lms.storage import BatchResult
 from lms.subscriber import Received
 
 
-class RecordingStorage:
-    def __init__(self, events: list[str]) -> None:
+class Gates:
+    """Each call records that it started, then waits until the test opens its gate."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
         self.events = events
         self.release: list[asyncio.Event] = []
 
-    async def write_batch(self, logs: list[Any], rejections: list[Any]) -> BatchResult:
+    async def passage(self, detail: str, done: str) -> None:
         number = len(self.release)
         gate = asyncio.Event()
         self.release.append(gate)
-        self.events.append(f"write {number} started")
+        self.events.append(f"{self.name} {number} started{detail}")
         await gate.wait()
-        self.events.append(f"write {number} committed")
+        self.events.append(f"{self.name} {number} {done}")
+
+
+class RecordingStorage(Gates):
+    async def write_batch(self, logs: list[Any], rejections: list[Any]) -> BatchResult:
+        await self.passage("", "committed")
         return BatchResult(new_by_key={("svc", "info"): len(logs)})
 
 
-class RecordingAcker:
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.release: list[asyncio.Event] = []
-
+class RecordingAcker(Gates):
     async def ack(self, ack_ids: list[str]) -> None:
-        number = len(self.release)
-        gate = asyncio.Event()
-        self.release.append(gate)
-        self.events.append(f"ack {number} started {ack_ids}")
-        await gate.wait()
-        self.events.append(f"ack {number} done")
+        await self.passage(f" {ack_ids}", "done")
 
 
 def received(number: int) -> Received:
@@ -69,7 +68,7 @@ async def until(condition: Any, turns: int = 1000) -> None:
 
 async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
     events: list[str] = []
-    storage, acker = RecordingStorage(events), RecordingAcker(events)
+    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
     queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
     flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
     running = asyncio.create_task(flusher.run())

@@ -7,14 +7,18 @@ import os
 import pytest
 from google.api_core import exceptions as gexc
 
-from lms.pubsub import ensure_subscription, publisher_client, subscriber_client
+from lms.pubsub import (
+    ensure_subscription,
+    publisher_client,
+    subscriber_client,
+    subscription_backlog,
+)
 from lms.storage import MIGRATIONS_DIR, Storage
 from tests.helpers import (
     SettingsFactory,
     db_query,
     make_log,
     publish,
-    subscription_backlog,
     wait_until,
 )
 

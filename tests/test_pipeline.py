@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from lms.model import LogRecord, parse_message
 from lms.monitor import Monitor
-from lms.pubsub import subscriber_client
+from lms.pubsub import subscriber_client, subscription_backlog
 from lms.settings import Settings
 from lms.storage import Storage, StoredLog, connect_kwargs
 from tests.helpers import (
@@ -27,7 +27,6 @@ from tests.helpers import (
     ensure_resources,
     make_log,
     publish,
-    subscription_backlog,
     wait_until,
 )
 
