@@ -4,9 +4,12 @@ Messages are acked only after COMMIT succeeds. A failed transaction is rolled ba
 with capped exponential backoff, keeping the messages unacked (their leases kept alive), so a
 database outage delays logs but never loses them.
 
-The ack of a committed batch runs while the next batch is written: the database, not the ack
-round trips, is then what paces a backlog. At most one batch is being acked at a time, and the
-flusher returns only once its last ack is done.
+Three batches are in the pipeline at once, each at its own stage: one is acked, the next one
+is written, and the one after it is received and parsed. So the database is kept busy with the
+next transaction while this process parses (and the ack round trips overlap the write): in a
+backlog the slowest stage, normally the database, paces the whole. There is at most one
+transaction and one ack in flight, transactions commit in batch order, a batch's ack starts only
+after its COMMIT, and the flusher returns only once its last write and ack are done.
 """
 
 from __future__ import annotations
@@ -66,15 +69,25 @@ class Flusher:
         self._acker = acker
         self._batcher: Batcher[Parsed] = Batcher(batchsize, flushinterval, clock)
         self._max_backoff = max_backoff
+        self._writing: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
         self.batches = 0
 
     async def run(self) -> None:
-        """Consume chunks until the `None` sentinel, then flush and ack what is left."""
+        """Consume chunks until the `None` sentinel, then flush, commit and ack what is left.
+
+        If the flusher fails or is cancelled, the batches under way are abandoned unacked:
+        Pub/Sub redelivers them, and the storage ignores whatever had already committed.
+        """
         try:
             await self._consume()
+            await _finished(self._writing)
+            await _finished(self._acking)
         finally:
-            await self._acked()
+            under_way = [t for t in (self._writing, self._acking) if t and not t.done()]
+            for task in under_way:
+                task.cancel()
+            await asyncio.gather(*under_way, return_exceptions=True)
 
     async def _consume(self) -> None:
         while True:
@@ -103,8 +116,14 @@ class Flusher:
             return []
 
     async def _flush(self, trigger: Trigger) -> None:
+        """Hand the next batch to the writer once the previous transaction is over."""
+        await _finished(self._writing)
         batch = self._batcher.take()
         metrics.BUFFERED.set(len(self._batcher))
+        self._writing = asyncio.create_task(self._commit(trigger, batch), name="write")
+
+    async def _commit(self, trigger: Trigger, batch: list[Parsed]) -> None:
+        """Write one batch (retrying until it commits), then hand it to its ack."""
         started = time.monotonic()
         logs: dict[str, StoredLog] = {}
         rejections: dict[str, StoredRejection] = {}
@@ -121,16 +140,11 @@ class Flusher:
                 )
         result = await self._write(list(logs.values()), list(rejections.values()))
         committed = Committed(trigger, batch, result, time.monotonic() - started, time.time())
-        await self._acked()
-        self._acking = asyncio.create_task(self._ack(committed), name="ack")
+        self._acking = asyncio.create_task(self._ack(committed, self._acking), name="ack")
 
-    async def _acked(self) -> None:
-        """Wait for the ack of the previous batch, if one is still under way."""
-        if self._acking is not None:
-            acking, self._acking = self._acking, None
-            await acking
-
-    async def _ack(self, committed: Committed) -> None:
+    async def _ack(self, committed: Committed, previous: asyncio.Task[None] | None) -> None:
+        """Ack after the previous batch's ack: batches are acked and recorded in order."""
+        await _finished(previous)
         await self._acker.ack([item.received.ack_id for item in committed.batch])
         self.batches += 1
         self._record(committed)
@@ -178,3 +192,9 @@ class Flusher:
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
         for item in committed.batch:
             metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)
+
+
+async def _finished(task: asyncio.Task[None] | None) -> None:
+    """Wait for a stage (a write or an ack), if one was started; re-raises its error."""
+    if task is not None:
+        await task

@@ -285,8 +285,12 @@ _MAX_JSON_INT = 10**300
 
 
 def _no_surrogates(name: str, value: str) -> None:
-    """A JSON-escaped lone surrogate (\\ud800) decodes fine but cannot be stored as utf8mb4."""
-    if _SURROGATE.search(value) is not None:
+    """A JSON-escaped lone surrogate (\\ud800) decodes fine but cannot be stored as utf8mb4.
+
+    str.isascii() is O(1) in CPython (a flag of the string), so the usual ASCII text skips
+    the scan.
+    """
+    if not value.isascii() and _SURROGATE.search(value) is not None:
         raise _Invalid(
             Reason.INVALID_FIELD, f"field {name!r} contains a lone UTF-16 surrogate escape"
         )

@@ -1,5 +1,6 @@
 """The flusher's ordering: a batch is acked only after its commit, its ack may overlap the next
-batch's write, and the flusher does not return before the last ack is done.
+batch's write, the batch after that is taken in meanwhile but written only after the previous
+commit, and the flusher does not return before the last ack is done.
 
 In-memory stand-ins for the write and the ack record the order of events; the real database and
 emulator paths are covered by tests/test_pipeline.py and tests/test_faults.py.
@@ -79,12 +80,9 @@ async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
     assert not acker.release  # nothing acked while the first transaction is open
     storage.release[0].set()
     await until(lambda: len(acker.release) == 1 and len(storage.release) == 2)
-    assert events == [
-        "write 0 started",
-        "write 0 committed",
-        "write 1 started",
-        "ack 0 started ['ack-1', 'ack-2']",
-    ]
+    assert events[:2] == ["write 0 started", "write 0 committed"]
+    # The ack of batch 0 and the write of batch 1 both follow its COMMIT, in either order.
+    assert sorted(events[2:]) == ["ack 0 started ['ack-1', 'ack-2']", "write 1 started"]
     storage.release[1].set()
     # The second batch's ack waits for the first one's: one batch is acked at a time.
     await until(lambda: "write 1 committed" in events)
@@ -100,3 +98,50 @@ async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
     await asyncio.wait_for(running, 5)
     assert flusher.batches == 2
     assert events[-1] == "ack 1 done"
+
+
+async def test_next_batch_is_taken_in_while_one_is_written_but_written_after_it() -> None:
+    events: list[str] = []
+    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
+    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
+    running = asyncio.create_task(flusher.run())
+    for number in (1, 3, 5):
+        await queue.put([received(number), received(number + 1)])
+    await queue.put(None)
+
+    await until(lambda: len(storage.release) == 1 and queue.qsize() == 2)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    # Batch 1 was received and parsed during write 0, batch 2 waits in the queue, and only
+    # one transaction is open at a time.
+    assert queue.qsize() == 2
+    assert events == ["write 0 started"]
+    storage.release[0].set()
+    await until(lambda: len(storage.release) == 2 and queue.qsize() == 1)
+    assert "write 0 committed" in events
+    storage.release[1].set()
+    await until(lambda: len(storage.release) == 3)
+    assert events.index("write 1 committed") < events.index("write 2 started")
+    storage.release[2].set()
+    for gate in range(3):
+        await until(lambda: len(acker.release) > gate)  # noqa: B023 (awaited at once)
+        acker.release[gate].set()
+    await asyncio.wait_for(running, 5)
+    assert flusher.batches == 3
+    assert [e for e in events if e.endswith("done")] == ["ack 0 done", "ack 1 done", "ack 2 done"]
+
+
+async def test_cancelling_the_flusher_abandons_the_write_unacked() -> None:
+    events: list[str] = []
+    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
+    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
+    running = asyncio.create_task(flusher.run())
+    await queue.put([received(1), received(2)])
+    await until(lambda: len(storage.release) == 1)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert running.cancelled()
+    assert events == ["write 0 started"]  # the write was cancelled, not waited for
+    assert not acker.release
