@@ -391,7 +391,15 @@ async def time_queries(
     return results
 
 
-def write_report(path: Path, rows: int, load_seconds: float | None, results: list[Any]) -> None:
+def write_report(
+    path: Path,
+    rows: int,
+    load_seconds: float | None,
+    results: list[Any],
+    heading: str = "Query performance",
+    command: str = "",
+) -> None:
+    """Replace the section `heading` of the report (or append it)."""
     conn = _connect()
     with conn.cursor() as cur:
         cur.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
@@ -399,11 +407,12 @@ def write_report(path: Path, rows: int, load_seconds: float | None, results: lis
     conn.close()
     over = [name for name, _p50, p95, *_ in results if p95 >= 50]
     lines = [
-        "## Query performance",
+        f"## {heading}",
         "",
-        f"`bench/query.py --rows {rows}` (`make bench-query`), {datetime.now():%Y-%m-%d}:"
-        f" {rows:,} rows in `service_logs`, MariaDB {version}, innodb_buffer_pool_size"
-        f" {int(pool) // 2**20} MB, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        f"`{command or f'bench/query.py --rows {rows}'}` (`make bench-query`),"
+        f" {datetime.now():%Y-%m-%d %H:%M}: {rows:,} rows in `service_logs`, MariaDB {version},"
+        f" innodb_buffer_pool_size {int(pool) // 2**20:,} MB, {os.cpu_count()} CPUs,"
+        f" Python {platform.python_version()}.",
         "Each query kind ran 30 times with random real values (plus one warm-up), `limit=100`,"
         " timed through the API app in-process (validation, SQL, JSON).",
     ]
@@ -423,13 +432,54 @@ def write_report(path: Path, rows: int, load_seconds: float | None, results: lis
     ]  # fmt: skip
     section = "\n".join(lines)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n\n"
-    pattern = re.compile(r"## Query performance\n.*?(?=\n## |\Z)", re.DOTALL)
+    pattern = re.compile(rf"## {re.escape(heading)}\n.*?(?=\n## |\Z)", re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _m: section.rstrip("\n") + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}")
+
+
+_RESIZED = ("Completed", "Size did not change")
+"""How Innodb_buffer_pool_resize_status starts once a resize is over (MariaDB, MySQL)."""
+
+
+def set_buffer_pool(size: int, timeout: float = 300.0) -> None:
+    """Resize InnoDB's buffer pool (dynamic in MariaDB 10.2+ and MySQL 5.7+) and wait for it."""
+    conn = _connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (size,))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_resize_status'")
+                row = cur.fetchone()
+                status = row[1] if row else ""
+                cur.execute("SELECT @@innodb_buffer_pool_size")
+                if cur.fetchone()[0] == size and (not status or status.startswith(_RESIZED)):
+                    return
+                time.sleep(0.5)
+            raise RuntimeError(f"buffer pool resize to {size} not done: {status!r}")
+    finally:
+        conn.close()
+
+
+def warm(database: str) -> None:
+    """Read the table and each of its B-tree indexes once, as a serving database has them."""
+    conn = _connect(database)
+    try:
+        with conn.cursor() as cur:
+            names = ["PRIMARY"] + [
+                re.search(r"KEY `([^`]+)`", line).group(1)  # type: ignore[union-attr]
+                for line in _secondary_indexes(cur)
+                if not line.startswith("FULLTEXT")
+            ]
+            for name in names:
+                cur.execute(f"SELECT COUNT(*) FROM service_logs FORCE INDEX (`{name}`)")
+                cur.fetchall()
+    finally:
+        conn.close()
 
 
 def main() -> int:
@@ -447,6 +497,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--report", type=Path, default=ROOT / "docs" / "performance.md", help="report file"
+    )
+    parser.add_argument(
+        "--pool-mb",
+        type=int,
+        metavar="MB",
+        help="time again with innodb_buffer_pool_size at MB, the table read into it first"
+        " (the server's size is restored after; needs SUPER or SYSTEM_VARIABLES_ADMIN)",
     )
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", args.database):
@@ -467,6 +524,27 @@ def main() -> int:
     results = asyncio.run(time_queries(args.database, args.runs, args.only))
     if not args.no_write:
         write_report(args.report, args.rows, load_seconds, results)
+    if args.pool_mb:
+        with admin.cursor() as cur:
+            cur.execute("SELECT @@innodb_buffer_pool_size")
+            (original,) = cur.fetchone()
+        try:
+            set_buffer_pool(args.pool_mb * 2**20)
+            print(f"buffer pool {args.pool_mb:,} MB; reading the table into it", flush=True)
+            warm(args.database)
+            print("timing GET /v1/logs, limit=100", flush=True)
+            results = asyncio.run(time_queries(args.database, args.runs, args.only))
+        finally:
+            set_buffer_pool(int(original))
+        if not args.no_write:
+            write_report(
+                args.report,
+                args.rows,
+                None,
+                results,
+                heading=f"Query performance, {args.pool_mb:,} MB buffer pool",
+                command=f"bench/query.py --rows {args.rows} --pool-mb {args.pool_mb}",
+            )
     if not args.keep and not args.reuse:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{args.database}`")

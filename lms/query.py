@@ -10,7 +10,9 @@ it. Pages never repeat or skip rows, even while new logs arrive. The time range 
 
 Which index answers a query (see sql/002_log_context.sql):
 - a selective filter (trace, span, resource, commit, parent resource or full-text) drives the
-  query through its own index, the other filters are checked on the rows it finds;
+  query through its own index, the other filters are checked on the rows it finds (the
+  service already on the entries of the resource, commit and parent-resource indexes, which
+  hold it since sql/003);
 - otherwise the query is split per severity into a UNION ALL of branches, each reading the
   (service_name, severity, timestamp) or (severity, timestamp) index backwards from the cursor
   and stopping after `limit + 1` rows; the branches are merged and cut to the page. So a page
@@ -487,16 +489,19 @@ class ProbePlan:
     streams: int
     bounds_sql: str
     bounds_args: list[object]
-    probe: Callable[[Sequence[Bound | None]], tuple[str, list[object]]]
+    probe: Callable[[Bound | None, Bound | None], tuple[str, list[object]]]
 
 
 def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> ProbePlan:
-    """A search without the FULLTEXT index over the newest `probe_rows` candidate rows.
+    """A search without the FULLTEXT index over the newest candidate rows.
 
-    The rows are read in streams along indexes (see `_streams`). The bounds query gives,
-    per stream, the (timestamp, id) of the last row to read, reading index entries only;
-    no row for a stream that is shorter. The probe then reads each stream down to its bound
-    and applies every filter and the REGEXPs.
+    The rows are read in streams along indexes (see `_streams`). The bounds query gives, per
+    stream, the (timestamp, id) of its `probe_rows / streams`-th row, reading index entries
+    only; no row for a stream that is shorter. The newest of those bounds is the floor down
+    to which every stream is then read, so every row found is certain (nothing newer is left
+    unread) and no stream is read further than the page can use. The probe applies every
+    filter and the REGEXPs to the rows from the floor up to `ceiling` (exclusive; None: the
+    newest), that is, below what an earlier, shallower probe already read.
     """
     streams = _streams(query)
     per_stream = max(probe_rows // len(streams), query.limit + 1)
@@ -512,14 +517,17 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
         args.extend([*cond.args, per_stream - 1])
     bounds_sql = " UNION ALL ".join(parts)
 
-    def probe(bounds: Sequence[Bound | None]) -> tuple[str, list[object]]:
+    def probe(floor: Bound | None, ceiling: Bound | None) -> tuple[str, list[object]]:
         branches: list[str] = []
         branch_args: list[object] = []
-        for stream, bound in zip(streams, bounds, strict=True):
+        for stream in streams:
             cond = stream.eq + window + _filters(query, search, use_index=False)
-            if bound is not None:
-                t = bound.timestamp
-                cond.add("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)", t, t, bound.id)
+            if floor is not None:
+                t = floor.timestamp
+                cond.add("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)", t, t, floor.id)
+            if ceiling is not None:
+                t = ceiling.timestamp
+                cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, ceiling.id)
             branches.append(
                 f"(SELECT {_COLUMNS} FROM service_logs FORCE INDEX ({stream.index})"
                 f"{cond.where()} {_ORDER} LIMIT %s)"
@@ -534,6 +542,12 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
         )
 
     return ProbePlan(len(streams), bounds_sql, args, probe)
+
+
+def probe_depths(probe_rows: int, limit: int) -> list[int]:
+    """How deep successive probes look: a shallow one first, which a common word fills
+    (reading a tenth of the rows), then the full depth below it."""
+    return list(dict.fromkeys((min(probe_rows, max(probe_rows // 10, limit + 1)), probe_rows)))
 
 
 # --- the reader ----------------------------------------------------------------------------
@@ -600,25 +614,29 @@ class LogReader:
         return await self._fetch(*build_logs_sql(query, search))
 
     async def _probe(self, query: LogQuery, search: TextSearch) -> list[tuple[Any, ...]] | None:
-        """The page from the newest PROBE_ROWS candidates alone, or None if they may not
-        hold it. A common word fills a page from recent rows at once; the FULLTEXT index
-        would first collect every match in the table, however many, to sort them by time.
+        """The page from the newest candidates alone, or None if they may not hold it.
+
+        A common word fills a page from recent rows at once; the FULLTEXT index would first
+        collect every match in the table, however many, to sort them by time. Each deeper
+        probe reads only the rows below the previous one's floor.
         """
-        plan = build_probe_sql(query, search, self.probe_rows or PROBE_ROWS)
-        bounds: list[Bound | None] = [None] * plan.streams
-        for stream, moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args):
-            bounds[int(stream)] = Bound(moment, int(row_id))
-        rows = await self._fetch(*plan.probe(bounds))
-        cut = [(b.timestamp, b.id) for b in bounds if b is not None]
-        if not cut:
-            self.strategies["probe-complete"] += 1
-            return rows  # every stream was read to its end: the answer is complete
-        # A row is certain only if no stream has unread rows newer than it.
-        floor = max(cut)
-        certain = [row for row in rows if (row[4], row[0]) >= floor]
-        if len(certain) > query.limit:
-            self.strategies["probe"] += 1
-            return certain
+        rows: list[tuple[Any, ...]] = []
+        ceiling: Bound | None = None
+        for depth in probe_depths(self.probe_rows or PROBE_ROWS, query.limit):
+            plan = build_probe_sql(query, search, depth)
+            bounds = [
+                Bound(moment, int(row_id))
+                for _stream, moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args)
+            ]
+            floor = max(bounds, key=lambda b: (b.timestamp, b.id)) if bounds else None
+            rows += await self._fetch(*plan.probe(floor, ceiling))
+            if floor is None:
+                self.strategies["probe-complete"] += 1
+                return rows  # every stream was read to its end: the answer is complete
+            if len(rows) > query.limit:
+                self.strategies["probe"] += 1
+                return rows[: query.limit + 1]
+            ceiling = floor
         return None
 
     async def services(self) -> list[ServiceCounts]:

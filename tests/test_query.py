@@ -23,6 +23,7 @@ from lms.query import (
     build_logs_sql,
     build_probe_sql,
     parse_search,
+    probe_depths,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123_456)
@@ -234,14 +235,19 @@ def test_probe_streams_follow_the_most_selective_index() -> None:
     assert plan.streams == 1
     assert "FORCE INDEX (ix_service_logs_timestamp)" in plan.bounds_sql
     assert plan.bounds_args == [19_999]
-    sql, args = plan.probe([Cursor(T0, 7)])
+    sql, args = plan.probe(Cursor(T0, 7), None)
     assert "`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)" in sql
     assert args == [w("timeout"), T0, T0, 7, 101]
+    # A deeper probe reads only below what the previous one read.
+    sql, args = plan.probe(Cursor(T0, 7), Cursor(T0 + timedelta(1), 9))
+    assert "`timestamp` <= %s AND (`timestamp` < %s OR id < %s)" in sql
+    assert args == [w("timeout"), T0, T0, 7, T0 + timedelta(1), T0 + timedelta(1), 9, 101]
     plan = build_probe_sql(LogQuery(q="x1y", service="api"), parse_search("x1y"), 20_000)
     assert plan.streams == 5
     assert plan.bounds_args[-1] == 3_999
-    sql, _ = plan.probe([None] * 5)
+    sql, args = plan.probe(Cursor(T0, 7), None)
     assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    assert sql.count("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)") == 5  # one floor
     plan = build_probe_sql(
         LogQuery(q="x1y", service="api", commit="c", severities=("warn",)),
         parse_search("x1y"),
@@ -250,6 +256,13 @@ def test_probe_streams_follow_the_most_selective_index() -> None:
     assert plan.streams == 1
     assert "FORCE INDEX (ix_service_logs_commit_ts)" in plan.bounds_sql
     assert plan.bounds_args == ["c", "warn", 19_999]
+
+
+def test_probe_depths_start_shallow() -> None:
+    assert probe_depths(20_000, 100) == [2_000, 20_000]
+    assert probe_depths(5_000, 1000) == [1_001, 5_000]
+    assert probe_depths(60, 37) == [38, 60]
+    assert probe_depths(1, 5) == [1]
 
 
 def test_time_range_is_half_open() -> None:

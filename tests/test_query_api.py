@@ -768,7 +768,7 @@ async def test_unmigrated_database_is_503_naming_migrate(mysql_database: str) ->
 async def test_migration_keeps_existing_rows(
     mysql_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at version 1 with rows gets version 2 without losing any of them."""
+    """A database at version 1 with rows gets versions 2 and 3 without losing any of them."""
     settings = _settings(mysql_database)
     only_first = tmp_path / "sql"
     only_first.mkdir()
@@ -790,7 +790,10 @@ async def test_migration_keeps_existing_rows(
         " ('legacy', 'error', 1), ('legacy', 'info', 1)"
     )
     monkeypatch.undo()
-    assert await Storage(settings).migrate() == ["002_log_context.sql"]
+    assert await Storage(settings).migrate() == [
+        "002_log_context.sql",
+        "003_service_in_filter_indexes.sql",
+    ]
     assert await Storage(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:
         page = await reader.logs(LogQuery())

@@ -129,6 +129,31 @@ def test_filters_use_an_index(loaded: tuple[pymysql.Connection, dict[str, Any]],
     assert_no_table_scan(explain(conn, *build_logs_sql(query)))
 
 
+@pytest.mark.parametrize(
+    ("column", "index"),
+    [
+        ("resource_id", "ix_service_logs_resource_ts"),
+        ("commit", "ix_service_logs_commit_ts"),
+        ("parent_resource_id", "ix_service_logs_parent_ts"),
+    ],
+)
+def test_a_filter_with_service_reads_index_entries_only(
+    loaded: tuple[pymysql.Connection, dict[str, Any]], column: str, index: str
+) -> None:
+    """The service is checked on the filter index's entries (migration 003): no row is read
+    until the page is known, however many entries of another service come first."""
+    conn, values = loaded
+    query = LogQuery(service=values["service_name"], **{column: values[column]})
+    plan = explain(conn, *build_logs_sql(query))
+    assert_no_table_scan(plan)
+    branches = [row for row in plan if row["table"] == "service_logs"]
+    assert len(branches) == 5, plan  # one per severity
+    for row in branches:
+        assert row["key"] == index, plan
+        assert "Using index" in (row["Extra"] or ""), plan
+        assert "filesort" not in (row["Extra"] or ""), plan
+
+
 SEARCHES = {
     "word": LogQuery(q="timeout"),
     "phrase": LogQuery(q='"Failed to connect"'),
@@ -165,9 +190,10 @@ def test_full_text_probe_reads_an_index_range(
     plan = build_probe_sql(query, parse_search(query.q), 2000)
     # Without a time range the bounds walk the newest 2,000 entries of ix_service_logs_timestamp.
     assert_no_table_scan(explain(conn, plan.bounds_sql, plan.bounds_args), walk=2000)
-    bound = Bound(values["timestamp"] - timedelta(days=1), 1)
-    for bounds in ([None] * plan.streams, [bound] * plan.streams):
-        assert_no_table_scan(explain(conn, *plan.probe(bounds)), walk=query.limit + 1)
+    floor = Bound(values["timestamp"] - timedelta(days=1), 1)
+    ceiling = Bound(values["timestamp"], 2**40)
+    for bounds in ((None, None), (floor, None), (floor, ceiling)):
+        assert_no_table_scan(explain(conn, *plan.probe(*bounds)), walk=query.limit + 1)
 
 
 def test_search_within_a_trace_reads_the_trace(
