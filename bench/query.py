@@ -441,26 +441,24 @@ def write_report(
     print(f"wrote {path}")
 
 
-_RESIZED = ("Completed", "Size did not change")
-"""How Innodb_buffer_pool_resize_status starts once a resize is over (MariaDB, MySQL)."""
-
-
 def set_buffer_pool(size: int, timeout: float = 300.0) -> None:
-    """Resize InnoDB's buffer pool (dynamic in MariaDB 10.2+ and MySQL 5.7+) and wait for it."""
+    """Resize InnoDB's buffer pool (dynamic in MariaDB 10.2+ and MySQL 5.7+) and wait until
+    its pages are there (the resize may run in the background after SET GLOBAL returns)."""
     conn = _connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (size,))
+            cur.execute("SELECT @@innodb_page_size")
+            page = int(cur.fetchone()[0])
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_resize_status'")
-                row = cur.fetchone()
-                status = row[1] if row else ""
-                cur.execute("SELECT @@innodb_buffer_pool_size")
-                if cur.fetchone()[0] == size and (not status or status.startswith(_RESIZED)):
+            while True:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_total'")
+                have = int(cur.fetchone()[1]) * page
+                if abs(have - size) < size * 0.05:  # a few pages go to the pool's own use
                     return
-                time.sleep(0.5)
-            raise RuntimeError(f"buffer pool resize to {size} not done: {status!r}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"buffer pool has {have} bytes, not the {size} asked for")
+                time.sleep(0.2)
     finally:
         conn.close()
 

@@ -440,13 +440,18 @@ def build_logs_sql(
             f" {_ORDER} LIMIT %s)"
         )
         args.extend([*cond.args, fetch])
+    return _page_rows(branches), [*args, fetch]
+
+
+def _page_rows(branches: list[str]) -> str:
+    """Merge branches that each select (id, timestamp) into the page, then read its rows: a
+    deferred join, so only the rows of the page are read whole."""
     columns = ", ".join(f"l.{c.strip()}" for c in _COLUMNS.split(","))
-    sql = (
+    return (
         f"SELECT {columns} FROM (SELECT id, `timestamp` FROM ({' UNION ALL '.join(branches)})"
         f" AS branches {_ORDER} LIMIT %s) AS page JOIN service_logs AS l ON l.id = page.id"
         " ORDER BY page.`timestamp` DESC, page.id DESC"
     )
-    return sql, [*args, fetch]
 
 
 def _driver(query: LogQuery) -> tuple[str, _Conditions]:
@@ -501,7 +506,8 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
     to which every stream is then read, so every row found is certain (nothing newer is left
     unread) and no stream is read further than the page can use. The probe applies every
     filter and the REGEXPs to the rows from the floor up to `ceiling` (exclusive; None: the
-    newest), that is, below what an earlier, shallower probe already read.
+    newest), that is, below what an earlier, shallower probe already read. Like a page
+    without search, it reads whole rows only for the page (a deferred join).
     """
     streams = _streams(query)
     per_stream = max(probe_rows // len(streams), query.limit + 1)
@@ -529,17 +535,11 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
                 t = ceiling.timestamp
                 cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, ceiling.id)
             branches.append(
-                f"(SELECT {_COLUMNS} FROM service_logs FORCE INDEX ({stream.index})"
+                f"(SELECT id, `timestamp` FROM service_logs FORCE INDEX ({stream.index})"
                 f"{cond.where()} {_ORDER} LIMIT %s)"
             )
             branch_args.extend([*cond.args, query.limit + 1])
-        if len(branches) == 1:
-            return branches[0][1:-1], branch_args
-        union = " UNION ALL ".join(branches)
-        return (
-            f"SELECT {_COLUMNS} FROM ({union}) AS page {_ORDER} LIMIT %s",
-            [*branch_args, query.limit + 1],
-        )
+        return _page_rows(branches), [*branch_args, query.limit + 1]
 
     return ProbePlan(len(streams), bounds_sql, args, probe)
 
