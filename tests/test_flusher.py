@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -67,12 +68,35 @@ async def until(condition: Any, turns: int = 1000) -> None:
     raise AssertionError("condition never held")
 
 
+@dataclass
+class Rig:
+    """A flusher with batches of 2, running over in-memory stand-ins that record events."""
+
+    events: list[str]
+    storage: RecordingStorage
+    acker: RecordingAcker
+    queue: asyncio.Queue[list[Received] | None]
+    flusher: Flusher
+    running: asyncio.Task[None]
+
+    @classmethod
+    def start(cls) -> Rig:
+        events: list[str] = []
+        storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
+        queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+        flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
+        return cls(events, storage, acker, queue, flusher, asyncio.create_task(flusher.run()))
+
+
+async def settle() -> None:
+    """Give every task a few turns, so whatever could happen next has happened."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
-    events: list[str] = []
-    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
-    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
-    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
-    running = asyncio.create_task(flusher.run())
+    rig = Rig.start()
+    events, storage, acker, queue = rig.events, rig.storage, rig.acker, rig.queue
     await queue.put([received(1), received(2), received(3), received(4)])
     await queue.put(None)
 
@@ -86,33 +110,28 @@ async def test_ack_follows_commit_and_overlaps_the_next_write() -> None:
     storage.release[1].set()
     # The second batch's ack waits for the first one's: one batch is acked at a time.
     await until(lambda: "write 1 committed" in events)
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await settle()
     assert len(acker.release) == 1
-    assert flusher.batches == 0
+    assert rig.flusher.batches == 0
     acker.release[0].set()
     await until(lambda: len(acker.release) == 2)
     assert events[-1] == "ack 1 started ['ack-3', 'ack-4']"
-    assert not running.done()  # the flusher returns only after its last ack
+    assert not rig.running.done()  # the flusher returns only after its last ack
     acker.release[1].set()
-    await asyncio.wait_for(running, 5)
-    assert flusher.batches == 2
+    await asyncio.wait_for(rig.running, 5)
+    assert rig.flusher.batches == 2
     assert events[-1] == "ack 1 done"
 
 
 async def test_next_batch_is_taken_in_while_one_is_written_but_written_after_it() -> None:
-    events: list[str] = []
-    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
-    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
-    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
-    running = asyncio.create_task(flusher.run())
+    rig = Rig.start()
+    events, storage, acker, queue = rig.events, rig.storage, rig.acker, rig.queue
     for number in (1, 3, 5):
         await queue.put([received(number), received(number + 1)])
     await queue.put(None)
 
     await until(lambda: len(storage.release) == 1 and queue.qsize() == 2)
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await settle()
     # Batch 1 was received and parsed during write 0, batch 2 waits in the queue, and only
     # one transaction is open at a time.
     assert queue.qsize() == 2
@@ -127,21 +146,18 @@ async def test_next_batch_is_taken_in_while_one_is_written_but_written_after_it(
     for gate in range(3):
         await until(lambda: len(acker.release) > gate)  # noqa: B023 (awaited at once)
         acker.release[gate].set()
-    await asyncio.wait_for(running, 5)
-    assert flusher.batches == 3
+    await asyncio.wait_for(rig.running, 5)
+    assert rig.flusher.batches == 3
     assert [e for e in events if e.endswith("done")] == ["ack 0 done", "ack 1 done", "ack 2 done"]
 
 
 async def test_cancelling_the_flusher_abandons_the_write_unacked() -> None:
-    events: list[str] = []
-    storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
-    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
-    flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
-    running = asyncio.create_task(flusher.run())
+    rig = Rig.start()
+    events, storage, acker, queue = rig.events, rig.storage, rig.acker, rig.queue
     await queue.put([received(1), received(2)])
     await until(lambda: len(storage.release) == 1)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    assert running.cancelled()
+    rig.running.cancel()
+    await asyncio.gather(rig.running, return_exceptions=True)
+    assert rig.running.cancelled()
     assert events == ["write 0 started"]  # the write was cancelled, not waited for
     assert not acker.release
