@@ -25,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -544,10 +545,23 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
     return ProbePlan(len(streams), bounds_sql, args, probe)
 
 
-def probe_depths(probe_rows: int, limit: int) -> list[int]:
-    """How deep successive probes look: a shallow one first, which a common word fills
-    (reading a tenth of the rows), then the full depth below it."""
-    return list(dict.fromkeys((min(probe_rows, max(probe_rows // 10, limit + 1)), probe_rows)))
+def first_probe_depth(probe_rows: int, limit: int) -> int:
+    """A tenth of the full depth: a common word fills the page from that many rows."""
+    return min(probe_rows, max(probe_rows // 10, limit + 1))
+
+
+def next_probe_depth(depth: int, found: int, limit: int, probe_rows: int) -> int:
+    """How deep the next probe looks, from what the shallower ones found.
+
+    Matches grow with depth, so a probe that found `found` of the `limit + 1` rows it needs
+    at `depth` should find them all at about depth * (limit + 1) / found; 40% more covers the
+    chance in so few matches (a miss costs one more probe, at full depth). Nothing found: the
+    word is rare here, go to full depth at once.
+    """
+    if found == 0:
+        return probe_rows
+    wanted = math.ceil(depth * (limit + 1) / found * 1.4)
+    return min(probe_rows, max(wanted, depth * 2))
 
 
 # --- the reader ----------------------------------------------------------------------------
@@ -617,12 +631,15 @@ class LogReader:
         """The page from the newest candidates alone, or None if they may not hold it.
 
         A common word fills a page from recent rows at once; the FULLTEXT index would first
-        collect every match in the table, however many, to sort them by time. Each deeper
-        probe reads only the rows below the previous one's floor.
+        collect every match in the table, however many, to sort them by time. A shallow probe
+        first, then one as deep as its matches suggest, then the full depth; each reads only
+        the rows below the previous one's floor.
         """
+        full = self.probe_rows or PROBE_ROWS
         rows: list[tuple[Any, ...]] = []
         ceiling: Bound | None = None
-        for depth in probe_depths(self.probe_rows or PROBE_ROWS, query.limit):
+        depth = first_probe_depth(full, query.limit)
+        while True:
             plan = build_probe_sql(query, search, depth)
             bounds = [
                 Bound(moment, int(row_id))
@@ -636,8 +653,10 @@ class LogReader:
             if len(rows) > query.limit:
                 self.strategies["probe"] += 1
                 return rows[: query.limit + 1]
+            if depth >= full:
+                return None
             ceiling = floor
-        return None
+            depth = next_probe_depth(depth, len(rows), query.limit, full)
 
     async def services(self) -> list[ServiceCounts]:
         """Per service, the total count per severity (every severity present, 0 if none)."""

@@ -22,8 +22,9 @@ from lms.query import (
     bucket_range,
     build_logs_sql,
     build_probe_sql,
+    first_probe_depth,
+    next_probe_depth,
     parse_search,
-    probe_depths,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123_456)
@@ -258,11 +259,16 @@ def test_probe_streams_follow_the_most_selective_index() -> None:
     assert plan.bounds_args == ["c", "warn", 19_999]
 
 
-def test_probe_depths_start_shallow() -> None:
-    assert probe_depths(20_000, 100) == [2_000, 20_000]
-    assert probe_depths(5_000, 1000) == [1_001, 5_000]
-    assert probe_depths(60, 37) == [38, 60]
-    assert probe_depths(1, 5) == [1]
+def test_probes_start_shallow_and_go_as_deep_as_their_matches_suggest() -> None:
+    assert first_probe_depth(20_000, 100) == 2_000
+    assert first_probe_depth(5_000, 1000) == 1_001
+    assert first_probe_depth(60, 37) == 38
+    assert first_probe_depth(1, 5) == 1
+    # 40 of 101 at 2,000: ~5,050 needed, asked for 40% more.
+    assert next_probe_depth(2_000, 40, 100, 20_000) == 7_070
+    assert next_probe_depth(2_000, 0, 100, 20_000) == 20_000  # nothing: full depth
+    assert next_probe_depth(2_000, 3, 100, 20_000) == 20_000  # capped
+    assert next_probe_depth(2_000, 99, 100, 20_000) == 4_000  # at least twice as deep
 
 
 def test_time_range_is_half_open() -> None:
