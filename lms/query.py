@@ -507,8 +507,9 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
     to which every stream is then read, so every row found is certain (nothing newer is left
     unread) and no stream is read further than the page can use. The probe applies every
     filter and the REGEXPs to the rows from the floor up to `ceiling` (exclusive; None: the
-    newest), that is, below what an earlier, shallower probe already read. Like a page
-    without search, it reads whole rows only for the page (a deferred join).
+    newest), that is, below what an earlier, shallower probe already read. With several
+    streams, like a page without search, it reads whole rows only for the page (a deferred
+    join).
     """
     streams = _streams(query)
     per_stream = max(probe_rows // len(streams), query.limit + 1)
@@ -540,6 +541,11 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
                 f"{cond.where()} {_ORDER} LIMIT %s)"
             )
             branch_args.extend([*cond.args, query.limit + 1])
+        if len(branches) == 1:
+            # One stream is the page itself. Inside a derived table its walk down the index
+            # would be planned (and EXPLAINed) without the LIMIT that ends it.
+            select = branches[0][1:-1].replace("SELECT id, `timestamp`", f"SELECT {_COLUMNS}", 1)
+            return select, branch_args
         return _page_rows(branches), [*branch_args, query.limit + 1]
 
     return ProbePlan(len(streams), bounds_sql, args, probe)
