@@ -183,6 +183,12 @@ def _secondary_indexes(cur: Any) -> list[str]:
     ]
 
 
+def _index_name(line: str) -> str:
+    match = re.search(r"KEY `([^`]+)`", line)
+    assert match, line
+    return match.group(1)
+
+
 def bulk_load(
     database: str, rows: int, seed: int = 6, chunk: int = 2000, quiet: bool = False
 ) -> None:
@@ -194,7 +200,7 @@ def bulk_load(
     try:
         with conn.cursor() as cur:
             indexes = _secondary_indexes(cur)
-            names = [re.search(r"KEY `([^`]+)`", line).group(1) for line in indexes]  # type: ignore[union-attr]
+            names = [_index_name(line) for line in indexes]
             cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
             sql = f"INSERT INTO service_logs ({COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
             batch: list[tuple[object, ...]] = []
@@ -470,7 +476,7 @@ def warm(database: str) -> None:
     try:
         with conn.cursor() as cur:
             names = ["PRIMARY"] + [
-                re.search(r"KEY `([^`]+)`", line).group(1)  # type: ignore[union-attr]
+                _index_name(line)
                 for line in _secondary_indexes(cur)
                 if not line.startswith("FULLTEXT")
             ]

@@ -516,14 +516,19 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
     window = _time_range(query)
     parts: list[str] = []
     args: list[object] = []
-    for number, stream in enumerate(streams):
+    for stream in streams:
         cond = stream.eq + window
         parts.append(
-            f"(SELECT {number} AS stream, `timestamp`, id FROM service_logs"
+            f"(SELECT `timestamp`, id FROM service_logs"
             f" FORCE INDEX ({stream.index}){cond.where()} {_ORDER} LIMIT 1 OFFSET %s)"
         )
         args.extend([*cond.args, per_stream - 1])
     bounds_sql = " UNION ALL ".join(parts)
+
+    # One stream is the page itself; several are merged by (timestamp, id) and only then read
+    # whole. (Inside a derived table one stream's walk down its index would be planned, and
+    # EXPLAINed, without the LIMIT that ends it.)
+    selected = _COLUMNS if len(streams) == 1 else "id, `timestamp`"
 
     def probe(floor: Bound | None, ceiling: Bound | None) -> tuple[str, list[object]]:
         branches: list[str] = []
@@ -537,15 +542,12 @@ def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> Pro
                 t = ceiling.timestamp
                 cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, ceiling.id)
             branches.append(
-                f"(SELECT id, `timestamp` FROM service_logs FORCE INDEX ({stream.index})"
+                f"(SELECT {selected} FROM service_logs FORCE INDEX ({stream.index})"
                 f"{cond.where()} {_ORDER} LIMIT %s)"
             )
             branch_args.extend([*cond.args, query.limit + 1])
         if len(branches) == 1:
-            # One stream is the page itself. Inside a derived table its walk down the index
-            # would be planned (and EXPLAINed) without the LIMIT that ends it.
-            select = branches[0][1:-1].replace("SELECT id, `timestamp`", f"SELECT {_COLUMNS}", 1)
-            return select, branch_args
+            return branches[0][1:-1], branch_args
         return _page_rows(branches), [*branch_args, query.limit + 1]
 
     return ProbePlan(len(streams), bounds_sql, args, probe)
@@ -649,7 +651,7 @@ class LogReader:
             plan = build_probe_sql(query, search, depth)
             bounds = [
                 Bound(moment, int(row_id))
-                for _stream, moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args)
+                for moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args)
             ]
             floor = max(bounds, key=lambda b: (b.timestamp, b.id)) if bounds else None
             rows += await self._fetch(*plan.probe(floor, ceiling))
