@@ -9,14 +9,18 @@ it. Pages never repeat or skip rows, even while new logs arrive. The time range 
 `since` is inclusive and `until` exclusive, so consecutive ranges never overlap.
 
 Which index answers a query (see sql/002_log_context.sql):
-- a selective filter (trace, span, resource, commit, parent resource or full-text) drives the
-  query through its own index, the other filters are checked on the rows it finds (the
-  service already on the entries of the resource, commit and parent-resource indexes, which
-  hold it since sql/003);
+- a selective filter (trace, span, resource, commit, parent resource) drives the query
+  through its own index, the other filters are checked on the rows it finds (the service
+  already on the entries of the resource, commit and parent-resource indexes, which hold it
+  since sql/003);
 - otherwise the query is split per severity into a UNION ALL of branches, each reading the
   (service_name, severity, timestamp) or (severity, timestamp) index backwards from the cursor
   and stopping after `limit + 1` rows; the branches are merged and cut to the page. So a page
-  reads at most 5 x (limit + 1) index entries whatever the table size.
+  reads at most 5 x (limit + 1) index entries whatever the table size;
+- a full-text search first probes the newest entries of those same branches (`LogReader`'s
+  probe, `build_probe_sql`). Their indexes hold short payloads (sql/004), so the words are
+  tested on index entries and only matching rows are read. Only when the probe cannot fill
+  the page does the FULLTEXT index answer (trace and span ids: their few rows are all read).
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ _COLUMNS = (
     "id, message_id, service_name, severity, `timestamp`, payload, resource_id, trace_id,"
     " span_id, `commit`, metadata"
 )
+_JOINED_COLUMNS = ", ".join(f"l.{c.strip()}" for c in _COLUMNS.split(","))
+"""The columns of a page read through a join with service_logs AS l."""
 _ORDER = "ORDER BY `timestamp` DESC, id DESC"
 _IX_TIMESTAMP = "ix_service_logs_timestamp"
 _IX_SEVERITY = "ix_service_logs_severity_ts"
@@ -91,9 +97,10 @@ _IX_SERVICE_SEVERITY = "ix_service_logs_service_severity_ts"
 _IX_RESOURCE = "ix_service_logs_resource_ts"
 _IX_COMMIT = "ix_service_logs_commit_ts"
 _IX_PARENT = "ix_service_logs_parent_ts"
-PROBE_ROWS = 20_000
-"""Newest candidate rows a full-text search first scans with REGEXPs, before it falls back to
-the FULLTEXT index (whose cost grows with the number of matches, not with the page)."""
+PROBE_DEPTH = 50_000
+"""Newest candidate index entries a full-text search first checks with REGEXPs (~0.5 us each,
+on their short_payload), before it falls back to the FULLTEXT index, whose cost grows with
+the number of matches in the whole table, not with the page."""
 _WORD = re.compile(r"\w+")
 _CURSOR_VERSION = "1"
 # Errors after which a read can safely be retried on a fresh connection.
@@ -378,10 +385,16 @@ def _time_range(query: LogQuery) -> _Conditions:
         cond.add("`timestamp` >= %s", query.since)
     if query.until is not None:
         cond.add("`timestamp` < %s", query.until)
-    if query.cursor is not None:
+    return cond + _before(query.cursor)
+
+
+def _before(bound: Cursor | None) -> _Conditions:
+    """Rows strictly before `bound` in (timestamp, id) order (no condition for None)."""
+    cond = _Conditions()
+    if bound is not None:
         # Expanded row comparison (timestamp, id) < (t, i): MariaDB only ranges over this form.
-        t = query.cursor.timestamp
-        cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, query.cursor.id)
+        t = bound.timestamp
+        cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, bound.id)
     return cond
 
 
@@ -447,9 +460,9 @@ def build_logs_sql(
 def _page_rows(branches: list[str]) -> str:
     """Merge branches that each select (id, timestamp) into the page, then read its rows: a
     deferred join, so only the rows of the page are read whole."""
-    columns = ", ".join(f"l.{c.strip()}" for c in _COLUMNS.split(","))
+    union = " UNION ALL ".join(branches)
     return (
-        f"SELECT {columns} FROM (SELECT id, `timestamp` FROM ({' UNION ALL '.join(branches)})"
+        f"SELECT {_JOINED_COLUMNS} FROM (SELECT id, `timestamp` FROM ({union})"
         f" AS branches {_ORDER} LIMIT %s) AS page JOIN service_logs AS l ON l.id = page.id"
         " ORDER BY page.`timestamp` DESC, page.id DESC"
     )
@@ -478,10 +491,8 @@ class _Stream:
 
 def _streams(query: LogQuery) -> list[_Stream]:
     """How a probe walks the newest rows: one stream per severity along the index of the
-    driving filter, or, without one, a single stream along the timestamp index."""
+    driving filter, or of the severity alone without one."""
     index, eq = _driver(query)
-    if index == _IX_SEVERITY:
-        return [_Stream(_IX_TIMESTAMP, _Conditions())]
     return [
         _Stream(index, eq + _Conditions(["severity = %s"], [severity]))
         for severity in _severities(query) or SEVERITY_ORDER
@@ -492,84 +503,106 @@ def _streams(query: LogQuery) -> list[_Stream]:
 class ProbePlan:
     """SQL of a probe: first the bounds, then the probe itself given them."""
 
-    streams: int
     bounds_sql: str
     bounds_args: list[object]
-    probe: Callable[[Bound | None, Bound | None], tuple[str, list[object]]]
+    probe: Callable[..., tuple[str, list[object]]]
+    """(floor[, fetch]) -> the SQL of the probe, which returns at most `fetch` rows (default:
+    limit + 1, a page and whether another follows)."""
 
 
-def build_probe_sql(query: LogQuery, search: TextSearch, probe_rows: int) -> ProbePlan:
-    """A search without the FULLTEXT index over the newest candidate rows.
+def build_probe_sql(
+    query: LogQuery,
+    search: TextSearch,
+    depth: int,
+    ceiling: Bound | None = None,
+    walk: int | None = None,
+) -> ProbePlan:
+    """A search without the FULLTEXT index over the next `depth` candidate entries below
+    `ceiling` (None: the newest), that is, below what an earlier, shallower probe read.
 
-    The rows are read in streams along indexes (see `_streams`). The bounds query gives, per
-    stream, the (timestamp, id) of its `probe_rows / streams`-th row, reading index entries
-    only; no row for a stream that is shorter. The newest of those bounds is the floor down
-    to which every stream is then read, so every row found is certain (nothing newer is left
-    unread) and no stream is read further than the page can use. The probe applies every
-    filter and the REGEXPs to the rows from the floor up to `ceiling` (exclusive; None: the
-    newest), that is, below what an earlier, shallower probe already read. With several
-    streams, like a page without search, it reads whole rows only for the page (a deferred
-    join).
+    The candidates are read in streams (see `_streams`). The bounds query gives, per stream,
+    the (timestamp, id) of its `depth / streams`-th entry below the ceiling, and the stream's
+    number, reading index entries only; no row for a stream that is shorter. Without any
+    filter one walk down the small timestamp index gives the bound of all streams at once.
+    The newest bound is the floor down to which every stream is then read, so every row found
+    is certain (nothing newer is left unread) and no stream is read further than the page can
+    use. The newest bound comes from the densest stream: a deeper probe walks only that one
+    (`walk`, its number), as the others would only give older bounds.
+
+    The probe reads the entries from the floor up to the ceiling. Every index it reads holds
+    short_payload (sql/004): an entry whose short_payload lacks a word is dropped there. The
+    other entries are sorted by time and their rows read in that order, each checked against
+    every filter and the REGEXPs, until `fetch` rows match. So the rows read are those found,
+    plus the long payloads (over 255 characters) of the window that do not match.
     """
     streams = _streams(query)
-    per_stream = max(probe_rows // len(streams), query.limit + 1)
-    window = _time_range(query)
+    window = _time_range(query) + _before(ceiling)
+    walks = streams
+    if streams[0].index == _IX_SEVERITY and not query.severities:
+        walks = [_Stream(_IX_TIMESTAMP, _Conditions())]
+    per_walk = max(depth // len(walks), query.limit + 1)
     parts: list[str] = []
     args: list[object] = []
-    for stream in streams:
+    for number, stream in enumerate(walks):
+        if walk is not None and number != walk:
+            continue
         cond = stream.eq + window
         parts.append(
-            f"(SELECT `timestamp`, id FROM service_logs"
+            f"(SELECT `timestamp`, id, {number} FROM service_logs"
             f" FORCE INDEX ({stream.index}){cond.where()} {_ORDER} LIMIT 1 OFFSET %s)"
         )
-        args.extend([*cond.args, per_stream - 1])
+        args.extend([*cond.args, per_walk - 1])
     bounds_sql = " UNION ALL ".join(parts)
 
-    # One stream is the page itself; several are merged by (timestamp, id) and only then read
-    # whole. (Inside a derived table one stream's walk down its index would be planned, and
-    # EXPLAINed, without the LIMIT that ends it.)
-    selected = _COLUMNS if len(streams) == 1 else "id, `timestamp`"
+    on_entry = _Conditions()
+    if search.patterns:
+        words = " AND ".join(["short_payload REGEXP %s"] * len(search.patterns))
+        on_entry.add(f"(short_payload IS NULL OR ({words}))", *search.patterns)
+    on_row = _filters(query, search, use_index=False)
 
-    def probe(floor: Bound | None, ceiling: Bound | None) -> tuple[str, list[object]]:
+    def probe(floor: Bound | None, fetch: int = query.limit + 1) -> tuple[str, list[object]]:
         branches: list[str] = []
         branch_args: list[object] = []
         for stream in streams:
-            cond = stream.eq + window + _filters(query, search, use_index=False)
+            cond = stream.eq + window + on_entry
             if floor is not None:
                 t = floor.timestamp
                 cond.add("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)", t, t, floor.id)
-            if ceiling is not None:
-                t = ceiling.timestamp
-                cond.add("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)", t, t, ceiling.id)
             branches.append(
-                f"(SELECT {selected} FROM service_logs FORCE INDEX ({stream.index})"
-                f"{cond.where()} {_ORDER} LIMIT %s)"
+                f"SELECT id, `timestamp` FROM service_logs FORCE INDEX ({stream.index})"
+                f"{cond.where()}"
             )
-            branch_args.extend([*cond.args, query.limit + 1])
-        if len(branches) == 1:
-            return branches[0][1:-1], branch_args
-        return _page_rows(branches), [*branch_args, query.limit + 1]
+            branch_args.extend(cond.args)
+        # STRAIGHT_JOIN: the candidates first, sorted, so rows are read newest first and
+        # only until the page is full.
+        sql = (
+            f"SELECT STRAIGHT_JOIN {_JOINED_COLUMNS} FROM ({' UNION ALL '.join(branches)}) AS c"
+            f" JOIN service_logs AS l ON l.id = c.id{on_row.where()}"
+            f" ORDER BY c.`timestamp` DESC, c.id DESC LIMIT %s"
+        )
+        return sql, [*branch_args, *on_row.args, fetch]
 
-    return ProbePlan(len(streams), bounds_sql, args, probe)
+    return ProbePlan(bounds_sql, args, probe)
 
 
-def first_probe_depth(probe_rows: int, limit: int) -> int:
-    """A tenth of the full depth: a common word fills the page from that many rows."""
-    return min(probe_rows, max(probe_rows // 10, limit + 1))
+def first_probe_depth(full: int, limit: int) -> int:
+    """A tenth of the full depth: a common word fills the page from that many entries."""
+    return min(full, max(full // 10, limit + 1))
 
 
-def next_probe_depth(depth: int, found: int, limit: int, probe_rows: int) -> int:
+def next_probe_depth(depth: int, found: int, limit: int, full: int) -> int:
     """How deep the next probe looks, from what the shallower ones found.
 
     Matches grow with depth, so a probe that found `found` of the `limit + 1` rows it needs
-    at `depth` should find them all at about depth * (limit + 1) / found; 40% more covers the
-    chance in so few matches (a miss costs one more probe, at full depth). Nothing found: the
-    word is rare here, go to full depth at once.
+    at `depth` should find them all at about depth * (limit + 1) / found; 20% more covers
+    most of the chance in so few matches (a miss costs one more probe, below this one), and
+    each probe goes at least half as deep again. Nothing found: the word is rare here, go to
+    full depth at once.
     """
     if found == 0:
-        return probe_rows
-    wanted = math.ceil(depth * (limit + 1) / found * 1.4)
-    return min(probe_rows, max(wanted, depth * 2))
+        return full
+    wanted = math.ceil(depth * (limit + 1) / found * 1.2)
+    return min(full, max(wanted, depth * 3 // 2))
 
 
 # --- the reader ----------------------------------------------------------------------------
@@ -591,8 +624,9 @@ class LogReader:
         self._pool_lock = asyncio.Lock()
         self.min_token = 3
         self.max_token = 84
-        self.probe_rows: int | None = PROBE_ROWS
-        """None: every full-text search goes through the FULLTEXT index (tests compare)."""
+        self.probe_depth: int | None = PROBE_DEPTH
+        """None: no probe, every full-text search goes through the FULLTEXT index (tests
+        compare)."""
         self.strategies: Counter[str] = Counter()
         """How full-text searches were answered: probe, probe-complete, fulltext, scan."""
 
@@ -629,41 +663,47 @@ class LogReader:
                 # A trace has few rows: check them all, no FULLTEXT lookup needed.
                 self.strategies["scan"] += 1
                 return await self._fetch(*build_logs_sql(query, search, use_index=False))
-            rows = await self._probe(query, search) if self.probe_rows else None
+            rows = await self._probe(query, search, self.probe_depth) if self.probe_depth else None
             if rows is not None:
                 return rows
         self.strategies["fulltext"] += 1
         return await self._fetch(*build_logs_sql(query, search))
 
-    async def _probe(self, query: LogQuery, search: TextSearch) -> list[tuple[Any, ...]] | None:
+    async def _probe(
+        self, query: LogQuery, search: TextSearch, full: int
+    ) -> list[tuple[Any, ...]] | None:
         """The page from the newest candidates alone, or None if they may not hold it.
 
         A common word fills a page from recent rows at once; the FULLTEXT index would first
         collect every match in the table, however many, to sort them by time. A shallow probe
         first, then one as deep as its matches suggest, then the full depth; each reads only
-        the rows below the previous one's floor.
+        the entries below the previous one's floor.
         """
-        full = self.probe_rows or PROBE_ROWS
         rows: list[tuple[Any, ...]] = []
         ceiling: Bound | None = None
+        read = 0  # the depth the probes so far reached
+        densest: int | None = None
         depth = first_probe_depth(full, query.limit)
         while True:
-            plan = build_probe_sql(query, search, depth)
-            bounds = [
-                Bound(moment, int(row_id))
-                for moment, row_id in await self._fetch(plan.bounds_sql, plan.bounds_args)
-            ]
-            floor = max(bounds, key=lambda b: (b.timestamp, b.id)) if bounds else None
-            rows += await self._fetch(*plan.probe(floor, ceiling))
+            plan = build_probe_sql(query, search, depth - read, ceiling, densest)
+            bounds = await self._fetch(plan.bounds_sql, plan.bounds_args)
+            if not bounds and densest is not None:  # it ended: bound by the others
+                plan = build_probe_sql(query, search, depth - read, ceiling)
+                bounds = await self._fetch(plan.bounds_sql, plan.bounds_args)
+            floor = None
+            if bounds:
+                moment, row_id, densest = max(bounds, key=lambda b: (b[0], b[1]))
+                floor = Bound(moment, int(row_id))
+            rows += await self._fetch(*plan.probe(floor, query.limit + 1 - len(rows)))
             if floor is None:
                 self.strategies["probe-complete"] += 1
                 return rows  # every stream was read to its end: the answer is complete
             if len(rows) > query.limit:
                 self.strategies["probe"] += 1
-                return rows[: query.limit + 1]
+                return rows
             if depth >= full:
                 return None
-            ceiling = floor
+            ceiling, read = floor, depth
             depth = next_probe_depth(depth, len(rows), query.limit, full)
 
     async def services(self) -> list[ServiceCounts]:

@@ -232,31 +232,57 @@ def test_search_in_a_trace_needs_no_fulltext_index() -> None:
 
 def test_probe_streams_follow_the_most_selective_index() -> None:
     search = parse_search("timeout")
-    plan = build_probe_sql(LogQuery(q="timeout"), search, 20_000)
-    assert plan.streams == 1
+    # No filter: one walk down the timestamp index bounds the severity streams, whose entries
+    # hold short_payload: the word is tested there, every row is checked again when read.
+    query = LogQuery(q="timeout")
+    plan = build_probe_sql(query, search, 20_000)
     assert "FORCE INDEX (ix_service_logs_timestamp)" in plan.bounds_sql
     assert plan.bounds_args == [19_999]
-    sql, args = plan.probe(Cursor(T0, 7), None)
-    assert "`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)" in sql
-    assert args == [w("timeout"), T0, T0, 7, 101]
-    # A deeper probe reads only below what the previous one read.
-    sql, args = plan.probe(Cursor(T0, 7), Cursor(T0 + timedelta(1), 9))
-    assert "`timestamp` <= %s AND (`timestamp` < %s OR id < %s)" in sql
-    assert args == [w("timeout"), T0, T0, 7, T0 + timedelta(1), T0 + timedelta(1), 9, 101]
-    plan = build_probe_sql(LogQuery(q="x1y", service="api"), parse_search("x1y"), 20_000)
-    assert plan.streams == 5
-    assert plan.bounds_args[-1] == 3_999
-    sql, args = plan.probe(Cursor(T0, 7), None)
-    assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    sql, args = plan.probe(Cursor(T0, 7))
+    assert sql.count("FORCE INDEX (ix_service_logs_severity_ts)") == 5
+    assert sql.count("(short_payload IS NULL OR (short_payload REGEXP %s))") == 5
     assert sql.count("`timestamp` >= %s AND (`timestamp` > %s OR id >= %s)") == 5  # one floor
-    plan = build_probe_sql(
-        LogQuery(q="x1y", service="api", commit="c", severities=("warn",)),
-        parse_search("x1y"),
-        20_000,
-    )
-    assert plan.streams == 1
+    assert "WHERE payload REGEXP %s ORDER BY c.`timestamp` DESC, c.id DESC LIMIT %s" in sql
+    assert args[:5] == ["debug", w("timeout"), T0, T0, 7]
+    assert args[-2:] == [w("timeout"), 101]
+    # A deeper probe walks and reads only below what the previous one read, and fetches only
+    # what is missing.
+    t1 = T0 + timedelta(1)
+    plan = build_probe_sql(query, search, 5_000, ceiling=Cursor(t1, 9))
+    assert "`timestamp` <= %s AND (`timestamp` < %s OR id < %s)" in plan.bounds_sql
+    assert plan.bounds_args == [t1, t1, 9, 4_999]
+    sql, args = plan.probe(Cursor(T0, 7), 40)
+    assert sql.count("`timestamp` <= %s AND (`timestamp` < %s OR id < %s)") == 5
+    assert args[:8] == ["debug", t1, t1, 9, w("timeout"), T0, T0, 7]
+    assert args[-1] == 40
+    # Severities asked for: their own streams bound themselves.
+    plan = build_probe_sql(LogQuery(q="x1y", severities=("error", "fatal")), search, 20_000)
+    assert plan.bounds_sql.count("FORCE INDEX (ix_service_logs_severity_ts)") == 2
+    assert plan.bounds_args == ["error", 9_999, "fatal", 9_999]
+    # A service: five streams along its index, which holds short_payload too.
+    query = LogQuery(q="x1y", service="api")
+    plan = build_probe_sql(query, parse_search("x1y"), 20_000)
+    assert plan.bounds_sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    assert plan.bounds_args[-3:] == ["api", "fatal", 3_999]
+    sql, args = plan.probe(Cursor(T0, 7))
+    assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    # Deeper, only the stream that gave the floor (the densest) is walked for the next one.
+    plan = build_probe_sql(query, parse_search("x1y"), 10_000, Cursor(T0, 7), walk=1)
+    assert plan.bounds_sql.count("FORCE INDEX") == 1
+    assert ", 1 FROM service_logs" in plan.bounds_sql
+    assert plan.bounds_args == ["api", "info", T0, T0, 7, 1_999]
+    sql, args = plan.probe(Cursor(T0 - timedelta(1), 3))
+    assert sql.count("FORCE INDEX (ix_service_logs_service_severity_ts)") == 5
+    # Another filter drives: its streams are read along its index, the others are checked on
+    # the rows.
+    query = LogQuery(q="x1y", service="api", commit="c", severities=("warn",))
+    plan = build_probe_sql(query, parse_search("x1y"), 20_000)
     assert "FORCE INDEX (ix_service_logs_commit_ts)" in plan.bounds_sql
     assert plan.bounds_args == ["c", "warn", 19_999]
+    sql, args = plan.probe(None)
+    assert sql.count("short_payload REGEXP %s") == 1
+    assert "`commit` = %s AND payload REGEXP %s AND service_name = %s AND severity IN (%s)" in sql
+    assert args == ["c", "warn", w("x1y"), "c", w("x1y"), "api", "warn", 101]
 
 
 def test_probes_start_shallow_and_go_as_deep_as_their_matches_suggest() -> None:
@@ -265,10 +291,10 @@ def test_probes_start_shallow_and_go_as_deep_as_their_matches_suggest() -> None:
     assert first_probe_depth(60, 37) == 38
     assert first_probe_depth(1, 5) == 1
     # 40 of 101 at 2,000: ~5,050 needed, asked for 40% more.
-    assert next_probe_depth(2_000, 40, 100, 20_000) == 7_070
+    assert next_probe_depth(2_000, 40, 100, 20_000) == 6_060
     assert next_probe_depth(2_000, 0, 100, 20_000) == 20_000  # nothing: full depth
     assert next_probe_depth(2_000, 3, 100, 20_000) == 20_000  # capped
-    assert next_probe_depth(2_000, 99, 100, 20_000) == 4_000  # at least twice as deep
+    assert next_probe_depth(2_000, 99, 100, 20_000) == 3_000  # at least 1.5 times as deep
 
 
 def test_time_range_is_half_open() -> None:

@@ -54,6 +54,9 @@ PAYLOADS = (
     "payment declined for order {n}",
     "Failed: to connect again, giving up on shard {n}",
     "disk usage at {ms} percent on volume {n}",
+    # Longer than short_payload (sql/004): the probe reads these rows to test their words.
+    "worker {n} stopped: " + "in frame 0x1f of the scheduler, " * 9 + "Failed to connect to queue",
+    "trace {n}: " + "payment service frame; " * 12,
 )
 
 
@@ -338,7 +341,7 @@ async def search_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with the probe off (only the FULLTEXT index) or so short that it is cut."""
     reader = LogReader(seeded.settings)
-    reader.probe_rows = PROBE_MODES[request.param]
+    reader.probe_depth = PROBE_MODES[request.param]
     app = create_app(seeded.settings, reader)
     async with (
         app.router.lifespan_context(app),
@@ -353,7 +356,7 @@ async def search_client(
 async def test_every_search_strategy_gives_the_same_answer(
     search_client: httpx.AsyncClient, seeded: Seeded, filters: dict[str, Any], limit: int
 ) -> None:
-    # Default client: the probe reads everything (420 rows < PROBE_ROWS), exact at once.
+    # Default client: the probe reads everything (420 rows < PROBE_DEPTH), exact at once.
     # Here: the FULLTEXT index alone, and a probe cut after limit + 1 rows per stream, which
     # answers common words itself and hands rarer ones to the FULLTEXT index.
     assert await all_pages(search_client, filters, limit=limit) == seeded.expect(**filters)
@@ -768,7 +771,7 @@ async def test_unmigrated_database_is_503_naming_migrate(mysql_database: str) ->
 async def test_migration_keeps_existing_rows(
     mysql_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at version 1 with rows gets versions 2 and 3 without losing any of them."""
+    """A database at version 1 with rows gets versions 2 to 4 without losing any of them."""
     settings = _settings(mysql_database)
     only_first = tmp_path / "sql"
     only_first.mkdir()
@@ -793,6 +796,7 @@ async def test_migration_keeps_existing_rows(
     assert await Storage(settings).migrate() == [
         "002_log_context.sql",
         "003_service_in_filter_indexes.sql",
+        "004_short_payload_in_indexes.sql",
     ]
     assert await Storage(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

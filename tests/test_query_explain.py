@@ -192,8 +192,33 @@ def test_full_text_probe_reads_an_index_range(
     assert_no_table_scan(explain(conn, plan.bounds_sql, plan.bounds_args), walk=2000)
     floor = Bound(values["timestamp"] - timedelta(days=1), 1)
     ceiling = Bound(values["timestamp"], 2**40)
-    for bounds in ((None, None), (floor, None), (floor, ceiling)):
-        assert_no_table_scan(explain(conn, *plan.probe(*bounds)), walk=query.limit + 1)
+    for bound in (None, floor):
+        assert_no_table_scan(explain(conn, *plan.probe(bound)), walk=query.limit + 1)
+    # A deeper probe, below an earlier one.
+    plan = build_probe_sql(query, parse_search(query.q), 2000, ceiling)
+    assert_no_table_scan(explain(conn, plan.bounds_sql, plan.bounds_args), walk=2000)
+    assert_no_table_scan(explain(conn, *plan.probe(floor)), walk=query.limit + 1)
+
+
+@pytest.mark.parametrize("name", [n for n in SEARCHES if n != "non-ASCII"])
+def test_a_probe_tests_its_words_on_index_entries(
+    loaded: tuple[pymysql.Connection, dict[str, Any]], name: str
+) -> None:
+    """The indexes of the probe hold short_payload (sql/004): it reads index entries only,
+    and rows by primary key, in time order, for candidates."""
+    conn, values = loaded
+    query = SEARCHES[name]
+    assert query.q is not None
+    plan = build_probe_sql(query, parse_search(query.q), 2000)
+    floor = Bound(values["timestamp"] - timedelta(days=1), 1)
+    rows = explain(conn, *plan.probe(floor))
+    entries = [row for row in rows if row["table"] == "service_logs"]
+    assert entries, rows
+    for row in entries:
+        assert row["key"].startswith("ix_service_logs_"), rows
+        assert "Using index" in (row["Extra"] or ""), rows
+    (read,) = [row for row in rows if row["table"] == "l"]
+    assert (read["type"], read["key"]) == ("eq_ref", "PRIMARY"), rows
 
 
 def test_search_within_a_trace_reads_the_trace(
