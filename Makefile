@@ -123,7 +123,7 @@ BENCH_QUERY_POOL_MB ?= 4096
 bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
 	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS) --pool-mb $(BENCH_QUERY_POOL_MB)
 
-.PHONY: bench-pipeline bench-rss bench-tune
+.PHONY: bench-pipeline bench-rss bench-tune bench-write
 
 bench-pipeline: install  ## only the pipeline benchmark (bench/run.py): a, b, c, profile, latency, pub
 	@$(PY) bench/run.py
@@ -136,6 +136,9 @@ BENCH_TUNE ?= 1000:2000,2000:4000,5000:10000,5000:10000:1,5000:10000:2
 
 bench-tune: install  ## lms mon once per BENCH_TUNE combination (to choose bench/emulator.env)
 	@$(PY) bench/run.py --tune $(BENCH_TUNE)
+
+bench-write: install  ## rows/s of Storage.write_batch at schema versions 3 and 4 (bench/write_cost.py)
+	@$(PY) bench/write_cost.py --runs 3
 
 check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet pyyaml

@@ -342,6 +342,12 @@ def cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
             "service": r.choice(v.services),
         },
         "q + service": lambda r: {"q": "timeout", "service": r.choice(v.services)},
+        "q rare + service": lambda r: {
+            "q": r.choice(["deadlock", "OutOfMemoryError"]),
+            "service": r.choice(v.services),
+        },
+        "q + resource_id": lambda r: {"q": "slow", "resource_id": r.choice(v.resources)},
+        "q + parent": lambda r: {"q": "timeout", "parent_resource_id": r.choice(v.parents)},
         "q phrase + severity + from/to": lambda r: {
             "q": '"Failed to connect"',
             "severity": ["error", "fatal"],

@@ -1,4 +1,5 @@
-"""A tiny run of the pipeline benchmark (bench/run.py), so it keeps working.
+"""Tiny runs of the pipeline benchmark (bench/run.py) and bench/write_cost.py, so they keep
+working.
 
 Only the shape of its JSON report is checked, never the figures: they depend on the machine.
 The run starts (and must stop) its own Pub/Sub emulator, like `make bench` does.
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
+import pymysql
 import pytest
+
+from tests.conftest import mysql_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,24 +38,31 @@ RATE_KEYS = (
 )
 
 
-def test_benchmark_smoke_run(tmp_path: Path) -> None:
-    report_path = tmp_path / "bench.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "run.py"),
-            "--messages=2000",
-            "--warmup=0",
-            "--skip-profile",
-            "--latency-seconds=4",
-            "--latency-rate=500",
-            "--pub-messages=2000",
-            "--no-docs",
-            f"--json={report_path}",
-        ],
-        cwd=tmp_path,
+def run_bench(
+    script: str, *args: str, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
+        timeout=timeout,
+    )
+
+
+def test_benchmark_smoke_run(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = run_bench(
+        "run.py",
+        "--messages=2000",
+        "--warmup=0",
+        "--skip-profile",
+        "--latency-seconds=4",
+        "--latency-rate=500",
+        "--pub-messages=2000",
+        "--no-docs",
+        f"--json={report_path}",
+        cwd=tmp_path,
         timeout=280,
     )
     output = done.stdout[-4000:] + done.stderr[-4000:]
@@ -83,3 +95,20 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert 0 < latency["commit_p50_ms"] <= latency["commit_p99_ms"]
     assert report["cpu_budget"]["bound"] > 0
     assert "msg/s" in done.stdout  # the printed table
+
+
+def test_write_cost_smoke_run() -> None:
+    prefix = f"lms_test_{secrets.token_hex(6)}"
+    done = run_bench(
+        "write_cost.py", "--rows=2000", "--batch=500", "--runs=1", f"--prefix={prefix}", timeout=120
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"version 3: [\d,]+-[\d,]+ rows/s", done.stdout), done.stdout
+    assert re.search(r"version 4: [\d,]+-[\d,]+ rows/s", done.stdout), done.stdout
+    conn = pymysql.connect(**mysql_config())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()

@@ -1,0 +1,112 @@
+"""Write cost of each schema version: rows/s through Storage.write_batch, the real write path.
+
+    .venv/bin/python bench/write_cost.py                    # versions 3 and 4, 200,000 rows
+    .venv/bin/python bench/write_cost.py --versions 1,2,3,4 --runs 3
+
+For each run and version (interleaved, so drift of the machine hits all alike) a fresh database
+is migrated up to that version and filled with `--rows` realistic rows (bench/query.py's
+generator: 48 services, short one-line payloads, most with trace/resource/commit context) in
+transactions of `--batch` rows. Short payloads are the dear case for version 4, whose two
+indexes then hold each payload; logs longer than 255 characters add nothing there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lms.storage  # noqa: E402
+from lms.model import LogRecord  # noqa: E402
+from lms.settings import load_settings  # noqa: E402
+from lms.storage import Storage, StoredLog  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_query", ROOT / "bench" / "query.py")
+assert _spec and _spec.loader
+bench_query = importlib.util.module_from_spec(_spec)
+sys.modules["bench_query"] = bench_query
+_spec.loader.exec_module(bench_query)
+
+
+def logs(rows: int) -> list[StoredLog]:
+    out = []
+    for values in bench_query.generate(rows, seed=9):
+        message_id, _batch, service, payload, severity, ts, resource, trace, span, commit, meta = (
+            values
+        )
+        record = LogRecord(service, payload, severity, ts, resource, trace, span, commit, meta)
+        out.append(StoredLog(str(message_id), record))
+    return out
+
+
+def drop_database(name: str) -> None:
+    conn = bench_query._connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
+
+
+async def write_rate(version: int, batches: list[list[StoredLog]], database: str) -> float:
+    """Rows/s writing `batches` into a fresh `database` at schema `version`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted((ROOT / "sql").glob("*.sql")):
+            if int(path.name.split("_")[0]) <= version:
+                shutil.copy(path, tmp)
+        lms.storage.MIGRATIONS_DIR = Path(tmp)
+        storage = Storage(load_settings(_env_file=None, mysql_database=database))
+        try:
+            await storage.migrate()
+            began = time.perf_counter()
+            for batch in batches:
+                await storage.write_batch(batch, [])
+            elapsed = time.perf_counter() - began
+        finally:
+            await storage.close()
+    return sum(map(len, batches)) / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="rows per run (200,000)")
+    parser.add_argument("--batch", type=int, default=5_000, help="rows per transaction")
+    parser.add_argument("--runs", type=int, default=2, help="runs per version")
+    parser.add_argument("--versions", default="3,4", help="schema versions to compare (3,4)")
+    parser.add_argument(
+        "--prefix", default="lms_bench_write", help="databases: PREFIX_vN, dropped after each run"
+    )
+    args = parser.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,50}", args.prefix):
+        parser.error("--prefix: letters, digits and _ only")
+    versions = [int(v) for v in args.versions.split(",")]
+    every = logs(args.rows)
+    batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
+    rates: dict[int, list[float]] = {v: [] for v in versions}
+    for run in range(args.runs):
+        for version in versions:
+            database = f"{args.prefix}_v{version}"
+            drop_database(database)  # the migration creates it afresh
+            try:
+                rate = asyncio.run(write_rate(version, batches, database))
+            finally:
+                drop_database(database)
+            rates[version].append(rate)
+            print(f"  run {run + 1}, version {version}: {rate:,.0f} rows/s", flush=True)
+    print(f"\n{args.rows:,} rows in transactions of {args.batch:,}, Storage.write_batch:")
+    for version, got in rates.items():
+        print(f"  version {version}: {min(got):,.0f}-{max(got):,.0f} rows/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
