@@ -1,20 +1,20 @@
 """Write cost of each schema version: rows/s through Storage.write_batch, the real write path.
 
     .venv/bin/python bench/write_cost.py                    # versions 3 and 4, 200,000 rows
-    .venv/bin/python bench/write_cost.py --versions 1,2,3,4 --runs 3
+    .venv/bin/python bench/write_cost.py --versions 2,3,4 --runs 3
 
 For each run and version (interleaved, so drift of the machine hits all alike) a fresh database
 is migrated up to that version and filled with `--rows` realistic rows (bench/query.py's
 generator: 48 services, short one-line payloads, most with trace/resource/commit context) in
-transactions of `--batch` rows. Short payloads are the dear case for version 4, whose two
-indexes then hold each payload; logs longer than 255 characters add nothing there.
+transactions of `--batch` rows. Short payloads are the dear case for version 4, whose five
+filter indexes then hold each payload; logs longer than 255 characters add nothing there.
+Version 2 is the oldest one the write path can fill (it added the tracing columns).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import re
 import shutil
 import sys
@@ -24,17 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import query as bench_query  # noqa: E402  (bench/query.py: its row generator)
 
 import lms.storage  # noqa: E402
 from lms.model import LogRecord  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
 from lms.storage import Storage, StoredLog  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_query", ROOT / "bench" / "query.py")
-assert _spec and _spec.loader
-bench_query = importlib.util.module_from_spec(_spec)
-sys.modules["bench_query"] = bench_query
-_spec.loader.exec_module(bench_query)
 
 
 def logs(rows: int) -> list[StoredLog]:
@@ -88,7 +85,13 @@ def main() -> int:
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_]{1,50}", args.prefix):
         parser.error("--prefix: letters, digits and _ only")
-    versions = [int(v) for v in args.versions.split(",")]
+    newest = max(int(path.name.split("_")[0]) for path in (ROOT / "sql").glob("*.sql"))
+    try:
+        versions = [int(v) for v in args.versions.split(",")]
+    except ValueError:
+        parser.error(f"--versions: numbers separated by commas, not {args.versions!r}")
+    if not all(2 <= v <= newest for v in versions):
+        parser.error(f"--versions: each one from 2 to {newest}")
     every = logs(args.rows)
     batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
     rates: dict[int, list[float]] = {v: [] for v in versions}
