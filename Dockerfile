@@ -9,9 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY lms ./lms
-COPY sql ./sql
-# Editable install: the migrations are read from sql/ next to the lms/ package.
-RUN pip install -e . && useradd --system --uid 10001 lms
+# A regular install: the migrations ship inside the package (lms/store/sql/).
+RUN pip install . && useradd --system --uid 10001 lms
 USER lms
 
 # The metrics/health server must be reachable from outside the container.

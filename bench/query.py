@@ -43,9 +43,9 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lms.api import create_app  # noqa: E402
+from lms.api.app import create_app  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
-from lms.storage import Storage  # noqa: E402
+from lms.store.migrations import Migrator  # noqa: E402
 
 END = datetime(2024, 6, 1)
 SPAN = timedelta(days=30)
@@ -194,7 +194,7 @@ def bulk_load(
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after)."""
     settings = load_settings(_env_file=None, mysql_database=database)
-    asyncio.run(Storage(settings).migrate())
+    asyncio.run(Migrator(settings).migrate())
     conn = _connect(database)
     started = time.monotonic()
     try:

@@ -70,11 +70,14 @@ import pymysql  # noqa: E402
 from google.api_core import exceptions as gexc  # noqa: E402
 from google.pubsub_v1 import PubsubMessage, PullResponse  # noqa: E402
 
-from lms import pubsub  # noqa: E402
-from lms.model import LogRecord, parse_message  # noqa: E402
-from lms.publisher import BatchPublisher, LogFactory, service_names  # noqa: E402
+from lms.devtools.backlog import subscription_backlog  # noqa: E402
+from lms.devtools.traffic import BatchPublisher, LogFactory, service_names  # noqa: E402
+from lms.domain.record import LogRecord, parse_message  # noqa: E402
+from lms.ingest.sources.pubsub import client as pubsub  # noqa: E402
 from lms.settings import Settings, load_settings  # noqa: E402
-from lms.storage import Storage, StoredLog, connect_kwargs  # noqa: E402
+from lms.store.connection import connect_kwargs  # noqa: E402
+from lms.store.migrations import Migrator  # noqa: E402
+from lms.store.writer import BatchWriter, StoredLog  # noqa: E402
 
 EMULATOR_BIN = Path(
     os.environ.get(
@@ -423,7 +426,7 @@ async def part_drain(ctx: Context, hold: int) -> dict:
         result = await drain(settings, ctx.args.messages, hold=hold)
         result.update(meter.stop())
         result["publish_rate"] = published["rate"]
-        result["backlog_after"] = await pubsub.subscription_backlog(settings, pull_timeout=2.0)
+        result["backlog_after"] = await subscription_backlog(settings, pull_timeout=2.0)
         if hold:
             result["hold"] = hold
         return result
@@ -456,9 +459,7 @@ def parse_pool(pool: list[tuple[bytes, tuple[str, str]]]) -> list[LogRecord]:
 async def part_database(ctx: Context, fulltext: bool = True) -> dict:
     """Multi-row INSERTs of 5,000 rows per transaction, plus their severity rows."""
     settings = ctx.settings("b" if fulltext else "b0")
-    storage = Storage(settings)
-    await storage.migrate()
-    await storage.close()
+    await Migrator(settings).migrate()
     if not fulltext:
         conn = admin_connect(settings, settings.mysql_database)
         with conn.cursor() as cur:
@@ -499,8 +500,8 @@ async def part_database(ctx: Context, fulltext: bool = True) -> dict:
 async def part_write_batch(ctx: Context) -> dict:
     """The same rows through Storage.write_batch: INSERT IGNORE, the new-row count, severity."""
     settings = ctx.settings("b2")
-    storage = Storage(settings)
-    await storage.migrate()
+    await Migrator(settings).migrate()
+    storage = BatchWriter(settings)
     count = ctx.args.messages
     records = ctx.records
     meter = Meter(ctx).start()
@@ -800,7 +801,7 @@ async def part_mon(ctx: Context, name: str, extra: dict[str, str], count: int) -
             run_mon_drain, ctx, settings, extra, count, name, name == "profile"
         )
         result["publish_rate"] = published["rate"]
-        result["backlog_after"] = await pubsub.subscription_backlog(settings, pull_timeout=2.0)
+        result["backlog_after"] = await subscription_backlog(settings, pull_timeout=2.0)
         return result
     finally:
         await delete_resources(settings)
@@ -840,9 +841,9 @@ _AREAS: list[tuple[str, str]] = [
     ("google/api_core", "Pub/Sub client (gapic)"),
     ("aiomysql", "MySQL driver (aiomysql / PyMySQL)"),
     ("pymysql", "MySQL driver (aiomysql / PyMySQL)"),
-    ("lms/model", "parsing + validation (lms.model, json)"),
-    ("json/", "parsing + validation (lms.model, json)"),
-    ("pydantic", "parsing + validation (lms.model, json)"),
+    ("lms/model", "parsing + validation (lms.domain.record, json)"),
+    ("json/", "parsing + validation (lms.domain.record, json)"),
+    ("pydantic", "parsing + validation (lms.domain.record, json)"),
     ("structlog", "logging (structlog)"),
     ("prometheus_client", "metrics (prometheus_client)"),
     ("tenacity", "retry wrappers (tenacity)"),

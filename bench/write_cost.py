@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -28,10 +27,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import query as bench_query  # noqa: E402  (bench/query.py: its row generator)
 
-import lms.storage  # noqa: E402
-from lms.model import LogRecord  # noqa: E402
+from lms.domain.record import LogRecord  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
-from lms.storage import Storage, StoredLog  # noqa: E402
+from lms.store.migrations import Migrator, migration_files  # noqa: E402
+from lms.store.writer import BatchWriter, StoredLog  # noqa: E402
 
 
 def logs(rows: int) -> list[StoredLog]:
@@ -57,13 +56,13 @@ def drop_database(name: str) -> None:
 async def write_rate(version: int, batches: list[list[StoredLog]], database: str) -> float:
     """Rows/s writing `batches` into a fresh `database` at schema `version`."""
     with tempfile.TemporaryDirectory() as tmp:
-        for path in sorted((ROOT / "sql").glob("*.sql")):
+        for path in migration_files():
             if int(path.name.split("_")[0]) <= version:
-                shutil.copy(path, tmp)
-        lms.storage.MIGRATIONS_DIR = Path(tmp)
-        storage = Storage(load_settings(_env_file=None, mysql_database=database))
+                (Path(tmp) / path.name).write_text(path.read_text())
+        settings = load_settings(_env_file=None, mysql_database=database)
+        await Migrator(settings, Path(tmp)).migrate()
+        storage = BatchWriter(settings)
         try:
-            await storage.migrate()
             began = time.perf_counter()
             for batch in batches:
                 await storage.write_batch(batch, [])
@@ -85,7 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_]{1,50}", args.prefix):
         parser.error("--prefix: letters, digits and _ only")
-    newest = max(int(path.name.split("_")[0]) for path in (ROOT / "sql").glob("*.sql"))
+    newest = max(int(script.name.split("_")[0]) for script in migration_files())
     try:
         versions = [int(v) for v in args.versions.split(",")]
     except ValueError:

@@ -61,7 +61,7 @@ def env_number(name: str, default: float) -> float:
 
 
 def lms_command() -> list[str]:
-    """The `lms` console script of this interpreter's environment, else `python -m lms.cli`."""
+    """The `lms` console script of this interpreter's environment, else `python -m lms.cli.main`."""
     script = Path(sys.executable).with_name("lms")
     return [str(script)] if script.exists() else [sys.executable, "-m", "lms.cli"]
 

@@ -6,7 +6,7 @@ a test harness; invalid values fail fast with one line naming the variable.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     )
     max_outstanding: int | None = Field(
         default=None, ge=1, description="received-but-unacked messages (default 2 x BATCHSIZE)"
+    )
+    shutdown_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a graceful stop may take to flush, commit and ack; past it the"
+        " work under way is abandoned unacked (redelivered later) and lms mon exits 3",
     )
     duration: float | None = Field(
         default=None, gt=0, description="stop after this many seconds (unset: run until signal)"
@@ -136,10 +142,10 @@ class Settings(BaseSettings):
         return f"projects/{self.pubsub_project}/subscriptions/{self.pubsub_subscription}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning pydantic's multi-line report into one line per bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

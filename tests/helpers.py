@@ -12,9 +12,13 @@ from typing import Any
 
 import aiomysql
 
-from lms.pubsub import ensure_subscription, publisher_client, subscriber_client
+from lms.ingest.sources.pubsub.client import (
+    ensure_subscription,
+    publisher_client,
+    subscriber_client,
+)
 from lms.settings import Settings
-from lms.storage import connect_kwargs
+from lms.store.connection import connect_kwargs
 
 SettingsFactory = Callable[..., Settings]
 """The type of the `settings` fixture: keyword overrides in, Settings out."""

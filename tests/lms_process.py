@@ -2,7 +2,7 @@
 
 `LmsProcess(settings, workdir)` exports every field of a `Settings` object as its environment
 variable (so the child sees exactly the configuration the test built, e.g. MYSQL_PORT of a
-proxy), forces LOG_FORMAT=json and LOG_LEVEL=debug, and runs `python -m lms.cli mon` in a
+proxy), forces LOG_FORMAT=json and LOG_LEVEL=debug, and runs `python -m lms.cli.main mon` in a
 scratch directory (no stray `.env`). Its stdout goes to a file, parsed on demand into events
 (one dict per JSON line); stderr to another file.
 

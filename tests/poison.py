@@ -27,7 +27,7 @@ import hypothesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 
-from lms.model import MAX_PAYLOAD, MAX_SERVICE_NAME, Reason
+from lms.domain.record import MAX_PAYLOAD, MAX_SERVICE_NAME, Reason
 
 SERVICES = [
     f"svc-{name}" for name in ("auth", "billing", "cart", "search", "mail", "ñandú", "日本")

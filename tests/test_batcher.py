@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lms.batcher import Batcher, Trigger
+from lms.ingest.pipeline.batcher import Batcher, Trigger
 
 
 class FakeClock:

@@ -41,10 +41,12 @@ from typing import Any
 import aiomysql
 import pytest
 
-from lms.model import LogRecord, parse_message
-from lms.pubsub import subscription_backlog
+from lms.devtools.backlog import subscription_backlog
+from lms.domain.record import LogRecord, parse_message
 from lms.settings import Settings
-from lms.storage import MAX_REJECTED_DATA, MIGRATIONS_DIR, connect_kwargs
+from lms.store.connection import connect_kwargs
+from lms.store.migrations import migration_files
+from lms.store.writer import MAX_REJECTED_DATA
 from tests.helpers import (
     SettingsFactory,
     db_query,
@@ -624,7 +626,7 @@ async def test_sigkill_during_startup_migration(
     await run.wait_handled(timeout=60)
     await run.settle_and_stop()
     versions = sorted(row[0] for row in await db_query(s, "SELECT version FROM schema_migrations"))
-    migrations = sorted(path.name for path in MIGRATIONS_DIR.glob("*.sql"))
+    migrations = [script.name for script in migration_files()]
     skipped = mon.matching("migration statement already applied")
     await run.verify(
         versions_at_kill=versions_at_kill,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from lms.flow_control import FlowControl
+from lms.ingest.sources.pubsub.flow_control import FlowControl
 
 
 async def settle(rounds: int = 20) -> None:
@@ -86,20 +86,6 @@ async def test_releasing_more_than_reserved_is_an_error() -> None:
     await flow.reserve(1)
     with pytest.raises(AssertionError):
         await flow.release(2)
-
-
-async def test_wait_idle_returns_once_everything_is_released() -> None:
-    flow = FlowControl(10)
-    await asyncio.wait_for(flow.wait_idle(), 5)  # idle from the start
-    await flow.reserve(3)
-    idle = asyncio.create_task(flow.wait_idle())
-    await settle()
-    assert not idle.done()
-    await flow.release(2)
-    await settle()
-    assert not idle.done()
-    await flow.release(1)
-    await asyncio.wait_for(idle, 5)
 
 
 async def test_cancelled_waiter_takes_nothing() -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lms.flusher import Flusher
-from lms.storage import BatchResult
-from lms.subscriber import Received
+from lms.ingest.pipeline.flusher import Flusher
+from lms.ingest.received import Received
+from lms.store.errors import RetriableStorageError, StorageError, TerminalStorageError
+from lms.store.writer import BatchResult
 
 
 class Gates:
@@ -37,7 +39,7 @@ class Gates:
 
 
 class RecordingStorage(Gates):
-    async def write_batch(self, logs: list[Any], rejections: list[Any]) -> BatchResult:
+    async def write_batch(self, logs: Sequence[Any], rejections: Sequence[Any]) -> BatchResult:
         await self.passage("", "committed")
         return BatchResult(new_by_key={("svc", "info"): len(logs)})
 
@@ -84,7 +86,7 @@ class Rig:
         events: list[str] = []
         storage, acker = RecordingStorage("write", events), RecordingAcker("ack", events)
         queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
-        flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)  # type: ignore[arg-type]
+        flusher = Flusher(queue, storage, acker, batchsize=2, flushinterval=60)
         return cls(events, storage, acker, queue, flusher, asyncio.create_task(flusher.run()))
 
 
@@ -161,3 +163,56 @@ async def test_cancelling_the_flusher_abandons_the_write_unacked() -> None:
     assert rig.running.cancelled()
     assert events == ["write 0 started"]  # the write was cancelled, not waited for
     assert not acker.release
+
+
+class FailingWriter:
+    """Fails the first `failures` writes with `error`, then commits."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error = error
+        self.failures = failures
+        self.calls = 0
+
+    async def write_batch(self, logs: Sequence[Any], rejections: Sequence[Any]) -> BatchResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return BatchResult(new_by_key={("svc", "info"): len(logs)})
+
+
+class ListAcker:
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    async def ack(self, ack_ids: list[str]) -> None:
+        self.acked.extend(ack_ids)
+
+
+async def run_one_batch(writer: FailingWriter) -> tuple[ListAcker, BaseException | None]:
+    acker = ListAcker()
+    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+    flusher = Flusher(queue, writer, acker, batchsize=2, flushinterval=60, max_backoff=0.01)
+    await queue.put([received(1), received(2)])
+    await queue.put(None)
+    try:
+        await asyncio.wait_for(flusher.run(), 10)
+    except StorageError as exc:
+        return acker, exc
+    return acker, None
+
+
+async def test_a_retriable_error_is_retried_until_the_batch_commits() -> None:
+    writer = FailingWriter(RetriableStorageError("batch write failed: lost connection"), 3)
+    acker, error = await run_one_batch(writer)
+    assert error is None
+    assert writer.calls == 4
+    assert acker.acked == ["ack-1", "ack-2"]
+
+
+async def test_a_terminal_error_ends_the_flusher_unacked_without_retrying() -> None:
+    terminal = TerminalStorageError("batch write failed: (1146, table doesn't exist)", 1146)
+    writer = FailingWriter(terminal, 1)
+    acker, error = await run_one_batch(writer)
+    assert error is terminal
+    assert writer.calls == 1
+    assert acker.acked == []

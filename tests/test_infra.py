@@ -7,13 +7,13 @@ import os
 import pytest
 from google.api_core import exceptions as gexc
 
-from lms.pubsub import (
+from lms.devtools.backlog import subscription_backlog
+from lms.ingest.sources.pubsub.client import (
     ensure_subscription,
     publisher_client,
     subscriber_client,
-    subscription_backlog,
 )
-from lms.storage import MIGRATIONS_DIR, Storage
+from lms.store.migrations import Migrator, migration_files
 from tests.helpers import (
     SettingsFactory,
     db_query,
@@ -22,7 +22,7 @@ from tests.helpers import (
     wait_until,
 )
 
-MIGRATIONS = sorted(path.name for path in MIGRATIONS_DIR.glob("*.sql"))
+MIGRATION_NAMES = [script.name for script in migration_files()]
 
 pytestmark = pytest.mark.integration
 
@@ -89,18 +89,15 @@ async def test_migrate_creates_tables_once(settings: SettingsFactory, mysql_data
     s = settings()
     assert s.mysql_database == mysql_database
     assert await db_query(s, "SHOW TABLES") == []
-    storage = Storage(s)
-    try:
-        assert await storage.migrate() == MIGRATIONS
-        assert await storage.migrate() == []
-    finally:
-        await storage.close()
-    assert await Storage(s).migrate() == []  # a fresh instance agrees
+    migrator = Migrator(s)
+    assert await migrator.migrate() == MIGRATION_NAMES
+    assert await migrator.migrate() == []
+    assert await Migrator(s).migrate() == []  # a fresh instance agrees
 
     tables = {row[0] for row in await db_query(s, "SHOW TABLES")}
     assert tables == TABLES
     versions = await db_query(s, "SELECT version FROM schema_migrations")
-    assert versions == [(name,) for name in MIGRATIONS]
+    assert versions == [(name,) for name in MIGRATION_NAMES]
     columns = await db_query(
         s,
         "SELECT column_name FROM information_schema.columns"

@@ -12,20 +12,19 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from lms.model import (
+from lms.domain.record import (
     MAX_CONTEXT,
     MAX_METADATA,
     MAX_METADATA_DEPTH,
     MAX_PAYLOAD,
     MAX_SERVICE_NAME,
-    SEVERITIES,
     LogRecord,
     Reason,
     Rejection,
-    Severity,
     parse_message,
-    parse_timestamp,
 )
+from lms.domain.severity import SEVERITIES, Severity
+from lms.domain.timefmt import parse_timestamp
 
 VALID: dict[str, Any] = {
     "service_name": "checkout",

@@ -32,9 +32,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
-import lms.metrics  # noqa: F401  (registers LMS's metrics in the default registry)
-from lms.health import HealthServer, ReadinessCheck
-from lms.logs import configure_logging
+import lms.ops.metrics  # noqa: F401  (registers LMS's metrics in the default registry)
+from lms.ops.health import HealthServer, ReadinessCheck
+from lms.ops.log_setup import configure_logging
 from lms.settings import Settings
 from tests.helpers import SettingsFactory, db_query, ensure_resources, make_log, publish, wait_until
 from tests.proxy import ProxyFactory

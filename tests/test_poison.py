@@ -9,15 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
-from lms.model import (
+from lms.domain.record import (
     MAX_PAYLOAD,
     MAX_SERVICE_NAME,
-    SEVERITIES,
     LogRecord,
     Reason,
     Rejection,
     parse_message,
 )
+from lms.domain.severity import SEVERITIES
 from tests.poison import (
     CATALOGUE,
     VALID,

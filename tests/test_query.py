@@ -1,4 +1,4 @@
-"""lms.query without a database: cursors, the full-text query builder and the SQL shapes."""
+"""lms.query.reader without a database: cursors, the full-text query builder and the SQL shapes."""
 
 from __future__ import annotations
 
@@ -11,21 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lms.query import (
-    MAX_BUCKETS,
-    MAX_LIMIT,
-    MAX_Q,
-    Cursor,
-    LogQuery,
-    QueryError,
-    TextSearch,
-    bucket_range,
-    build_logs_sql,
-    build_probe_sql,
-    first_probe_depth,
-    next_probe_depth,
-    parse_search,
-)
+from lms.query.buckets import MAX_BUCKETS, bucket_range
+from lms.query.cursor import Cursor
+from lms.query.errors import QueryError
+from lms.query.filters import MAX_LIMIT, LogQuery
+from lms.query.probe import build_probe_sql, first_probe_depth, next_probe_depth
+from lms.query.search import MAX_Q, TextSearch, parse_search
+from lms.query.sql import build_logs_sql
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123_456)
 

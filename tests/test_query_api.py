@@ -32,12 +32,14 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 from schemathesis.python.asgi import get_client
 
-import lms.storage
-from lms.api import create_app
-from lms.model import LogRecord, parse_message
-from lms.query import Cursor, LogQuery, LogReader
+from lms.api.app import create_app
+from lms.domain.record import LogRecord, parse_message
+from lms.query.cursor import Cursor
+from lms.query.filters import LogQuery
+from lms.query.reader import LogReader
 from lms.settings import Settings, load_settings
-from lms.storage import Storage, StoredLog
+from lms.store.migrations import MIGRATIONS, Migrator
+from lms.store.writer import BatchWriter, StoredLog
 from tests.conftest import mysql_config
 
 pytestmark = pytest.mark.integration
@@ -141,9 +143,9 @@ def _settings(database: str, **overrides: object) -> Settings:
 
 
 async def _store(settings: Settings, bodies: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    storage = Storage(settings)
+    storage = BatchWriter(settings)
     try:
-        await storage.migrate()
+        await Migrator(settings).migrate()
         logs = []
         for message_id, body in bodies:
             record = parse_message(json.dumps(body).encode())
@@ -614,7 +616,7 @@ async def test_severity_buckets(client: httpx.AsyncClient, seeded: Seeded) -> No
 
 async def test_severity_bucket_boundaries(mysql_database: str) -> None:
     settings = _settings(mysql_database)
-    await Storage(settings).migrate()
+    await Migrator(settings).migrate()
     rows = [
         ("api", "error", 2, "2024-05-01 10:59:59.999999"),
         ("api", "error", 3, "2024-05-01 11:00:00"),
@@ -775,11 +777,8 @@ async def test_migration_keeps_existing_rows(
     settings = _settings(mysql_database)
     only_first = tmp_path / "sql"
     only_first.mkdir()
-    (only_first / "001_initial.sql").write_text(
-        (lms.storage.MIGRATIONS_DIR / "001_initial.sql").read_text()
-    )
-    monkeypatch.setattr(lms.storage, "MIGRATIONS_DIR", only_first)
-    assert await Storage(settings).migrate() == ["001_initial.sql"]
+    (only_first / "001_initial.sql").write_text((MIGRATIONS / "001_initial.sql").read_text())
+    assert await Migrator(settings, only_first).migrate() == ["001_initial.sql"]
     db = f"`{mysql_database}`"
     _admin(
         f"INSERT INTO {db}.service_logs"
@@ -792,13 +791,12 @@ async def test_migration_keeps_existing_rows(
         f"INSERT INTO {db}.service_severity (service_name, severity, `count`) VALUES"
         " ('legacy', 'error', 1), ('legacy', 'info', 1)"
     )
-    monkeypatch.undo()
-    assert await Storage(settings).migrate() == [
+    assert await Migrator(settings).migrate() == [
         "002_log_context.sql",
         "003_service_in_filter_indexes.sql",
         "004_short_payload_in_indexes.sql",
     ]
-    assert await Storage(settings).migrate() == []  # idempotent
+    assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:
         page = await reader.logs(LogQuery())
         assert [e.message_id for e in page.logs] == ["old-2", "old-1"]

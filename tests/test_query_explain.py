@@ -17,14 +17,11 @@ from typing import Any
 import pymysql
 import pytest
 
-from lms.query import (
-    Bound,
-    Cursor,
-    LogQuery,
-    build_logs_sql,
-    build_probe_sql,
-    parse_search,
-)
+from lms.query.cursor import Bound, Cursor
+from lms.query.filters import LogQuery
+from lms.query.probe import build_probe_sql
+from lms.query.search import parse_search
+from lms.query.sql import build_logs_sql
 from tests.conftest import mysql_config
 
 pytestmark = pytest.mark.integration

@@ -16,20 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from lms import metrics
-from lms.acker import Acker
-from lms.batcher import Batcher, Trigger
-from lms.model import LogRecord, Rejection, parse_message
-from lms.storage import BatchResult, Storage, StorageError, StoredLog, StoredRejection
-from lms.subscriber import Received
+from lms.domain.record import LogRecord, Rejection, parse_message
+from lms.ingest.pipeline.batcher import Batcher, Trigger
+from lms.ingest.received import Received
+from lms.ops import metrics
+from lms.store.errors import StorageError
+from lms.store.writer import BatchResult, StoredLog, StoredRejection
 
-log = structlog.get_logger("lms.flusher")
+log = structlog.get_logger(__name__)
+
+
+class Writer(Protocol):
+    """Stores a batch in one transaction (lms.store.writer.BatchWriter)."""
+
+    async def write_batch(
+        self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
+    ) -> BatchResult: ...
+
+
+class Acker(Protocol):
+    """Settles committed messages with their source (a Pub/Sub Dispatcher)."""
+
+    async def ack(self, ack_ids: list[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +72,7 @@ class Flusher:
     def __init__(
         self,
         queue: asyncio.Queue[list[Received] | None],
-        storage: Storage,
+        writer: Writer,
         acker: Acker,
         batchsize: int,
         flushinterval: float,
@@ -65,7 +80,7 @@ class Flusher:
         max_backoff: float = 10.0,
     ) -> None:
         self._queue = queue
-        self._storage = storage
+        self._writer = writer
         self._acker = acker
         self._batcher: Batcher[Parsed] = Batcher(batchsize, flushinterval, clock)
         self._max_backoff = max_backoff
@@ -160,12 +175,12 @@ class Flusher:
 
     async def _write(self, logs: list[StoredLog], rejections: list[StoredRejection]) -> BatchResult:
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StorageError),
+            retry=retry_if_exception(_retriable),
             wait=wait_exponential_jitter(multiplier=0.5, max=self._max_backoff),
             before_sleep=self._log_db_error,
             reraise=True,
         )
-        return await retrying(self._storage.write_batch, logs, rejections)
+        return await retrying(self._writer.write_batch, logs, rejections)
 
     @staticmethod
     def _log_db_error(state: RetryCallState) -> None:
@@ -192,6 +207,12 @@ class Flusher:
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
         for item in committed.batch:
             metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Retry what a retry can fix; a terminal error (schema, privileges, data) ends the
+    flusher with the batch unacked, instead of retrying it forever."""
+    return isinstance(exc, StorageError) and exc.retriable
 
 
 async def _finished(task: asyncio.Task[None] | None) -> None:

@@ -13,7 +13,7 @@ import structlog
 from google.api_core import exceptions as gexc
 from google.pubsub_v1 import SubscriberAsyncClient
 
-log = structlog.get_logger("lms.leaser")
+log = structlog.get_logger(__name__)
 
 ACK_ID_CHUNK = 1000
 
@@ -41,16 +41,19 @@ class Leaser:
     def remove(self, ack_ids: Iterable[str]) -> None:
         self._held.difference_update(ack_ids)
 
+    def snapshot(self) -> list[str]:
+        """The ack ids held now, as a list that later changes to the set do not affect."""
+        return list(self._held)
+
     async def run(self) -> None:
         """Extend every held lease each period until cancelled."""
         while True:
             await asyncio.sleep(self.period)
-            await self.extend(list(self._held), self.deadline)
+            await self.extend(self.snapshot(), self.deadline)
 
     async def extend(self, ack_ids: list[str], seconds: int) -> None:
         """Set the deadline of `ack_ids`; 0 hands them back for redelivery at once."""
-        for start in range(0, len(ack_ids), ACK_ID_CHUNK):
-            chunk = ack_ids[start : start + ACK_ID_CHUNK]
+        for chunk in ack_id_chunks(ack_ids):
             try:
                 await self._client.modify_ack_deadline(
                     subscription=self._subscription,
@@ -64,3 +67,8 @@ class Leaser:
                     count=len(chunk),
                     error=repr(exc),
                 )
+
+
+def ack_id_chunks(ack_ids: list[str]) -> list[list[str]]:
+    """Ack ids in groups of at most ACK_ID_CHUNK, the most one request may carry."""
+    return [ack_ids[start : start + ACK_ID_CHUNK] for start in range(0, len(ack_ids), ACK_ID_CHUNK)]

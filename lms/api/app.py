@@ -1,4 +1,4 @@
-"""`lms api`: the HTTP query API, a thin FastAPI layer over `lms.query`.
+"""`lms api`: the HTTP query API, a thin FastAPI layer over `lms.query.reader`.
 
 - GET /v1/logs         logs, newest first, filtered, keyset-paginated
 - GET /v1/services     per service, total counts per severity
@@ -28,19 +28,14 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from lms import __version__
-from lms.model import MAX_CONTEXT, MAX_SERVICE_NAME, parse_timestamp
-from lms.query import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_Q,
-    Cursor,
-    DatabaseUnavailable,
-    LogQuery,
-    LogReader,
-    QueryError,
-    bucket_range,
-    rfc3339,
-)
+from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
+from lms.domain.timefmt import parse_timestamp, rfc3339
+from lms.query.buckets import bucket_range
+from lms.query.cursor import Cursor
+from lms.query.errors import DatabaseUnavailable, QueryError
+from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, LogQuery
+from lms.query.reader import LogReader
+from lms.query.search import MAX_Q
 from lms.settings import Settings
 
 SeverityName = Literal["debug", "info", "warn", "error", "fatal"]

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage
 
-from lms import pubsub
-from lms.model import Severity
+from lms.domain.severity import Severity
+from lms.ingest.sources.pubsub import client as pubsub
 from lms.settings import Settings
 
 SEVERITY_WEIGHTS = {

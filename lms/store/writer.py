@@ -1,4 +1,5 @@
-"""All SQL of LMS: connecting, migrating and the one transaction that stores a batch.
+"""The write side: the one transaction that stores a batch (its rows, their per-severity
+counts and the rejected messages), so a batch is stored whole or not at all.
 
 A single writer connection is enough (one flusher owns the buffer) and makes failure handling
 simple: any error or timeout closes the connection, and the next attempt opens a fresh one, so
@@ -13,18 +14,18 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiomysql
 import pymysql
 import structlog
 
-from lms.model import LogRecord, Rejection
+from lms.domain.record import LogRecord, Rejection
 from lms.settings import Settings
+from lms.store.connection import connect
+from lms.store.errors import DATABASE_ERRORS, classify
 
-log = structlog.get_logger("lms.storage")
+log = structlog.get_logger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
 MAX_REJECTED_DATA = 1 << 20
 MAX_DETAIL = 1024
 
@@ -49,18 +50,6 @@ _INSERT_REJECTED = (
 )
 
 
-class QuietCursor(aiomysql.Cursor):
-    """A cursor that skips SHOW WARNINGS: INSERT IGNORE warns once per duplicate by design,
-    and fetching those warnings would cost a round trip per statement on the hot path."""
-
-    async def _show_warnings(self, conn: aiomysql.Connection) -> None:
-        return None
-
-
-class StorageError(Exception):
-    """The database failed or timed out; the batch was rolled back and may be retried."""
-
-
 @dataclass(frozen=True, slots=True)
 class StoredLog:
     message_id: str
@@ -80,7 +69,6 @@ class BatchResult:
     """What one committed batch changed: only rows this transaction really inserted count."""
 
     new_by_key: dict[tuple[str, str], int] = field(default_factory=dict)
-    duplicates: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -92,118 +80,40 @@ class BatchResult:
         return sum(self.rejected_by_reason.values())
 
 
-def connect_kwargs(settings: Settings, database: str | None) -> dict[str, object]:
-    return {
-        "host": settings.mysql_host,
-        "port": settings.mysql_port,
-        "user": settings.mysql_user,
-        "password": settings.mysql_password,
-        "db": database,
-        "charset": "utf8mb4",
-        "autocommit": False,
-        "connect_timeout": min(settings.db_timeout, 10.0),
-        "cursorclass": QuietCursor,
-    }
-
-
-async def _connect(settings: Settings, database: str | None) -> aiomysql.Connection:
-    """Connect within the connect timeout, handshake included.
-
-    aiomysql's connect_timeout bounds only the TCP connect: a server that accepts and never
-    answers (a hung server, a network dropping packets) would otherwise hang start-up
-    forever, silently, instead of being retried with "database not reachable" logs.
-    """
-    kwargs = connect_kwargs(settings, database)
-    timeout = float(kwargs["connect_timeout"])  # type: ignore[arg-type]
-    try:
-        async with asyncio.timeout(timeout):
-            return await aiomysql.connect(**kwargs)
-    except TimeoutError:
-        raise TimeoutError(
-            f"no answer from MySQL at {settings.mysql_host}:{settings.mysql_port}"
-            f" within {timeout:g} s"
-        ) from None
-
-
-class Storage:
-    """The writer side of the database, used by one task at a time."""
+class BatchWriter:
+    """Writes batches on one connection, used by one task at a time (the flusher)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._conn: aiomysql.Connection | None = None
 
-    async def ensure_database(self) -> None:
-        """Create the database if missing; the name is validated by Settings, hence quoted."""
-        conn = await _connect(self._settings, None)
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    f"CREATE DATABASE IF NOT EXISTS `{self._settings.mysql_database}`"
-                    " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
-        finally:
-            conn.close()
-
-    async def migrate(self) -> list[str]:
-        """Apply the numbered files of `sql/` not applied yet; returns their names.
-
-        A named lock serialises replicas starting together, so each file runs exactly once.
-        """
-        await self.ensure_database()
-        conn = await self._connection()
-        applied: list[str] = []
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute("SELECT GET_LOCK('lms_migrate', 60)")
-                (locked,) = await cur.fetchone()
-                if locked != 1:
-                    raise StorageError("another process held the migration lock for 60 s")
-                try:
-                    await cur.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                        " version VARCHAR(255) NOT NULL PRIMARY KEY,"
-                        " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
-                    )
-                    await cur.execute("SELECT version FROM schema_migrations")
-                    done = {row[0] for row in await cur.fetchall()}
-                    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-                        if path.name in done:
-                            continue
-                        for statement in _statements(path.read_text(encoding="utf-8")):
-                            await _execute_ddl(cur, statement, path.name)
-                        await cur.execute(
-                            "INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,)
-                        )
-                        await conn.commit()
-                        applied.append(path.name)
-                finally:
-                    await cur.execute("SELECT RELEASE_LOCK('lms_migrate')")
-        except BaseException:
-            self._discard()
-            raise
-        return applied
-
     async def write_batch(
         self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
     ) -> BatchResult:
-        """Store one batch in one transaction, or raise StorageError having stored nothing."""
+        """Store one batch in one transaction, or raise StorageError having stored nothing;
+        its `retriable` says whether the same batch may commit on a later attempt."""
         try:
             async with asyncio.timeout(self._settings.db_timeout):
                 return await self._write_batch(logs, rejections)
-        except (pymysql.err.MySQLError, OSError, TimeoutError, RuntimeError) as exc:
+        except DATABASE_ERRORS as exc:
             self._discard()
-            kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
-            raise StorageError(f"batch write {kind}: {exc!r}") from exc
+            raise classify(exc, "batch write") from exc
         except BaseException:
             self._discard()
             raise
+
+    async def open(self) -> None:
+        """Connect now rather than at the first batch, so start-up proves the writer can."""
+        try:
+            await self._connection()
+        except DATABASE_ERRORS as exc:
+            self._discard()
+            raise classify(exc, "connecting the writer") from exc
 
     async def ping(self) -> None:
         """Check the database answers, on a short-lived connection of its own."""
         async with asyncio.timeout(min(self._settings.db_timeout, 5.0)):
-            conn = await aiomysql.connect(
-                **connect_kwargs(self._settings, self._settings.mysql_database)
-            )
+            conn = await connect(self._settings, self._settings.mysql_database)
             try:
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT 1")
@@ -229,7 +139,6 @@ class Storage:
             if logs:
                 await cur.executemany(_INSERT_LOG, list(_log_rows(logs, batch_id)))
                 inserted = max(cur.rowcount, 0)
-                result.duplicates = len(logs) - inserted
                 if inserted == len(logs):
                     # The usual case: every row is new, so the batch itself has the counts.
                     result.new_by_key = dict(
@@ -258,7 +167,7 @@ class Storage:
 
     async def _connection(self) -> aiomysql.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = await _connect(self._settings, self._settings.mysql_database)
+            self._conn = await connect(self._settings, self._settings.mysql_database)
         return self._conn
 
     def _discard(self) -> None:
@@ -301,32 +210,3 @@ def _rejection_rows(rejections: Sequence[StoredRejection]) -> Iterable[tuple[obj
             len(item.data),
             item.received_at,
         )
-
-
-# DDL commits statement by statement, so a migration interrupted half-way (lms mon killed
-# during start-up) is re-run from its first statement next time. A statement whose effect is
-# already there then fails with one of these: table exists, duplicate column, duplicate key
-# name, can't DROP a missing column or key. Skipping it lets the rest of the file run;
-# otherwise every later start-up would fail on it forever. (Each ALTER is atomic.)
-_ALREADY_APPLIED = frozenset({1050, 1060, 1061, 1091})
-
-
-async def _execute_ddl(cur: aiomysql.Cursor, statement: str, migration: str) -> None:
-    try:
-        await cur.execute(statement)
-    except pymysql.err.MySQLError as exc:
-        if not exc.args or exc.args[0] not in _ALREADY_APPLIED:
-            raise
-        log.warning(
-            "migration statement already applied (an earlier run was interrupted); skipped",
-            migration=migration,
-            error=str(exc),
-        )
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a migration into statements; migrations keep to one `;` per statement end."""
-    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    for statement in "\n".join(lines).split(";"):
-        if statement.strip():
-            yield statement.strip()

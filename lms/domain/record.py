@@ -11,7 +11,10 @@ import enum
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+
+from lms.domain.severity import SEVERITIES, Severity
+from lms.domain.timefmt import parse_timestamp
 
 MAX_SERVICE_NAME = 100
 MAX_PAYLOAD = 2048
@@ -23,23 +26,6 @@ MAX_METADATA_DEPTH = 20
 """Nesting of `metadata` (the object itself is 1); MariaDB's json_valid stops at 32."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
-
-
-class Severity(enum.StrEnum):
-    """The five severities, in the order of the `severity` ENUM column."""
-
-    DEBUG = "debug"
-    INFO = "info"
-    WARN = "warn"
-    ERROR = "error"
-    FATAL = "fatal"
-
-
-SEVERITIES = frozenset(s.value for s in Severity)
 
 
 class Reason(enum.StrEnum):
@@ -88,34 +74,6 @@ def parse_message(data: bytes) -> LogRecord | Rejection:
         return _parse(data)
     except _Invalid as invalid:
         return invalid.rejection
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse an RFC 3339 timestamp (offset required) into naive UTC.
-
-    RFC 3339 only: ISO 8601 variants without an offset are ambiguous about their time zone.
-    A leap second (:60) is kept as the last microsecond of its minute.
-    """
-    match = _RFC3339.match(value)
-    if match is None:
-        raise ValueError("timestamp must be RFC 3339, e.g. 2024-05-01T12:00:00Z")
-    leap = match.group(6) == "60"
-    text = value[:17] + "59" + value[19:] if leap else value
-    if text[-1] == "z":  # RFC 3339 allows it; Python 3.11's fromisoformat does not
-        text = text[:-1] + "Z"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"timestamp is not a valid date/time: {exc}") from None
-    if leap:
-        parsed = parsed.replace(microsecond=999_999)
-    try:
-        utc = parsed.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:
-        raise ValueError("timestamp is out of range") from None
-    if utc.year < 1000:
-        raise ValueError("timestamp is before year 1000, outside MySQL's DATETIME range")
-    return utc
 
 
 def _parse(data: bytes) -> LogRecord:

@@ -13,6 +13,8 @@ class FlowControl:
     def __init__(self, max_outstanding: int) -> None:
         self.max_outstanding = max_outstanding
         self._outstanding = 0
+        self.peak = 0
+        """The most ever outstanding at once (reservations included): proof of the bound."""
         self._changed = asyncio.Condition()
 
     @property
@@ -24,7 +26,7 @@ class FlowControl:
         async with self._changed:
             await self._changed.wait_for(lambda: self._outstanding < self.max_outstanding)
             granted = min(at_most, self.max_outstanding - self._outstanding)
-            self._outstanding += granted
+            self._take(granted)
             return granted
 
     async def take(self, count: int) -> int:
@@ -35,7 +37,7 @@ class FlowControl:
         """
         async with self._changed:
             granted = max(0, min(count, self.max_outstanding - self._outstanding))
-            self._outstanding += granted
+            self._take(granted)
             return granted
 
     async def release(self, count: int) -> None:
@@ -46,6 +48,6 @@ class FlowControl:
             assert self._outstanding >= 0, "released more messages than were reserved"
             self._changed.notify_all()
 
-    async def wait_idle(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._outstanding == 0)
+    def _take(self, count: int) -> None:
+        self._outstanding += count
+        self.peak = max(self.peak, self._outstanding)

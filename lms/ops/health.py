@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-log = structlog.get_logger("lms.health")
+log = structlog.get_logger(__name__)
 
 READY_TIMEOUT = 2.0
 """Seconds a readiness ping of the database may take before it counts as unreachable."""

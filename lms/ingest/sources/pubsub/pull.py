@@ -9,50 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
 import structlog
 from google.api_core import exceptions as gexc
-from google.pubsub_v1 import PullResponse, SubscriberAsyncClient
+from google.pubsub_v1 import PullResponse, ReceivedMessage, SubscriberAsyncClient
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from lms import metrics
-from lms.flow_control import FlowControl
-from lms.leaser import Leaser
-from lms.pubsub import TRANSIENT_ERRORS
+from lms.ingest.received import Received
+from lms.ingest.sources.pubsub.client import TRANSIENT_ERRORS
+from lms.ingest.sources.pubsub.dispatcher import Dispatcher
 
-log = structlog.get_logger("lms.subscriber")
+log = structlog.get_logger(__name__)
 
 MAX_PER_PULL = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A message as pulled; `publish_time` is Unix seconds, for the end-to-end lag metric."""
+class PullSubscriber:
+    """Unary Pull loops: each asks for no more than flow control has room for."""
 
-    ack_id: str
-    message_id: str
-    data: bytes
-    publish_time: float
-    received_at: datetime
-
-
-class Subscriber:
     def __init__(
         self,
         client: SubscriberAsyncClient,
         subscription: str,
-        flow: FlowControl,
-        leaser: Leaser,
+        dispatcher: Dispatcher,
         queue: asyncio.Queue[list[Received] | None],
         pullers: int = 1,
         pull_timeout: float = 3.0,
     ) -> None:
         self._client = client
         self._subscription = subscription
-        self._flow = flow
-        self._leaser = leaser
+        self._dispatcher = dispatcher
+        self._flow = dispatcher.flow
         self._queue = queue
         self._pullers = pullers
         self._pull_timeout = pull_timeout
@@ -61,11 +49,6 @@ class Subscriber:
 
     def stop(self) -> None:
         self._stopping.set()
-
-    @property
-    def outstanding(self) -> int:
-        """Received and not yet acked or nacked, plus capacity reserved for in-flight pulls."""
-        return self._flow.outstanding
 
     async def run(self) -> None:
         """Pull until stopped; returns once every pulled message is on the queue."""
@@ -116,22 +99,9 @@ class Subscriber:
         except gexc.DeadlineExceeded:
             return PullResponse()
 
-    async def _enqueue(self, messages: list) -> None:  # type: ignore[type-arg]
-        now = datetime.now(UTC).replace(tzinfo=None)
-        chunk = [
-            Received(
-                rm.ack_id,
-                rm.message.message_id,
-                rm.message.data,
-                rm.message.publish_time.seconds + rm.message.publish_time.nanos / 1e9,
-                now,
-            )
-            for rm in messages
-        ]
-        self._leaser.add(item.ack_id for item in chunk)
+    async def _enqueue(self, messages: Sequence[ReceivedMessage]) -> None:
+        chunk = self._dispatcher.admit(messages)
         log.debug("pulled", count=len(chunk), outstanding=self._flow.outstanding)
-        metrics.MESSAGES_RECEIVED.inc(len(chunk))
-        metrics.OUTSTANDING.set(self._leaser.held)
         await self._queue.put(chunk)
 
     async def _reserve(self) -> int:

@@ -17,27 +17,21 @@ from typing import Any
 import structlog
 
 from lms import __version__
-from lms.logs import configure_logging
-from lms.model import parse_timestamp
-from lms.monitor import Monitor
-from lms.publisher import publish_n, simulate
-from lms.query import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    SEVERITY_ORDER,
-    Cursor,
-    DatabaseUnavailable,
-    LogEntry,
-    LogQuery,
-    LogReader,
-    QueryError,
-    ServiceCounts,
-    rfc3339,
-)
+from lms.devtools.traffic import publish_n, simulate
+from lms.domain.severity import SEVERITY_ORDER
+from lms.domain.timefmt import parse_timestamp, rfc3339
+from lms.ingest.supervisor import Supervisor
+from lms.ops.log_setup import configure_logging
+from lms.query.cursor import Cursor
+from lms.query.errors import DatabaseUnavailable, QueryError
+from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, LogQuery
+from lms.query.reader import LogReader
+from lms.query.results import LogEntry, ServiceCounts
 from lms.settings import Settings, SettingsError, load_settings
-from lms.storage import Storage
+from lms.store.errors import StorageError
+from lms.store.migrations import Migrator
 
-log = structlog.get_logger("lms.cli")
+log = structlog.get_logger(__name__)
 
 SETTINGS_HELP = "Configuration comes from environment variables (and a .env file); see README."
 
@@ -108,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser(
         "migrate",
         help="apply the database schema",
-        description="Create MYSQL_DATABASE if missing and apply the migrations in sql/ that "
-        "are not applied yet. Safe to run any number of times.",
+        description="Create MYSQL_DATABASE if missing and apply the migrations shipped in "
+        "the package (lms/store/sql/) that are not applied yet. Safe to run any number of "
+        "times.",
         epilog=SETTINGS_HELP,
     )
     migrate.set_defaults(handler=_migrate)
@@ -197,13 +192,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+EXIT_ABANDONED = 3
+"""`lms mon` stopped at SHUTDOWN_TIMEOUT with work unacked (redelivered later, nothing lost)."""
+
+
 def _mon(args: argparse.Namespace, settings: Settings) -> int:
+    supervisor = Supervisor(settings, create=not args.no_create)
+
     async def run() -> None:
         stop = asyncio.Event()
         _install_signal_handlers(stop)
-        await Monitor(settings, create=not args.no_create).run(stop)
+        await supervisor.run(stop)
 
-    return _run(run())
+    status = _run(run())
+    if status == 0 and supervisor.abandoned is not None:
+        return EXIT_ABANDONED
+    return status
 
 
 def _pub(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,13 +229,17 @@ def _sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    applied = asyncio.run(Storage(settings).migrate())
+    try:
+        applied = asyncio.run(Migrator(settings).migrate())
+    except StorageError as exc:
+        print(f"lms migrate: {exc}", file=sys.stderr)
+        return 1
     print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
     return 0
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
-    from lms.api import serve  # FastAPI loads only for `lms api`
+    from lms.api.app import serve  # FastAPI loads only for `lms api`
 
     serve(settings, args.host, args.port)
     return 0
@@ -355,6 +363,12 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
 def _run(coro: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(coro)
+    except StorageError as exc:
+        # One line: a database error that a retry cannot fix (e.g. access denied).
+        log.error(
+            "lms mon stopped: database error; unacked messages will be redelivered", error=str(exc)
+        )
+        return 1
     except Exception as exc:
         log.exception("lms mon failed; unacked messages will be redelivered", error=repr(exc))
         return 1

@@ -16,16 +16,16 @@ from collections.abc import AsyncIterator
 import structlog
 from google.pubsub_v1 import StreamingPullRequest, StreamingPullResponse
 
-from lms.subscriber import Subscriber
+from lms.ingest.sources.pubsub.pull import PullSubscriber
 
-log = structlog.get_logger("lms.streaming")
+log = structlog.get_logger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
 DRAIN_SECONDS = 5.0
 
 
-class StreamingSubscriber(Subscriber):
-    """Same contract as `Subscriber` (chunks on the queue, leases, flow control)."""
+class StreamingSubscriber(PullSubscriber):
+    """Same contract as `PullSubscriber` (chunks on the queue, leases, flow control)."""
 
     async def _pull_loop(self) -> None:
         """Keep one stream open; Pub/Sub closes streams now and then, so reopen them.
@@ -64,14 +64,14 @@ class StreamingSubscriber(Subscriber):
                 log.warning(
                     "stream overshot flow control; handing back", count=len(messages) - fits
                 )
-                await self._leaser.extend([rm.ack_id for rm in messages[fits:]], 0)
+                await self._dispatcher.hand_back([rm.ack_id for rm in messages[fits:]])
             if fits:
                 await self._enqueue(messages[:fits])
 
     async def _requests(self, client_id: str) -> AsyncIterator[StreamingPullRequest]:
         yield StreamingPullRequest(
             subscription=self._subscription,
-            stream_ack_deadline_seconds=self._leaser.deadline,
+            stream_ack_deadline_seconds=self._dispatcher.deadline,
             max_outstanding_messages=max(1, self._flow.max_outstanding // self._pullers),
             client_id=client_id,
         )

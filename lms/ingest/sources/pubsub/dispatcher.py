@@ -1,0 +1,136 @@
+"""The one owner of outstanding messages: admitted by the intake, settled after commit.
+
+A message becomes outstanding when a puller admits it (it takes flow-control capacity and a
+lease) and stops being outstanding exactly once, here, when it is acked after its batch
+committed or handed back (nacked) without being committed. python-pubsub's dispatcher plays
+the same part: with one owner, flow control, leases and the gauges cannot disagree.
+
+Whatever the outcome of the ack RPC, the message leaves the outstanding set: a failed ack only
+means Pub/Sub redelivers a message that is already stored, and the idempotent write ignores it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from google.api_core import exceptions as gexc
+from google.pubsub_v1 import ReceivedMessage, SubscriberAsyncClient
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from lms.ingest.received import Received
+from lms.ingest.sources.pubsub.client import TRANSIENT_ERRORS
+from lms.ingest.sources.pubsub.flow_control import FlowControl
+from lms.ingest.sources.pubsub.leaser import Leaser, ack_id_chunks
+from lms.ops import metrics
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        client: SubscriberAsyncClient,
+        subscription: str,
+        flow: FlowControl,
+        leaser: Leaser,
+        attempts: int = 5,
+    ) -> None:
+        self._client = client
+        self._subscription = subscription
+        self.flow = flow
+        self._leaser = leaser
+        self._attempts = attempts
+
+    @property
+    def deadline(self) -> int:
+        """The subscription's ack deadline, which streams ask for too."""
+        return self._leaser.deadline
+
+    @property
+    def held(self) -> int:
+        """Messages admitted and not yet acked or nacked."""
+        return self._leaser.held
+
+    def admit(self, messages: Sequence[ReceivedMessage]) -> list[Received]:
+        """Make pulled messages outstanding (their capacity is already taken) and lease them."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        chunk = [
+            Received(
+                rm.ack_id,
+                rm.message.message_id,
+                rm.message.data,
+                rm.message.publish_time.seconds + rm.message.publish_time.nanos / 1e9,
+                now,
+            )
+            for rm in messages
+        ]
+        self._leaser.add(item.ack_id for item in chunk)
+        metrics.MESSAGES_RECEIVED.inc(len(chunk))
+        metrics.OUTSTANDING.set(self._leaser.held)
+        return chunk
+
+    async def ack(self, ack_ids: list[str]) -> None:
+        """Acknowledge messages whose batch committed; they stop being outstanding."""
+        try:
+            await asyncio.gather(
+                *(self._acknowledge(chunk) for chunk in ack_id_chunks(ack_ids)),
+            )
+            metrics.MESSAGES_ACKED.inc(len(ack_ids))
+        except gexc.GoogleAPICallError as exc:
+            log.error(
+                "ack failed after retries; Pub/Sub will redeliver, duplicates are ignored",
+                count=len(ack_ids),
+                error=repr(exc),
+            )
+        finally:
+            await self._settle(ack_ids)
+
+    async def nack(self, ack_ids: list[str]) -> None:
+        """Hand back held, uncommitted messages so Pub/Sub redelivers them now, not at lease
+        expiry; they stop being outstanding."""
+        try:
+            await self.hand_back(ack_ids)
+        finally:
+            await self._settle(ack_ids)
+
+    async def nack_held(self) -> int:
+        """Hand back every message still held (shutdown abandoned their batches)."""
+        held = self._leaser.snapshot()
+        if held:
+            await self.nack(held)
+        return len(held)
+
+    async def hand_back(self, ack_ids: list[str]) -> None:
+        """Deadline 0 for messages this process will not store: they are redelivered at once.
+
+        Also for messages never admitted (a stream overshooting flow control); a failure only
+        delays their redelivery to the lease's expiry.
+        """
+        if ack_ids:
+            await self._leaser.extend(ack_ids, 0)
+            metrics.MESSAGES_NACKED.inc(len(ack_ids))
+
+    async def _acknowledge(self, chunk: list[str]) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                await self._client.acknowledge(
+                    subscription=self._subscription, ack_ids=chunk, timeout=30, retry=None
+                )
+
+    async def _settle(self, ack_ids: list[str]) -> None:
+        self._leaser.remove(ack_ids)
+        await self.flow.release(len(ack_ids))
+        metrics.OUTSTANDING.set(self._leaser.held)

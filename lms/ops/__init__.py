@@ -1,0 +1,2 @@
+"""Running LMS in production: Prometheus metrics, the health server of `lms mon` and the
+structlog set-up every command shares."""

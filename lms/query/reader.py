@@ -1,0 +1,318 @@
+"""The read side of the database: every query of `lms api`, `lms logs` and `lms stats`.
+
+`lms.store` owns the write SQL; this package owns all read SQL, and every value in it is a
+bound parameter (the only text spliced into statements comes from fixed tables below).
+
+Logs are returned newest first, ordered by (`timestamp` DESC, id DESC), and paged with a keyset
+cursor: the (timestamp, id) of the last row of a page, so the next page starts strictly after
+it. Pages never repeat or skip rows, even while new logs arrive. The time range is half-open:
+`since` is inclusive and `until` exclusive, so consecutive ranges never overlap.
+
+Which index answers a query (see sql/002_log_context.sql):
+- a selective filter (trace, span, resource, commit, parent resource) drives the query
+  through its own index, the other filters are checked on the rows it finds (the service
+  already on the entries of the resource, commit and parent-resource indexes, which hold it
+  since sql/003);
+- otherwise the query is split per severity into a UNION ALL of branches, each reading the
+  (service_name, severity, timestamp) or (severity, timestamp) index backwards from the cursor
+  and stopping after `limit + 1` rows; the branches are merged and cut to the page. So a page
+  reads at most 5 x (limit + 1) index entries whatever the table size;
+- a full-text search first probes the newest entries of those same branches (`LogReader`'s
+  probe, `build_probe_sql`). Their indexes hold short payloads (sql/004), so the words are
+  tested on index entries and only matching rows are read. Only when the probe cannot fill
+  the page does the FULLTEXT index answer (trace and span ids: their few rows are all read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiomysql
+import pymysql
+import structlog
+
+from lms.domain.severity import SEVERITY_ORDER
+from lms.query.buckets import BUCKET_FORMATS, Bucket, bucket_range
+from lms.query.cursor import Bound, Cursor
+from lms.query.errors import DatabaseUnavailable
+from lms.query.filters import LogQuery
+from lms.query.probe import PROBE_DEPTH, build_probe_sql, first_probe_depth, next_probe_depth
+from lms.query.results import (
+    Consistency,
+    ConsistencyRow,
+    LogPage,
+    ServiceCounts,
+    SeverityBucket,
+    entry_from_row,
+)
+from lms.query.search import TextSearch, parse_search
+from lms.query.sql import Conditions, build_logs_sql
+from lms.settings import Settings
+from lms.store.connection import connect_kwargs
+
+log = structlog.get_logger(__name__)
+
+# Errors after which a read can safely be retried on a fresh connection.
+_RECONNECT_ERRORS = frozenset({2003, 2006, 2013, 2055})
+_TIMEOUT_ERRORS = frozenset({1969, 3024})  # MariaDB max_statement_time, MySQL 8
+
+
+class LogReader:
+    """Read-only access through a small aiomysql pool, opened lazily (the database may be
+    down when the API starts) and usable with a read-only MySQL user (GRANT SELECT).
+
+    Each session is made read-only and gets a server-side statement time limit, so a runaway
+    query cannot pile up on the server.
+    """
+
+    def __init__(self, settings: Settings, pool_size: int = 10, timeout: float = 10.0) -> None:
+        self._settings = settings
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._pool: aiomysql.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self.min_token = 3
+        self.max_token = 84
+        self.probe_depth: int | None = PROBE_DEPTH
+        """None: no probe, every full-text search goes through the FULLTEXT index (tests
+        compare)."""
+        self.strategies: Counter[str] = Counter()
+        """How full-text searches were answered: probe, probe-complete, fulltext, scan."""
+
+    async def __aenter__(self) -> LogReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    # --- queries ---
+
+    async def logs(self, query: LogQuery) -> LogPage:
+        rows = await self._log_rows(query)
+        entries = [entry_from_row(row) for row in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = entries[-1]
+            next_cursor = Cursor(last.timestamp, last.id).encode()
+        return LogPage(entries, next_cursor)
+
+    async def _log_rows(self, query: LogQuery) -> list[tuple[Any, ...]]:
+        if query.q is None:
+            return await self._fetch(*build_logs_sql(query))
+        await self._ensure_pool()  # learns the server's full-text token sizes
+        search = parse_search(query.q, self.min_token, self.max_token)
+        if search.patterns:
+            if query.trace_id is not None or query.span_id is not None:
+                # A trace has few rows: check them all, no FULLTEXT lookup needed.
+                self.strategies["scan"] += 1
+                return await self._fetch(*build_logs_sql(query, search, use_index=False))
+            rows = await self._probe(query, search, self.probe_depth) if self.probe_depth else None
+            if rows is not None:
+                return rows
+        self.strategies["fulltext"] += 1
+        return await self._fetch(*build_logs_sql(query, search))
+
+    async def _probe(
+        self, query: LogQuery, search: TextSearch, full: int
+    ) -> list[tuple[Any, ...]] | None:
+        """The page from the newest candidates alone, or None if they may not hold it.
+
+        A common word fills a page from recent rows at once; the FULLTEXT index would first
+        collect every match in the table, however many, to sort them by time. A shallow probe
+        first, then one as deep as its matches suggest, then the full depth; each reads only
+        the entries below the previous one's floor.
+        """
+        rows: list[tuple[Any, ...]] = []
+        ceiling: Bound | None = None
+        read = 0  # the depth the probes so far reached
+        densest: int | None = None
+        depth = first_probe_depth(full, query.limit)
+        while True:
+            plan = build_probe_sql(query, search, depth - read, ceiling, densest)
+            bounds = await self._fetch(plan.bounds_sql, plan.bounds_args)
+            if not bounds and densest is not None:  # it ended: bound by the others
+                plan = build_probe_sql(query, search, depth - read, ceiling)
+                bounds = await self._fetch(plan.bounds_sql, plan.bounds_args)
+            floor = None
+            if bounds:
+                moment, row_id, densest = max(bounds, key=lambda b: (b[0], b[1]))
+                floor = Bound(moment, int(row_id))
+            rows += await self._fetch(*plan.probe(floor, query.limit + 1 - len(rows)))
+            if floor is None:
+                self.strategies["probe-complete"] += 1
+                return rows  # every stream was read to its end: the answer is complete
+            if len(rows) > query.limit:
+                self.strategies["probe"] += 1
+                return rows
+            if depth >= full:
+                return None
+            ceiling, read = floor, depth
+            depth = next_probe_depth(depth, len(rows), query.limit, full)
+
+    async def services(self) -> list[ServiceCounts]:
+        """Per service, the total count per severity (every severity present, 0 if none)."""
+        rows = await self._fetch(
+            "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+            " GROUP BY service_name, severity ORDER BY service_name",
+            [],
+        )
+        by_service: dict[str, dict[str, int]] = {}
+        for service, severity, total in rows:
+            counts = by_service.setdefault(service, dict.fromkeys(SEVERITY_ORDER, 0))
+            counts[severity] = int(total)
+        return [ServiceCounts(name, counts) for name, counts in by_service.items()]
+
+    async def severity_buckets(
+        self,
+        bucket: Bucket,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        service: str | None = None,
+        now: datetime | None = None,
+    ) -> list[SeverityBucket]:
+        """Counts per (bucket, service, severity) of logs stored in [since, until).
+
+        Buckets are by the time their batch was committed (service_severity.created_at,
+        UTC). Defaults: `until` now, `since` one window before it (1 hour of minutes, 1 day
+        of hours, 30 days of days); at most MAX_BUCKETS buckets.
+        """
+        since, until = bucket_range(bucket, since, until, now)
+        cond = Conditions(["created_at >= %s", "created_at < %s"], [since, until])
+        if service is not None:
+            cond.add("service_name = %s", service)
+        rows = await self._fetch(
+            "SELECT DATE_FORMAT(created_at, %s) AS bucket, service_name, severity,"
+            f" SUM(`count`) FROM service_severity{cond.where()}"
+            " GROUP BY bucket, service_name, severity ORDER BY bucket, service_name, severity",
+            [BUCKET_FORMATS[bucket], *cond.args],
+        )
+        return [
+            SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
+            for start, name, severity, count in rows
+        ]
+
+    async def consistency(self) -> Consistency:
+        """service_logs COUNT(*) against SUM(service_severity.count), per (service, severity).
+
+        Both are read in one consistent snapshot: a batch commits its rows and its counts
+        together, so they agree at every snapshot unless something is wrong.
+        """
+        async with self._cursor() as cur:
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            try:
+                await cur.execute(
+                    "SELECT service_name, severity, COUNT(*) FROM service_logs"
+                    " GROUP BY service_name, severity"
+                )
+                logs = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+                await cur.execute(
+                    "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+                    " GROUP BY service_name, severity"
+                )
+                sums = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+            finally:
+                await cur.execute("COMMIT")
+        keys = sorted(logs.keys() | sums.keys(), key=lambda k: (k[0], SEVERITY_ORDER.index(k[1])))
+        return Consistency(
+            [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
+        )
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", [])
+
+    # --- plumbing ---
+
+    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            try:
+                async with self._cursor() as cur:
+                    await cur.execute(sql, tuple(args))
+                    return list(await cur.fetchall())
+            except pymysql.err.OperationalError as exc:
+                code = exc.args[0] if exc.args else None
+                if attempt == 1 and code in _RECONNECT_ERRORS:
+                    continue  # a pooled connection the server closed: once more, fresh
+                if code in _TIMEOUT_ERRORS:
+                    raise DatabaseUnavailable(
+                        f"query took longer than {self._timeout:g}s (API_QUERY_TIMEOUT);"
+                        " narrow it with more filters or a shorter time range"
+                    ) from None
+                raise DatabaseUnavailable(f"database error: {exc.args[-1]}") from exc
+            except pymysql.err.ProgrammingError as exc:
+                if exc.args and exc.args[0] in (1054, 1146):  # unknown column / table
+                    raise DatabaseUnavailable(
+                        f"schema is not up to date ({exc.args[-1]}); run `lms migrate`"
+                    ) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[aiomysql.Cursor]:
+        pool = await self._ensure_pool()
+        try:
+            async with asyncio.timeout(self._timeout + 5):
+                conn = await pool.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable("no database connection free; try again") from None
+        try:
+            async with asyncio.timeout(self._timeout + 5), conn.cursor() as cur:
+                yield cur
+        except TimeoutError:
+            conn.close()
+            raise DatabaseUnavailable(
+                f"database did not answer within {self._timeout:g}s"
+            ) from None
+        except BaseException:
+            conn.close()  # its state is unknown: never hand it out again
+            raise
+        finally:
+            pool.release(conn)
+
+    async def _ensure_pool(self) -> aiomysql.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await self._create_pool()
+                except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
+                    raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+            return self._pool
+
+    async def _create_pool(self) -> aiomysql.Pool:
+        kwargs = {
+            **connect_kwargs(self._settings, self._settings.mysql_database),
+            "autocommit": True,
+        }
+        probe = await aiomysql.connect(**kwargs)
+        try:
+            async with probe.cursor() as cur:
+                await cur.execute(
+                    "SELECT VERSION(), @@innodb_ft_min_token_size, @@innodb_ft_max_token_size"
+                )
+                version, min_token, max_token = (await cur.fetchall())[0]
+        finally:
+            probe.close()
+        self.min_token, self.max_token = int(min_token), int(max_token)
+        if "mariadb" in str(version).lower():
+            init = f"SET SESSION max_statement_time = {self._timeout:.3f}, SESSION tx_read_only=1"
+        else:
+            init = (
+                f"SET SESSION max_execution_time = {int(self._timeout * 1000)},"
+                " SESSION transaction_read_only = 1"
+            )
+        log.debug("read pool opened", server=version, size=self._pool_size)
+        return await aiomysql.create_pool(
+            minsize=0, maxsize=self._pool_size, pool_recycle=3600, init_command=init, **kwargs
+        )

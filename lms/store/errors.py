@@ -1,0 +1,94 @@
+"""Which database errors a retry can fix: one classification for the writer, the reader and
+start-up, as aiokafka marks its errors `retriable`.
+
+Retriable: the connection or the server's state (lost connection, timeout, deadlock, lock
+wait, too many connections, a server shutting down); a fresh connection may succeed. Terminal:
+the request itself (missing table or column, access denied, data the schema refuses); the
+same request fails the same way however often it is sent, so it must not be retried forever.
+"""
+
+from __future__ import annotations
+
+import pymysql
+
+RETRIABLE_CODES = frozenset(
+    {
+        1040,  # too many connections
+        1053,  # server shutdown in progress
+        1152,  # aborted connection
+        1153,  # packet too large for max_allowed_packet (a connection error on MariaDB)
+        1158, 1159, 1160, 1161,  # network read/write errors and timeouts
+        1205,  # lock wait timeout
+        1213,  # deadlock
+        1290,  # --read-only (a failover in progress)
+        1317,  # query interrupted (KILL QUERY)
+        1927,  # MariaDB: connection killed
+        1969,  # MariaDB: max_statement_time exceeded
+        3024,  # MySQL 8: max_execution_time exceeded
+        4031,  # MySQL 8: disconnected by the server for inactivity
+    }
+)  # fmt: skip
+"""Server error codes a retry on a fresh connection can fix. Client codes (2000-2999: cannot
+connect, server gone away, lost connection) are all retriable."""
+
+
+class StorageError(Exception):
+    """The database failed; nothing of the attempted transaction was stored.
+
+    `retriable` says whether the same call may succeed later; `code` is the MySQL error
+    number, when there is one.
+    """
+
+    retriable: bool = True
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RetriableStorageError(StorageError):
+    """A connection, timeout or locking failure: retry with backoff."""
+
+    retriable = True
+
+
+class TerminalStorageError(StorageError):
+    """The request cannot succeed as it is (schema, privileges, data): do not retry."""
+
+    retriable = False
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver error, if it carries one."""
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a database call, may go away on a fresh connection."""
+    if isinstance(exc, StorageError):
+        return exc.retriable
+    if isinstance(exc, TimeoutError | OSError):
+        return True
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True  # the connection was closed under the call
+    code = error_code(exc)
+    if code is None:
+        return isinstance(exc, pymysql.err.OperationalError)
+    return code in RETRIABLE_CODES or 2000 <= code < 3000
+
+
+def classify(exc: BaseException, what: str) -> StorageError:
+    """`exc` as the StorageError that says whether to retry; `what` names the failed call."""
+    if isinstance(exc, StorageError):
+        return exc
+    kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
+    detail = str(exc) or type(exc).__name__
+    code = error_code(exc)
+    cls = RetriableStorageError if is_retriable(exc) else TerminalStorageError
+    return cls(f"{what} {kind}: {detail}", code)
+
+
+DATABASE_ERRORS = (pymysql.err.MySQLError, OSError, TimeoutError)
+"""What a database call raises when the database, not our code, failed."""
