@@ -42,7 +42,8 @@ from lms.store.writer import BatchWriter
 log = structlog.get_logger(__name__)
 
 HAND_BACK_SECONDS = 5.0
-"""How long handing back held messages may take after the shutdown deadline."""
+"""After the shutdown deadline: how long in-flight pulls may take to return (their timeout is
+3 s), and then how long handing back the held messages may take."""
 
 
 class Supervisor:
@@ -141,20 +142,27 @@ class Supervisor:
         flushing: asyncio.Task[None],
         dispatcher: Dispatcher,
     ) -> None:
-        """Stop intake, then flush, commit and ack, all within SHUTDOWN_TIMEOUT."""
+        """Stop intake, then flush, commit and ack, all within SHUTDOWN_TIMEOUT.
+
+        Past the deadline the flusher is cancelled (its batches stay unacked), but in-flight
+        pulls still get their own timeout to return: the emulator would hand their messages
+        to a dead call. Then every held message is handed back, so another replica (or the
+        next start) gets it at once rather than at the end of its lease.
+        """
         assert self.subscriber is not None
         try:
             async with asyncio.timeout(self.settings.shutdown_timeout):
                 log.info("shutting down: stopping intake")
                 self.subscriber.stop()
-                await receiving
+                await asyncio.shield(receiving)
                 log.info("flushing buffered messages")
                 await queue.put(None)
                 await flushing
         except TimeoutError:
-            for task in (receiving, flushing):
-                task.cancel()
-            await asyncio.gather(receiving, flushing, return_exceptions=True)
+            flushing.cancel()
+            await asyncio.wait({flushing, receiving}, timeout=HAND_BACK_SECONDS)
+            receiving.cancel()
+            await asyncio.gather(flushing, receiving, return_exceptions=True)
             self.abandoned = dispatcher.held
             log.error(
                 "shutdown deadline passed: in-flight work abandoned unacked; Pub/Sub redelivers it",

@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 
 import aiomysql
-import pymysql
 import structlog
 
 from lms.domain.severity import SEVERITY_ORDER
@@ -53,13 +52,17 @@ from lms.query.results import (
 from lms.query.search import TextSearch, parse_search
 from lms.query.sql import Conditions, build_logs_sql
 from lms.settings import Settings
-from lms.store.connection import connect_kwargs
+from lms.store.connection import connect, connect_kwargs, connect_timeout
+from lms.store.errors import (
+    DATABASE_ERRORS,
+    SCHEMA_MISSING_CODES,
+    STATEMENT_TIMEOUT_CODES,
+    StorageError,
+    classify,
+    is_connection_lost,
+)
 
 log = structlog.get_logger(__name__)
-
-# Errors after which a read can safely be retried on a fresh connection.
-_RECONNECT_ERRORS = frozenset({2003, 2006, 2013, 2055})
-_TIMEOUT_ERRORS = frozenset({1969, 3024})  # MariaDB max_statement_time, MySQL 8
 
 
 class LogReader:
@@ -208,21 +211,24 @@ class LogReader:
         Both are read in one consistent snapshot: a batch commits its rows and its counts
         together, so they agree at every snapshot unless something is wrong.
         """
-        async with self._cursor() as cur:
-            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            try:
-                await cur.execute(
-                    "SELECT service_name, severity, COUNT(*) FROM service_logs"
-                    " GROUP BY service_name, severity"
-                )
-                logs = {(s, v): int(c) for s, v, c in await cur.fetchall()}
-                await cur.execute(
-                    "SELECT service_name, severity, SUM(`count`) FROM service_severity"
-                    " GROUP BY service_name, severity"
-                )
-                sums = {(s, v): int(c) for s, v, c in await cur.fetchall()}
-            finally:
-                await cur.execute("COMMIT")
+        try:
+            async with self._cursor() as cur:
+                await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                try:
+                    await cur.execute(
+                        "SELECT service_name, severity, COUNT(*) FROM service_logs"
+                        " GROUP BY service_name, severity"
+                    )
+                    logs = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+                    await cur.execute(
+                        "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+                        " GROUP BY service_name, severity"
+                    )
+                    sums = {(s, v): int(c) for s, v, c in await cur.fetchall()}
+                finally:
+                    await cur.execute("COMMIT")
+        except DATABASE_ERRORS as exc:
+            raise self._unavailable(classify(exc, "query")) from exc
         keys = sorted(logs.keys() | sums.keys(), key=lambda k: (k[0], SEVERITY_ORDER.index(k[1])))
         return Consistency(
             [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
@@ -239,23 +245,23 @@ class LogReader:
                 async with self._cursor() as cur:
                     await cur.execute(sql, tuple(args))
                     return list(await cur.fetchall())
-            except pymysql.err.OperationalError as exc:
-                code = exc.args[0] if exc.args else None
-                if attempt == 1 and code in _RECONNECT_ERRORS:
+            except DATABASE_ERRORS as exc:
+                error = classify(exc, "query")
+                if attempt == 1 and is_connection_lost(error):
                     continue  # a pooled connection the server closed: once more, fresh
-                if code in _TIMEOUT_ERRORS:
-                    raise DatabaseUnavailable(
-                        f"query took longer than {self._timeout:g}s (API_QUERY_TIMEOUT);"
-                        " narrow it with more filters or a shorter time range"
-                    ) from None
-                raise DatabaseUnavailable(f"database error: {exc.args[-1]}") from exc
-            except pymysql.err.ProgrammingError as exc:
-                if exc.args and exc.args[0] in (1054, 1146):  # unknown column / table
-                    raise DatabaseUnavailable(
-                        f"schema is not up to date ({exc.args[-1]}); run `lms migrate`"
-                    ) from exc
-                raise
+                raise self._unavailable(error) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unavailable(self, error: StorageError) -> DatabaseUnavailable:
+        """What the caller is told (HTTP 503, CLI exit 1): the cause, in words that help."""
+        if error.code in STATEMENT_TIMEOUT_CODES:
+            return DatabaseUnavailable(
+                f"query took longer than {self._timeout:g}s (API_QUERY_TIMEOUT);"
+                " narrow it with more filters or a shorter time range"
+            )
+        if error.code in SCHEMA_MISSING_CODES:
+            return DatabaseUnavailable(f"schema is not up to date ({error}); run `lms migrate`")
+        return DatabaseUnavailable(f"database error: {error}")
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiomysql.Cursor]:
@@ -286,7 +292,7 @@ class LogReader:
             if self._pool is None:
                 try:
                     self._pool = await self._create_pool()
-                except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
+                except DATABASE_ERRORS as exc:
                     raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
             return self._pool
 
@@ -295,7 +301,14 @@ class LogReader:
             **connect_kwargs(self._settings, self._settings.mysql_database),
             "autocommit": True,
         }
-        probe = await aiomysql.connect(**kwargs)
+        # Bounded like every connection (lms.store.connection), and by the query timeout: a
+        # server that accepts and never answers must not hang a request.
+        probe = await connect(
+            self._settings,
+            self._settings.mysql_database,
+            within=connect_timeout(self._settings, self._timeout),
+            autocommit=True,
+        )
         try:
             async with probe.cursor() as cur:
                 await cur.execute(

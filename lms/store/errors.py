@@ -90,5 +90,16 @@ def classify(exc: BaseException, what: str) -> StorageError:
     return cls(f"{what} {kind}: {detail}", code)
 
 
+STATEMENT_TIMEOUT_CODES = frozenset({1969, 3024})
+"""A statement ran out of its server-side time (MariaDB max_statement_time, MySQL 8)."""
+SCHEMA_MISSING_CODES = frozenset({1054, 1146})
+"""Unknown column or table: the schema is older than the code (run `lms migrate`)."""
+
+
+def is_connection_lost(error: StorageError) -> bool:
+    """The connection itself failed (a client error code), so a fresh one may work at once."""
+    return error.code is not None and 2000 <= error.code < 3000
+
+
 DATABASE_ERRORS = (pymysql.err.MySQLError, OSError, TimeoutError)
 """What a database call raises when the database, not our code, failed."""
