@@ -103,9 +103,10 @@ emulator-start:  ## start a Pub/Sub emulator in the background (state in .run/)
 emulator-stop:  ## stop the emulator of emulator-start
 	@$(EMULATOR) stop
 
-lint: install  ## ruff check and ruff format --check
+lint: install  ## ruff check, ruff format --check and mypy --strict over lms/
 	@$(RUFF) check $(LINT_PATHS)
 	$(RUFF) format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 format: install  ## apply ruff's fixes and formatting
 	@$(RUFF) check --fix $(LINT_PATHS)

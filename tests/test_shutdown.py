@@ -108,3 +108,16 @@ async def test_abandoned_messages_are_counted_as_nacked(settings, tcp_proxy) -> 
     assert _nacked() - before == 20
     assert dispatcher.held == 0
     assert dispatcher.flow.outstanding == 0
+
+
+async def test_drain_mode_stops_by_itself_once_everything_is_stored(settings) -> None:
+    """arq's burst mode: drain what is there, commit and ack it, then return on its own."""
+    s = settings(batchsize=10, flushinterval=0.2)
+    await ensure_resources(s)
+    await publish(s, [make_log("svc-dr", "debug", f"m{i}") for i in range(35)])
+    supervisor = Supervisor(s, drain_idle=1.0)
+    await asyncio.wait_for(supervisor.run(asyncio.Event()), 60)
+    assert supervisor.abandoned is None
+    assert await _stored(s) == 35
+    assert supervisor.dispatcher is not None and supervisor.dispatcher.held == 0
+    assert await subscription_backlog(s) == 0

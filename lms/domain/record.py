@@ -229,8 +229,10 @@ def _structure_problem(value: object, max_depth: int) -> str | None:
             return f"is nested more than {max_depth} levels deep"
         children: list[object] = []
         for item in level:
-            values = item.values() if isinstance(item, dict) else item
-            for child in values:  # type: ignore[union-attr]
+            values = (
+                item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            )
+            for child in values:
                 if isinstance(child, dict | list):
                     children.append(child)
                 elif type(child) is int and not -_MAX_JSON_INT < child < _MAX_JSON_INT:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import structlog
 from tenacity import (
@@ -41,6 +42,8 @@ from lms.store.writer import BatchWriter
 
 log = structlog.get_logger(__name__)
 
+DRAIN_CHECK_SECONDS = 0.25
+"""How often `--drain` looks whether the intake has gone idle."""
 HAND_BACK_SECONDS = 5.0
 """After the shutdown deadline: how long in-flight pulls may take to return (their timeout is
 3 s), and then how long handing back the held messages may take."""
@@ -49,9 +52,14 @@ HAND_BACK_SECONDS = 5.0
 class Supervisor:
     """Runs `lms mon`: the health server, the schema, the intake, the flusher and the leaser."""
 
-    def __init__(self, settings: Settings, create: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, create: bool = True, drain_idle: float | None = None
+    ) -> None:
         self.settings = settings
         self.create = create
+        self.drain_idle = drain_idle
+        """Stop by itself once nothing arrived for this many seconds and nothing is held
+        (arq's burst mode: drain a backlog, then exit); None runs until stopped."""
         self.writer = BatchWriter(settings)
         self.subscriber: PullSubscriber | None = None
         self.flusher: Flusher | None = None
@@ -121,7 +129,7 @@ class Supervisor:
                 leasing = group.create_task(leaser.run(), name="leaser")
                 flushing = group.create_task(self.flusher.run(), name="flusher")
                 receiving = group.create_task(self.subscriber.run(), name="subscriber")
-                await self._until_stopped(stop, flushing)
+                await self._until_stopped(stop, flushing, dispatcher)
                 await self._shutdown(queue, receiving, flushing, dispatcher)
                 leasing.cancel()
             log.info(
@@ -175,19 +183,35 @@ class Supervisor:
             except TimeoutError:
                 log.warning("handing back held messages timed out; their leases will expire")
 
-    async def _until_stopped(self, stop: asyncio.Event, flushing: asyncio.Task[None]) -> None:
-        """Wait for a stop signal or DURATION, or return early if the flusher died."""
-        waiter = asyncio.ensure_future(stop.wait())
+    async def _until_stopped(
+        self, stop: asyncio.Event, flushing: asyncio.Task[None], dispatcher: Dispatcher
+    ) -> None:
+        """Wait for a stop signal, DURATION or (with drain_idle) an empty subscription, or
+        return early if the flusher died."""
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+        if self.drain_idle is not None:
+            waiters.add(asyncio.ensure_future(self._drained(dispatcher, self.drain_idle)))
         try:
             await asyncio.wait(
-                {waiter, flushing},
+                {*waiters, flushing},
                 timeout=self.settings.duration,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            waiter.cancel()
+            for waiter in waiters:
+                waiter.cancel()
         if flushing.done():
             flushing.result()
+
+    @staticmethod
+    async def _drained(dispatcher: Dispatcher, idle: float) -> None:
+        while True:
+            left = dispatcher.idle_left(idle)
+            if left <= 0 and dispatcher.held == 0:
+                break
+            # Idle time is measured, not signalled: sleep until it could be reached.
+            await asyncio.sleep(max(left, DRAIN_CHECK_SECONDS))
+        log.info("drained: nothing received and nothing held; stopping", idle_seconds=idle)
 
     async def _wait_for_database(self, stop: asyncio.Event) -> None:
         """Migrate, waiting for a database that is not up yet instead of crashing; an error a

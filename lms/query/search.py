@@ -79,13 +79,13 @@ def parse_search(text: str, min_token: int = 3, max_token: int = 84) -> TextSear
     against: list[str] = []
     patterns: list[str] = []
     for term in terms:
-        words = term[1:] if term[0] == "" else term
-        if len(words) == 1:
-            against.append(f"+{words[0]}")
+        term_words = term[1:] if term[0] == "" else term
+        if len(term_words) == 1:
+            against.append(f"+{term_words[0]}")
         elif ascii_only:
-            against.extend(f"+{w}" for w in words if indexed(w))
+            against.extend(f"+{w}" for w in term_words if indexed(w))
         else:
-            against.append('+"' + " ".join(words) + '"')
+            against.append('+"' + " ".join(term_words) + '"')
         if ascii_only:
-            patterns.append(r"(?i)\b" + r"\W+".join(words) + r"\b")
+            patterns.append(r"(?i)\b" + r"\W+".join(term_words) + r"\b")
     return TextSearch(" ".join(dict.fromkeys(against)), tuple(patterns) if ascii_only else ())

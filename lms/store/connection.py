@@ -14,7 +14,7 @@ CONNECT_TIMEOUT = 10.0
 """Seconds a connection, handshake included, may take at most (less when DB_TIMEOUT is less)."""
 
 
-class QuietCursor(aiomysql.Cursor):  # type: ignore[misc]  # aiomysql ships no type hints
+class QuietCursor(aiomysql.Cursor):
     """A cursor that skips SHOW WARNINGS: INSERT IGNORE warns once per duplicate by design,
     and fetching those warnings would cost a round trip per statement on the hot path."""
 

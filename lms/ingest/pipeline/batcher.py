@@ -41,7 +41,8 @@ class Batcher(Generic[T]):
         """The trigger that applies now, if any."""
         if len(self._items) >= self.size:
             return Trigger.SIZE
-        if self._items and self.time_left() <= 0:
+        left = self.time_left()
+        if left is not None and left <= 0:
             return Trigger.INTERVAL
         return None
 

@@ -12,7 +12,8 @@ means Pub/Sub redelivers a message that is already stored, and the idempotent wr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -42,12 +43,16 @@ class Dispatcher:
         flow: FlowControl,
         leaser: Leaser,
         attempts: int = 5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._subscription = subscription
         self.flow = flow
         self._leaser = leaser
         self._attempts = attempts
+        self._clock = clock
+        self.last_admitted = clock()
+        """When a message was last admitted (or the dispatcher made): how long intake is idle."""
 
     @property
     def deadline(self) -> int:
@@ -58,6 +63,12 @@ class Dispatcher:
     def held(self) -> int:
         """Messages admitted and not yet acked or nacked."""
         return self._leaser.held
+
+    def idle_left(self, idle: float) -> float:
+        """Seconds until nothing will have been admitted for `idle` seconds (0 or less: it
+        is so now). With nothing held, the subscription is then empty as far as this consumer
+        can tell (`lms mon --drain`)."""
+        return self.last_admitted + idle - self._clock()
 
     def admit(self, messages: Sequence[ReceivedMessage]) -> list[Received]:
         """Make pulled messages outstanding (their capacity is already taken) and lease them."""
@@ -73,6 +84,7 @@ class Dispatcher:
             for rm in messages
         ]
         self._leaser.add(item.ack_id for item in chunk)
+        self.last_admitted = self._clock()
         metrics.MESSAGES_RECEIVED.inc(len(chunk))
         metrics.OUTSTANDING.set(self._leaser.held)
         return chunk

@@ -77,7 +77,7 @@ class PullSubscriber:
             if not want:
                 return
             try:
-                response = await retrying(self._pull, want)
+                response: PullResponse = await retrying(self._pull, want)
             except BaseException:
                 await self._flow.release(want)
                 raise

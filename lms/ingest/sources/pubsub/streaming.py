@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import structlog
 from google.pubsub_v1 import StreamingPullRequest, StreamingPullResponse
@@ -54,7 +54,7 @@ class StreamingSubscriber(PullSubscriber):
             stopping.cancel()
             reader.cancel()
 
-    async def _read(self, call: AsyncIterator[StreamingPullResponse]) -> None:
+    async def _read(self, call: AsyncIterable[StreamingPullResponse]) -> None:
         async for response in call:
             messages = StreamingPullResponse.pb(response).received_messages
             if not messages:
