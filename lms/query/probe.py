@@ -79,7 +79,7 @@ def build_probe_sql(
     (`walk`, its number), as the others would only give older bounds.
 
     The probe reads the entries from the floor up to the ceiling. Every index it reads holds
-    short_payload (sql/004): an entry whose short_payload lacks a word is dropped there. The
+    short_payload (migration 004): an entry whose short_payload lacks a word is dropped there. The
     other entries are sorted by time and their rows read in that order, each checked against
     every filter and the REGEXPs, until `fetch` rows match. So the rows read are those found,
     plus the long payloads (over 255 characters) of the window that do not match.

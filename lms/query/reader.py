@@ -8,17 +8,17 @@ cursor: the (timestamp, id) of the last row of a page, so the next page starts s
 it. Pages never repeat or skip rows, even while new logs arrive. The time range is half-open:
 `since` is inclusive and `until` exclusive, so consecutive ranges never overlap.
 
-Which index answers a query (see sql/002_log_context.sql):
+Which index answers a query (see lms/store/sql/002_log_context.sql):
 - a selective filter (trace, span, resource, commit, parent resource) drives the query
   through its own index, the other filters are checked on the rows it finds (the service
   already on the entries of the resource, commit and parent-resource indexes, which hold it
-  since sql/003);
+  since migration 003);
 - otherwise the query is split per severity into a UNION ALL of branches, each reading the
   (service_name, severity, timestamp) or (severity, timestamp) index backwards from the cursor
   and stopping after `limit + 1` rows; the branches are merged and cut to the page. So a page
   reads at most 5 x (limit + 1) index entries whatever the table size;
 - a full-text search first probes the newest entries of those same branches (`LogReader`'s
-  probe, `build_probe_sql`). Their indexes hold short payloads (sql/004), so the words are
+  probe, `build_probe_sql`). Their indexes hold short payloads (migration 004), so the words are
   tested on index entries and only matching rows are read. Only when the probe cannot fill
   the page does the FULLTEXT index answer (trace and span ids: their few rows are all read).
 """
