@@ -239,7 +239,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
-    from lms.api.app import serve  # FastAPI loads only for `lms api`
+    from lms.api.server import serve  # FastAPI loads only for `lms api`
 
     serve(settings, args.host, args.port)
     return 0
