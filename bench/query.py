@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lms.api.app import create_app  # noqa: E402
+from lms.domain.severity import SEVERITY_ORDER  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
 from lms.store.migrations import Migrator  # noqa: E402
 
@@ -59,8 +60,7 @@ _SERVICE_NAMES = [
 ]  # fmt: skip
 SERVICES = [f"svc-{name}" for name in _SERVICE_NAMES]
 SERVICE_WEIGHTS = [1 / (i + 1) for i in range(len(SERVICES))]
-SEVERITIES = ["debug", "info", "warn", "error", "fatal"]
-SEVERITY_WEIGHTS = [30, 45, 15, 8, 2]
+SEVERITY_WEIGHTS = [30, 45, 15, 8, 2]  # in SEVERITY_ORDER
 WORDS = [
     "order", "user", "cart", "item", "payment", "invoice", "account", "session",
     "token", "profile", "image", "video", "search", "query", "index", "shard",
@@ -120,7 +120,7 @@ def generate(rows: int, seed: int = 6) -> Iterator[tuple[object, ...]]:
     for i in range(rows):
         ts = start + step * i + timedelta(microseconds=rng.randrange(0, 1000))
         service = rng.choices(SERVICES, SERVICE_WEIGHTS)[0]
-        severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
+        severity = rng.choices(SEVERITY_ORDER, SEVERITY_WEIGHTS)[0]
         template = rng.choice(TEMPLATES[severity])
         payload = template.format(
             w=rng.choice(WORDS),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Literal, get_args
 
 
 class Severity(enum.StrEnum):
@@ -19,5 +19,9 @@ class Severity(enum.StrEnum):
 SeverityName = Literal["debug", "info", "warn", "error", "fatal"]
 """The same five as a type, for schemas (pydantic, OpenAPI) that need a Literal."""
 
-SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in Severity)
+SEVERITY_ORDER: tuple[SeverityName, ...] = get_args(SeverityName)
+"""Typed by the Literal, so that code iterating it builds severity-keyed values mypy checks."""
 SEVERITIES = frozenset(SEVERITY_ORDER)
+
+if tuple(Severity) != SEVERITY_ORDER:  # pragma: no cover - only a typo here can get in
+    raise ImportError("lms.domain.severity: Severity and SeverityName must name the same five")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from lms.domain.severity import SEVERITY_ORDER
 from lms.query.cursor import Cursor
@@ -43,3 +45,18 @@ class LogQuery:
             )
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise QueryError("to", "must be later than from (the range is [from, to))")
+
+    @classmethod
+    def from_input(cls, values: Mapping[str, Any]) -> LogQuery:
+        """The query from a front end's input named by these fields (the API's LogsParams,
+        the `lms logs` arguments), so that no front end copies them one by one.
+
+        Keys that are no field (`json`, ...) are ignored; `severities` may be any iterable
+        or None, and `cursor` the text a client got as `next_cursor` (empty: none).
+        """
+        known = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        known["severities"] = tuple(known.get("severities") or ())
+        cursor = known.get("cursor")
+        if isinstance(cursor, str):
+            known["cursor"] = Cursor.decode(cursor) if cursor else None
+        return cls(**known)

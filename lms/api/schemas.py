@@ -1,0 +1,179 @@
+"""What the API reads and answers: its query parameters and response bodies.
+
+The parameter models carry LogQuery's own field names (the HTTP names are their aliases), so
+`LogQuery.from_input` maps them without a field-by-field copy. The per-row response models
+are the TypedDicts of lms.query.results, the same shape `lms logs --json` prints; only what
+OpenAPI says about them beyond their types is added here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, with_config
+
+from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
+from lms.domain.severity import SeverityName
+from lms.domain.timefmt import parse_timestamp
+from lms.query.buckets import Bucket
+from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT
+from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
+from lms.query.search import MAX_Q
+
+
+def _rfc3339(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string")
+    return parse_timestamp(value)
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT)]
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogsParams(_Params):
+    service: str | None = Field(
+        None, min_length=1, max_length=MAX_SERVICE_NAME, description="exact service_name"
+    )
+    severities: list[SeverityName] = Field(
+        default_factory=list,
+        alias="severity",
+        description="one severity; repeat the parameter for several (any of them matches)",
+    )
+    since: Timestamp | None = Field(
+        None,
+        alias="from",
+        description="RFC 3339; logs with timestamp >= from (inclusive)",
+    )
+    until: Timestamp | None = Field(
+        None, alias="to", description="RFC 3339; logs with timestamp < to (exclusive)"
+    )
+    resource_id: Identifier | None = Field(None, description="exact resource_id")
+    trace_id: Identifier | None = Field(None, description="exact trace_id")
+    span_id: Identifier | None = Field(None, description="exact span_id")
+    commit: Identifier | None = Field(None, description="exact commit")
+    parent_resource_id: Identifier | None = Field(
+        None, description="exact metadata.parentResourceId"
+    )
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_Q,
+        description='full-text search of the payload: every word must occur; "quoted text"'
+        " must occur as that phrase. Words of fewer than 3 characters and stopwords only"
+        " count inside a phrase. Operators are not interpreted.",
+    )
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="logs per page")
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="next_cursor of the previous page, to read the following one",
+    )
+
+
+class SeverityParams(_Params):
+    bucket: Bucket = Field("hour", description="bucket size")
+    since: Timestamp | None = Field(
+        None,
+        alias="from",
+        description="RFC 3339, inclusive; default: to minus 1 hour (minute), 1 day (hour) or"
+        " 30 days (day)",
+    )
+    until: Timestamp | None = Field(
+        None, alias="to", description="RFC 3339, exclusive; default: now"
+    )
+    service: str | None = Field(None, min_length=1, max_length=MAX_SERVICE_NAME)
+
+
+class NoParams(_Params):
+    pass
+
+
+# --- responses -----------------------------------------------------------------------------
+
+_DATE_TIME: dict[str, Any] = {"format": "date-time"}
+
+
+def _documented(**properties: dict[str, Any]) -> ConfigDict:
+    """Adds to the JSON schema of a results TypedDict what its plain types cannot say."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        for name, extra in properties.items():
+            schema["properties"][name].update(extra)
+
+    return ConfigDict(json_schema_extra=extend)
+
+
+# Subclasses, not the results TypedDicts themselves, so that OpenAPI names them *Out as
+# before and the results module stays free of pydantic.
+
+
+@with_config(_documented(timestamp=_DATE_TIME))
+class LogOut(LogJson):
+    pass
+
+
+class ServiceOut(ServiceJson):
+    pass
+
+
+@with_config(_documented(start=_DATE_TIME))
+class BucketOut(BucketJson):
+    pass
+
+
+@with_config(
+    _documented(
+        logs={"description": "COUNT(*) of service_logs"},
+        severity_total={"description": "SUM(count) of service_severity"},
+    )
+)
+class PairOut(PairJson):
+    pass
+
+
+class LogsOut(BaseModel):
+    logs: list[LogOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class ServicesOut(BaseModel):
+    services: list[ServiceOut]
+
+
+class SeverityOut(BaseModel):
+    bucket: Bucket
+    from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
+    to: str = Field(json_schema_extra=_DATE_TIME)
+    buckets: list[BucketOut]
+
+
+class ConsistencyOut(BaseModel):
+    consistent: bool
+    pairs: list[PairOut]
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "the database cannot answer"},
+}
+"""The error every endpoint that reads the database may answer."""

@@ -1,0 +1,41 @@
+"""What every command group shares: the help epilog, argument types, the handler type."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Protocol, TypeAlias
+
+from lms.settings import Settings
+
+Handler: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+"""A command: runs with the parsed arguments and the loaded settings, returns the exit status."""
+
+SETTINGS_HELP = "Configuration comes from environment variables (and a .env file); see README."
+
+
+class Commands(Protocol):
+    """What a command group uses of `add_subparsers()`, whose type argparse keeps private."""
+
+    def add_parser(
+        self, name: str, *, help: str, description: str, epilog: str
+    ) -> argparse.ArgumentParser: ...
+
+
+def add_command(
+    commands: Commands, name: str, handler: Handler, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """The parser of one command, run by `handler`, with the epilog every command shows."""
+    parser = commands.add_parser(name, help=help, description=description, epilog=SETTINGS_HELP)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value

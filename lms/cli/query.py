@@ -1,0 +1,180 @@
+"""`lms api`, `lms logs` and `lms stats`: the read side, all over lms.query.
+
+`lms logs` names its arguments (their `dest`) after LogQuery's fields, so that
+`LogQuery.from_input` builds the query from them as it does from the API's parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from lms.cli.options import Commands, add_command, positive_int
+from lms.cli.render import LOG_HEADER, log_json, log_line, services_json, services_table
+from lms.domain.severity import SEVERITY_ORDER
+from lms.domain.timefmt import parse_timestamp
+from lms.query.cursor import Cursor
+from lms.query.errors import DatabaseUnavailable, QueryError
+from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, LogQuery
+from lms.query.reader import LogReader
+from lms.query.results import LogEntry, ServiceCounts
+from lms.settings import Settings
+
+
+def add_commands(commands: Commands) -> None:
+    api = add_command(
+        commands,
+        "api",
+        run_api,
+        help="serve the HTTP query API",
+        description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
+        "/v1/consistency; OpenAPI at /openapi.json) on API_HOST:API_PORT until SIGINT/SIGTERM. "
+        "With API_TOKEN set, every endpoint but /healthz needs 'Authorization: Bearer "
+        "<API_TOKEN>'. Read-only: a MySQL user with only SELECT on MYSQL_DATABASE is enough.",
+    )
+    api.add_argument("--host", help="listen address (default API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=positive_int, help="listen port (default API_PORT, 3000)")
+
+    logs = add_command(
+        commands,
+        "logs",
+        run_logs,
+        help="search stored logs",
+        description="Print stored logs matching every given filter, newest first, as a table "
+        "or as JSON lines. Time bounds are RFC 3339 (e.g. 2024-05-01T12:00:00Z): --from is "
+        "inclusive, --to exclusive.",
+    )
+    logs.add_argument("--service", help="exact service name")
+    logs.add_argument(
+        "--severity",
+        dest="severities",
+        action="append",
+        choices=list(SEVERITY_ORDER),
+        help="severity; repeat for several (any matches)",
+    )
+    when = logs.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        dest="since",
+        type=_age_ago,
+        metavar="AGE",
+        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
+    )
+    when.add_argument("--from", dest="since", type=_timestamp, metavar="T", help="T <= timestamp")
+    logs.add_argument("--to", dest="until", type=_timestamp, metavar="T", help="timestamp < T")
+    logs.add_argument("--resource-id", help="exact resource_id")
+    logs.add_argument("--trace-id", help="exact trace_id")
+    logs.add_argument("--span-id", help="exact span_id")
+    logs.add_argument("--commit", help="exact commit")
+    logs.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
+    logs.add_argument(
+        "-q",
+        "--query",
+        dest="q",
+        metavar="TEXT",
+        help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
+    )
+    logs.add_argument(
+        "--limit",
+        type=positive_int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help="at most N logs (default 100; more are read in pages of 1000)",
+    )
+    logs.add_argument("--cursor", help="continue after a previous page (printed at its end)")
+    logs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    stats = add_command(
+        commands,
+        "stats",
+        run_stats,
+        help="print log counts per service and severity",
+        description="Print, per service, the number of stored logs per severity "
+        "(from service_severity).",
+    )
+    stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def _age_ago(text: str) -> datetime:
+    """The moment AGE (30s, 15m, 1h, 2d, 1w) before now, naive UTC like every query bound."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 30s, 15m, 1h, 2d or 1w")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    age = timedelta(**{unit[match.group(2)]: float(match.group(1))})
+    return datetime.now(UTC).replace(tzinfo=None) - age
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _reader(settings: Settings) -> LogReader:
+    """One connection: a command runs one query at a time."""
+    return LogReader(settings, pool_size=1, timeout=settings.api_query_timeout)
+
+
+def run_api(args: argparse.Namespace, settings: Settings) -> int:
+    from lms.api.server import serve  # FastAPI and uvicorn load only for `lms api`
+
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def run_logs(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 2 for a query the arguments cannot make (like argparse), 1 for the database."""
+    if not args.json:
+        print(LOG_HEADER)
+    try:
+        next_cursor = asyncio.run(_print_logs(args, settings, log_json if args.json else log_line))
+    except QueryError as exc:
+        print(f"lms logs: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
+        print(f"lms logs: {exc}", file=sys.stderr)
+        return 1
+    if next_cursor is not None:
+        print(f"more logs: add --cursor {next_cursor}", file=sys.stderr)
+    return 0
+
+
+async def _print_logs(
+    args: argparse.Namespace, settings: Settings, render: Callable[[LogEntry], str]
+) -> str | None:
+    """Prints `--limit` logs, read in pages of at most MAX_LIMIT, and returns the cursor of
+    what is left (None: nothing)."""
+    remaining: int = args.limit
+    query = LogQuery.from_input({**vars(args), "limit": min(remaining, MAX_LIMIT)})
+    async with _reader(settings) as reader:
+        while True:
+            page = await reader.logs(query)
+            for entry in page.logs:
+                print(render(entry))
+            remaining -= len(page.logs)
+            if page.next_cursor is None or remaining <= 0:
+                return page.next_cursor
+            cursor = Cursor.decode(page.next_cursor)
+            query = replace(query, limit=min(remaining, MAX_LIMIT), cursor=cursor)
+
+
+def run_stats(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        services = asyncio.run(_services(settings))
+    except DatabaseUnavailable as exc:
+        print(f"lms stats: {exc}", file=sys.stderr)
+        return 1
+    print(services_json(services) if args.json else services_table(services))
+    return 0
+
+
+async def _services(settings: Settings) -> list[ServiceCounts]:
+    async with _reader(settings) as reader:
+        return await reader.services()
