@@ -11,13 +11,16 @@ from typing import Any
 
 import structlog
 
-from lms.cli.options import Commands, add_command
+from lms.cli.options import Commands, add_command, positive_float
 from lms.ingest.supervisor import Supervisor
 from lms.settings import Settings
 from lms.store.errors import StorageError
 
 log = structlog.get_logger(__name__)
 
+DRAIN_IDLE = 5.0
+"""`--drain` without a value: longer than a pull's own timeout (3 s), so one empty pull
+does not end a drain while messages are still on their way."""
 EXIT_ABANDONED = 3
 """`lms mon` stopped at SHUTDOWN_TIMEOUT with work unacked (redelivered later, nothing lost)."""
 
@@ -31,17 +34,28 @@ def add_commands(commands: Commands) -> None:
         description="Subscribe to PUBSUB_TOPIC and write logs to MySQL in batches of BATCHSIZE "
         "or every FLUSHINTERVAL seconds. Applies the schema first. Stops cleanly on "
         "SIGTERM/SIGINT or after DURATION seconds (flushing and acking what it holds); a "
-        "second signal exits at once (unacked messages are redelivered, nothing is lost).",
+        "second signal exits at once (unacked messages are redelivered, nothing is lost). "
+        "Exit status: 0 stopped cleanly, 1 failed, 2 bad configuration, 3 stopped at "
+        "SHUTDOWN_TIMEOUT with work left unacked.",
     )
     mon.add_argument(
         "--no-create",
         action="store_true",
         help="do not create the topic and subscription if they are missing",
     )
+    mon.add_argument(
+        "--drain",
+        nargs="?",
+        const=DRAIN_IDLE,
+        type=positive_float,
+        metavar="SECONDS",
+        help="stop by itself once nothing has arrived for SECONDS (default"
+        f" {DRAIN_IDLE:g}) and nothing is held: drain a backlog, then exit",
+    )
 
 
 def run_mon(args: argparse.Namespace, settings: Settings) -> int:
-    supervisor = Supervisor(settings, create=not args.no_create)
+    supervisor = Supervisor(settings, create=not args.no_create, drain_idle=args.drain)
 
     async def run() -> None:
         stop = asyncio.Event()
