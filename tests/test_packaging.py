@@ -7,6 +7,7 @@ and `lms migrate` printed "schema is up to date" having applied nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -48,8 +49,14 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the lms wheel installed (its dependencies are borrowed from
     this venv through a .pth path, so nothing else is downloaded); returns its bin/."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources, and a
+    # test must not write into the checkout.
+    source = tmp / "source"
+    shutil.copytree(ROOT / "lms", source / "lms", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     built = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), str(source)],
         cwd=tmp,
     )
     assert built.returncode == 0, built.stdout + built.stderr
