@@ -39,8 +39,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@
 
+# `make test` runs the suite on this many pytest-xdist workers (each starts its own emulator
+# when it first needs one). The tests mostly wait on the emulator, MariaDB and subprocesses,
+# so more workers than the 2 cores pay off. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
+# Scheduling one test at a time lets the long tests, which tests/plugins/schedule.py puts
+# first, start on whichever worker is free instead of queueing behind each other.
+TEST_XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load --maxschedchunk 1)
+
 test: install  ## run the whole test suite (starts its own Pub/Sub emulator; needs MariaDB)
-	@$(PYTEST)
+	@$(PYTEST) $(TEST_XDIST) $(PYTEST_ARGS)
 
 faults: install  ## run only the long fault-injection tests (pytest -m slow), then their table
 	@$(PYTEST) -m slow

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import aiomysql
 import pymysql
 import pytest
+import structlog.testing
 from prometheus_client import REGISTRY
 
 from lms.devtools.backlog import subscription_backlog
@@ -256,14 +257,29 @@ async def test_database_down_at_start_up_is_waited_for(settings, run_monitor, tc
     proxy = await tcp_proxy(base.mysql_host, base.mysql_port)
     await proxy.cut()
     s = settings(mysql_port=proxy.port, batchsize=10, flushinterval=0.5)
-    running = run_monitor(s)
-    await ensure_resources(s)
-    await publish(s, [make_log("svc-f", "fatal", f"m{i}") for i in range(3)])
-    await asyncio.sleep(1.5)  # the monitor is retrying its first connection meanwhile
-    assert not running.task.done()
-    assert running.monitor.subscriber is None
-    await proxy.restore()
-    await wait_until(lambda: _equals(count_logs(base), 3), timeout=30, message="stored")
+    with structlog.testing.capture_logs() as events:
+        running = run_monitor(s)
+        await ensure_resources(s)
+        await publish(s, [make_log("svc-f", "fatal", f"m{i}") for i in range(3)])
+
+        def waits() -> list[dict[str, object]]:
+            return [e for e in events if e["event"] == "database not reachable, waiting"]
+
+        # Not just "nothing happened yet": a first attempt failed, and so did a retry after
+        # its backoff, both against the (cut) database, and the monitor is still waiting.
+        await wait_until(
+            lambda: any(e["attempt"] >= 2 for e in waits()),
+            timeout=30,
+            message="the monitor retried its first connection",
+        )
+        assert [e["attempt"] for e in waits()] == list(range(1, len(waits()) + 1))
+        assert all(e["port"] == proxy.port and e["error"] for e in waits()), waits()
+        assert not running.task.done()
+        assert running.monitor.subscriber is None
+        assert not any(e["event"] == "monitor started" for e in events)
+        await proxy.restore()
+        await wait_until(lambda: _equals(count_logs(base), 3), timeout=30, message="stored")
+        assert any(e["event"] == "monitor started" for e in events)
 
 
 async def test_database_error_mid_run_rolls_back_and_retries(

@@ -8,6 +8,7 @@ time range edges, auth and invalid input are checked against a Python oracle of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -334,23 +335,30 @@ SEARCHES = [f for f in FILTERS if "q" in f]
 
 
 PROBE_MODES = {"fulltext-index": None, "probe-cut-early": 1, "probe-cut-later": 60}
-STRATEGIES: dict[str, Counter[str]] = {mode: Counter() for mode in PROBE_MODES}
+
+
+@contextlib.asynccontextmanager
+async def probed_client(
+    seeded: Seeded, mode: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, LogReader]]:
+    """The API with the probe off (only the FULLTEXT index) or so short that it is cut, and
+    its reader, whose `strategies` count the paths its searches took."""
+    reader = LogReader(seeded.settings)
+    reader.probe_depth = PROBE_MODES[mode]
+    app = create_app(seeded.settings, reader)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
+    ):
+        yield c, reader
 
 
 @pytest.fixture(params=list(PROBE_MODES))
 async def search_client(
     seeded: Seeded, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the probe off (only the FULLTEXT index) or so short that it is cut."""
-    reader = LogReader(seeded.settings)
-    reader.probe_depth = PROBE_MODES[request.param]
-    app = create_app(seeded.settings, reader)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
-    ):
-        yield c
-    STRATEGIES[request.param].update(reader.strategies)
+    async with probed_client(seeded, request.param) as (client, _reader):
+        yield client
 
 
 @pytest.mark.parametrize("filters", SEARCHES, ids=[json.dumps(f) for f in SEARCHES])
@@ -364,14 +372,21 @@ async def test_every_search_strategy_gives_the_same_answer(
     assert await all_pages(search_client, filters, limit=limit) == seeded.expect(**filters)
 
 
-def test_every_search_strategy_was_used() -> None:
-    """(Runs after the test above.) Each mode took the paths it is there to test."""
-    if not all(STRATEGIES.values()):
-        pytest.skip("run together with test_every_search_strategy_gives_the_same_answer")
-    assert set(STRATEGIES["fulltext-index"]) == {"fulltext", "scan"}
-    assert STRATEGIES["probe-cut-early"]["fulltext"] > 0
-    assert STRATEGIES["probe-cut-later"]["probe"] > 0
-    assert STRATEGIES["probe-cut-later"]["fulltext"] > 0
+async def test_every_search_strategy_was_used(seeded: Seeded) -> None:
+    """Each mode takes the paths it is there to test, over the searches of the test above
+    (run here again, whatever ran before: on any worker, alone or in any order)."""
+    strategies: dict[str, Counter[str]] = {}
+    for mode in PROBE_MODES:
+        async with probed_client(seeded, mode) as (client, reader):
+            for filters in SEARCHES:
+                for limit in (5, 37):
+                    assert await all_pages(client, filters, limit=limit) == seeded.expect(**filters)
+        strategies[mode] = reader.strategies
+    assert all(strategies.values()), strategies
+    assert set(strategies["fulltext-index"]) == {"fulltext", "scan"}
+    assert strategies["probe-cut-early"]["fulltext"] > 0
+    assert strategies["probe-cut-later"]["probe"] > 0
+    assert strategies["probe-cut-later"]["fulltext"] > 0
 
 
 def test_the_filter_matrix_is_not_trivial(seeded: Seeded) -> None:
