@@ -25,7 +25,7 @@ import random
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import hypothesis
 from hypothesis import HealthCheck, Phase
@@ -42,22 +42,19 @@ POISON_SERVICE = "svc-poison"
 POISON_SEVERITY = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
+class Stored(NamedTuple):
     """The message must be stored once, as a log of this service and severity."""
 
     service_name: str
     severity: str
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     """The message must land in rejected_messages once, for this reason."""
 
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
 class Undeclared:
     """Nobody declared the outcome (hypothesis invented the message): it must be stored or
     rejected, once, and never lost."""

@@ -286,11 +286,8 @@ def _stop(state: StateDir) -> int:
 
 def _status(state: StateDir) -> int:
     running = state.running()
-    if running is None:
-        print("not running")
-        return 1
-    print(f"running at {running.host} (pgid {running.pgid})")
-    return 0
+    print("not running" if running is None else f"running at {running.host} (pgid {running.pgid})")
+    return 1 if running is None else 0
 
 
 def _host(state: StateDir) -> int:
