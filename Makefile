@@ -12,7 +12,8 @@ PIP := $(PY) -m pip
 LMS := $(VENV)/bin/lms
 PYTEST := $(PY) -m pytest
 RUFF := $(VENV)/bin/ruff
-EMULATOR := scripts/emulator.sh
+# The emulator launcher the tests and benchmarks use too (scripts/emulator.sh runs the same).
+EMULATOR := $(PY) -m lms.devtools.emulator
 RUN_DIR := $(CURDIR)/.run
 DOCKER_COMPOSE ?= docker compose
 LINT_PATHS := lms tests e2e bench scripts
@@ -51,8 +52,9 @@ test: install  ## run the whole test suite (starts its own Pub/Sub emulator; nee
 	@$(PYTEST) $(TEST_XDIST) $(PYTEST_ARGS)
 
 faults: install  ## run only the long fault-injection tests (pytest -m slow), then their table
-	@$(PYTEST) -m slow
-	$(PY) scripts/faults_table.py
+	@export FAULTS_REPORT=$(RUN_DIR)/faults.json
+	$(PYTEST) -m slow
+	$(PY) scripts/faults_table.py "$$FAULTS_REPORT"
 
 e2e: install  ## end-to-end: lms mon + lms sim for E2E_DURATION s (60) on a fresh emulator
 	@export EMULATOR_RUN_DIR=$(RUN_DIR)/e2e
@@ -100,16 +102,16 @@ run: install  ## the main job: emulator + schema, then lms mon fed by lms sim fo
 	echo "== done: lms mon exited 0"
 
 sim:  install  ## run lms sim against PUBSUB_EMULATOR_HOST (or the emulator of `make emulator-start`)
-	@if [[ -z "$${PUBSUB_EMULATOR_HOST:-}" ]] && host="$$($(EMULATOR) host 2>/dev/null)"; then
+	@if [[ -z "$${PUBSUB_EMULATOR_HOST:-}" ]] && host="$$(EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) host 2>/dev/null)"; then
 		export PUBSUB_EMULATOR_HOST="$$host"
 	fi
 	$(LMS) sim
 
-emulator-start:  ## start a Pub/Sub emulator in the background (state in .run/)
-	@$(EMULATOR) start
+emulator-start: install  ## start a Pub/Sub emulator in the background (state in .run/)
+	@EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) start
 
-emulator-stop:  ## stop the emulator of emulator-start
-	@$(EMULATOR) stop
+emulator-stop: install  ## stop the emulator of emulator-start
+	@EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) stop
 
 lint: install  ## ruff check, ruff format --check and mypy --strict over lms/
 	@$(RUFF) check $(LINT_PATHS)
@@ -166,6 +168,6 @@ down:  ## stop and remove the docker compose services
 	@$(DOCKER_COMPOSE) down
 
 clean:  ## remove .run/ and caches (keeps .venv)
-	@$(EMULATOR) stop || true
+	@EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) stop || true
 	rm -rf $(RUN_DIR) .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

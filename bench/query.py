@@ -5,13 +5,8 @@
     .venv/bin/python bench/query.py --reuse          # keep the loaded table, only time again
     .venv/bin/python bench/query.py --pool-mb 4096   # also time with a 4 GB buffer pool
 
-Loading is bulk, not through Pub/Sub: the schema comes from the normal migrations, then the
-secondary and FULLTEXT indexes are dropped, rows go in as multi-row INSERTs of 2,000 rows
-(in timestamp order, as a live system writes them), and the indexes are rebuilt at the end
-(a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
-The rows are realistic: 48 services of skewed volume, the usual severity mix, resource ids,
-traces of ~8 spans, commits that change with deploys, metadata.parentResourceId on half of
-them, and payloads from ~20 templates with ids, numbers and a few rare words.
+Loading is bulk, not through Pub/Sub, and the rows are realistic: lms.devtools.seed (also
+used by tests/test_query_explain.py) says how.
 
 Each query kind runs --runs times (default 30) with random realistic values, limit=100,
 through the real API app (FastAPI in-process over httpx, so parsing, SQL and JSON all
@@ -23,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import platform
 import random
@@ -31,7 +25,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,203 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lms.api.app import create_app  # noqa: E402
-from lms.domain.severity import SEVERITY_ORDER  # noqa: E402
+from lms.devtools.database import connect_blocking  # noqa: E402
+from lms.devtools.seed import bulk_load, index_name, secondary_indexes  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
-from lms.store.migrations import Migrator  # noqa: E402
-
-END = datetime(2024, 6, 1)
-SPAN = timedelta(days=30)
-_SERVICE_NAMES = [
-    "api", "checkout", "billing", "auth", "search", "cart", "catalog", "inventory",
-    "shipping", "payments", "notify", "email", "sms", "push", "users", "profile",
-    "sessions", "gateway", "edge", "cdn", "images", "video", "recommend", "ranking",
-    "ads", "metrics", "logging", "audit", "admin", "reports", "export", "import",
-    "sync", "scheduler", "cron", "worker", "queue", "cache", "db", "replica",
-    "backup", "storage", "upload", "download", "pricing", "tax", "fraud", "ledger",
-]  # fmt: skip
-SERVICES = [f"svc-{name}" for name in _SERVICE_NAMES]
-SERVICE_WEIGHTS = [1 / (i + 1) for i in range(len(SERVICES))]
-SEVERITY_WEIGHTS = [30, 45, 15, 8, 2]  # in SEVERITY_ORDER
-WORDS = [
-    "order", "user", "cart", "item", "payment", "invoice", "account", "session",
-    "token", "profile", "image", "video", "search", "query", "index", "shard",
-    "replica", "primary", "cluster", "node", "pod", "container", "volume", "bucket",
-    "topic", "queue", "job", "task", "batch", "stream", "event", "message",
-    "request", "response", "upstream", "downstream", "backend",
-]  # fmt: skip
-TEMPLATES = {
-    "debug": [
-        "cache miss for key {w}:{id}",
-        "loaded {n} {w} rows from {table} in {ms} ms",
-        "worker {n} picked job {id} from queue {w}",
-    ],
-    "info": [
-        "GET /api/v1/{w}/{id} 200 in {ms} ms",
-        "user {id} logged in from {device}",
-        "POST /api/v1/{w} 201 in {ms} ms",
-        "order {id} paid with {device}",
-    ],
-    "warn": [
-        "slow query on {table} took {ms} ms",
-        "retrying {w} request in {ms} ms (attempt {n})",
-        "disk usage at {n} percent on volume {w}",
-    ],
-    "error": [
-        "Failed to connect to {table} at 10.0.{n}.{m}:3306 after {n} attempts",
-        "timeout waiting for {w} after {ms} ms",
-        "payment {id} declined: {reason}",
-        "connection reset by peer 10.0.{n}.{m}",
-    ],
-    "fatal": [
-        "Failed to connect to {table}: giving up, shutting down",
-        "OutOfMemoryError in {w} worker {n}",
-        "deadlock detected on {table}, aborting",
-    ],
-}
-TABLES = ["orders", "users", "payments", "sessions", "inventory", "ledger", "carts", "events"]
-DEVICES = ["android", "iphone", "firefox", "chrome", "safari", "cli"]
-REASONS = ["insufficient funds", "card expired", "fraud suspected", "limit exceeded"]
-
-COLUMNS = (
-    "message_id, batch_id, service_name, payload, severity, `timestamp`, resource_id,"
-    " trace_id, span_id, `commit`, metadata"
-)
-
-
-def _hex(*parts: object, size: int = 32) -> str:
-    return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
-
-
-def generate(rows: int, seed: int = 6) -> Iterator[tuple[object, ...]]:
-    """`rows` realistic service_logs rows, oldest first, spread over the 30 days before END."""
-    rng = random.Random(seed)
-    step = SPAN / rows
-    start = END - SPAN
-    trace = span_in_trace = 0
-    for i in range(rows):
-        ts = start + step * i + timedelta(microseconds=rng.randrange(0, 1000))
-        service = rng.choices(SERVICES, SERVICE_WEIGHTS)[0]
-        severity = rng.choices(SEVERITY_ORDER, SEVERITY_WEIGHTS)[0]
-        template = rng.choice(TEMPLATES[severity])
-        payload = template.format(
-            w=rng.choice(WORDS),
-            id=rng.randrange(10**6, 10**7),
-            n=rng.randrange(1, 250),
-            m=rng.randrange(1, 250),
-            ms=rng.randrange(1, 5000),
-            table=rng.choice(TABLES),
-            device=rng.choice(DEVICES),
-            reason=rng.choice(REASONS),
-        )
-        resource = f"{service}-{rng.randrange(100)}" if rng.random() < 0.8 else None
-        trace_id = span_id = None
-        if rng.random() < 0.6:
-            if span_in_trace == 0:
-                trace, span_in_trace = trace + 1, rng.randrange(2, 15)
-            span_in_trace -= 1
-            trace_id, span_id = _hex("t", seed, trace), _hex("s", seed, i, size=16)
-        deploy = (ts - start).days // 3
-        commit = _hex("c", service, deploy, size=40) if rng.random() < 0.9 else None
-        metadata = None
-        if rng.random() < 0.5:
-            parent = f"cluster-{rng.randrange(300)}"
-            metadata = f'{{"parentResourceId":"{parent}","region":"eu-{rng.randrange(4)}"}}'
-        yield (
-            f"bench-{seed}-{i}",
-            i // 5000,
-            service,
-            payload,
-            severity,
-            ts,
-            resource,
-            trace_id,
-            span_id,
-            commit,
-            metadata,
-        )
 
 
 def _connect(database: str | None = None) -> pymysql.Connection:
-    return pymysql.connect(
-        host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
-        port=int(os.environ.get("MYSQL_PORT", "3306")),
-        user=os.environ.get("MYSQL_USER", "root"),
-        password=os.environ.get("MYSQL_PASSWORD", ""),
-        database=database,
-        charset="utf8mb4",
-        autocommit=False,
-    )
-
-
-def _secondary_indexes(cur: Any) -> list[str]:
-    """The KEY / FULLTEXT KEY lines of service_logs, to drop before a bulk load."""
-    cur.execute("SHOW CREATE TABLE service_logs")
-    ddl = cur.fetchone()[1]
-    return [
-        line.strip().rstrip(",")
-        for line in ddl.splitlines()
-        if re.match(r"\s*(FULLTEXT )?KEY ", line)
-    ]
-
-
-def _index_name(line: str) -> str:
-    match = re.search(r"KEY `([^`]+)`", line)
-    assert match, line
-    return match.group(1)
-
-
-def bulk_load(
-    database: str, rows: int, seed: int = 6, chunk: int = 2000, quiet: bool = False
-) -> None:
-    """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after)."""
-    settings = load_settings(_env_file=None, mysql_database=database)
-    asyncio.run(Migrator(settings).migrate())
-    conn = _connect(database)
-    started = time.monotonic()
-    try:
-        with conn.cursor() as cur:
-            indexes = _secondary_indexes(cur)
-            names = [_index_name(line) for line in indexes]
-            cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
-            sql = f"INSERT INTO service_logs ({COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
-            batch: list[tuple[object, ...]] = []
-            counts: dict[tuple[str, str], int] = {}
-            for done, row in enumerate(generate(rows, seed), 1):
-                batch.append(row)
-                key = (str(row[2]), str(row[4]))
-                counts[key] = counts.get(key, 0) + 1
-                if len(batch) == chunk:
-                    cur.executemany(sql, batch)
-                    batch.clear()
-                    if done % 100_000 == 0:
-                        conn.commit()
-                        if not quiet:
-                            rate = done / (time.monotonic() - started)
-                            print(f"  loaded {done:,} rows ({rate:,.0f}/s)", flush=True)
-            if batch:
-                cur.executemany(sql, batch)
-            cur.executemany(
-                "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
-                " VALUES (%s, %s, %s, %s)",
-                [(s, v, c, END) for (s, v), c in sorted(counts.items())],
-            )
-            conn.commit()
-            loaded = time.monotonic() - started
-            if not quiet:
-                print(f"  rows in {loaded:.0f}s; rebuilding {len(indexes)} indexes", flush=True)
-            btree = [line for line in indexes if not line.startswith("FULLTEXT")]
-            cur.execute("ALTER TABLE service_logs " + ", ".join(f"ADD {line}" for line in btree))
-            for line in indexes:
-                if line.startswith("FULLTEXT"):
-                    cur.execute(f"ALTER TABLE service_logs ADD {line}")
-            cur.execute("ANALYZE TABLE service_logs")
-            cur.fetchall()
-            cur.execute("ANALYZE TABLE service_severity")
-            cur.fetchall()
-        if not quiet:
-            print(f"  loaded and indexed in {time.monotonic() - started:.0f}s", flush=True)
-    finally:
-        conn.close()
+    return connect_blocking(load_settings(_env_file=None), database, autocommit=False)
 
 
 # --- timing ------------------------------------------------------------------------------
@@ -482,8 +286,8 @@ def warm(database: str) -> None:
     try:
         with conn.cursor() as cur:
             names = ["PRIMARY"] + [
-                _index_name(line)
-                for line in _secondary_indexes(cur)
+                index_name(line)
+                for line in secondary_indexes(cur)
                 if not line.startswith("FULLTEXT")
             ]
             for name in names:
@@ -526,7 +330,7 @@ def main() -> int:
             cur.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
         print(f"loading {args.rows:,} rows into {args.database}", flush=True)
         began = time.monotonic()
-        bulk_load(args.database, args.rows)
+        bulk_load(args.database, args.rows, progress=lambda line: print(line, flush=True))
         load_seconds = time.monotonic() - began
         print(f"loaded in {load_seconds:.0f}s", flush=True)
         if args.load_only:

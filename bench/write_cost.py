@@ -4,7 +4,7 @@
     .venv/bin/python bench/write_cost.py --versions 2,3,4 --runs 3
 
 For each run and version (interleaved, so drift of the machine hits all alike) a fresh database
-is migrated up to that version and filled with `--rows` realistic rows (bench/query.py's
+is migrated up to that version and filled with `--rows` realistic rows (lms.devtools.seed's
 generator: 48 services, short one-line payloads, most with trace/resource/commit context) in
 transactions of `--batch` rows. Short payloads are the dear case for version 4, whose five
 filter indexes then hold each payload; logs longer than 255 characters add nothing there.
@@ -23,34 +23,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import query as bench_query  # noqa: E402  (bench/query.py: its row generator)
-
-from lms.domain.record import LogRecord  # noqa: E402
+from lms.devtools.database import drop_databases  # noqa: E402
+from lms.devtools.seed import generate  # noqa: E402
 from lms.settings import load_settings  # noqa: E402
 from lms.store.migrations import Migrator, migration_files  # noqa: E402
 from lms.store.writer import BatchWriter, StoredLog  # noqa: E402
 
 
 def logs(rows: int) -> list[StoredLog]:
-    out = []
-    for values in bench_query.generate(rows, seed=9):
-        message_id, _batch, service, payload, severity, ts, resource, trace, span, commit, meta = (
-            values
-        )
-        record = LogRecord(service, payload, severity, ts, resource, trace, span, commit, meta)
-        out.append(StoredLog(str(message_id), record))
-    return out
+    return [StoredLog(row.message_id, row.record()) for row in generate(rows, seed=9)]
 
 
 def drop_database(name: str) -> None:
-    conn = bench_query._connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        conn.close()
+    drop_databases(load_settings(_env_file=None), [name])
 
 
 async def write_rate(version: int, batches: list[list[StoredLog]], database: str) -> float:

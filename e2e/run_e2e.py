@@ -12,6 +12,9 @@
    Logs the message count and the batch sizes taken from `lms mon`'s JSON log lines.
 5. Drops the database and deletes the topic and subscription (E2E_KEEP=1 keeps them).
 
+The harness of `lms mon`, the totals check and the drained check are lms.devtools' (the ones
+the tests use); this script only strings them together and says what it sees.
+
 Exits 0 when every check holds, 1 with a clear message otherwise.
 
 Environment: PUBSUB_EMULATOR_HOST (required), MYSQL_* as for `lms`, E2E_DURATION (60),
@@ -20,11 +23,9 @@ E2E_BATCHSIZE (200), E2E_FLUSHINTERVAL (2), E2E_DRAIN_TIMEOUT (120), E2E_KEEP (u
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,13 +35,19 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import pymysql
-from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
-
+from lms.devtools.backlog import subscription_backlog
+from lms.devtools.database import drop_databases
+from lms.devtools.monitor_process import (
+    MonitorError,
+    MonitorProcess,
+    child_environment,
+    lms_command,
+)
+from lms.devtools.ports import free_port
+from lms.devtools.resources import delete_resources
+from lms.devtools.verify import Key, SimReport, check_consistency
 from lms.settings import load_settings
 
-Key = tuple[str, str]
 STARTED = time.monotonic()
 
 
@@ -60,18 +67,6 @@ def env_number(name: str, default: float) -> float:
         raise SystemExit(f"e2e: {name}={raw!r} is not a number") from None
 
 
-def lms_command() -> list[str]:
-    """The `lms` console script of this interpreter's environment, else `python -m lms.cli.main`."""
-    script = Path(sys.executable).with_name("lms")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "lms.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -89,37 +84,26 @@ class Run:
         self.drain_timeout = env_number("E2E_DRAIN_TIMEOUT", 120.0)
         self.keep = bool(os.environ.get("E2E_KEEP"))
         self.database = f"lms_e2e_{suffix}"
-        self.topic = f"lms-e2e-{suffix}"
-        self.subscription = f"lms-e2e-{suffix}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"lms-e2e-{suffix}-"))
         self.report_path = self.workdir / "sim-report.json"
-        self.mon_log = self.workdir / "mon.log"
-        self.mon_err = self.workdir / "mon.err"
-        self.env = {
-            **os.environ,
-            "PUBSUB_TOPIC": self.topic,
-            "PUBSUB_SUBSCRIPTION": self.subscription,
-            "MYSQL_DATABASE": self.database,
-            "LOG_FORMAT": "json",
-            # Its own metrics port, so it never collides with another `lms mon` here.
-            "METRICS_PORT": str(free_port()),
-        }
-        self.env.pop("DURATION", None)
         self.settings = load_settings(
-            pubsub_topic=self.topic,
-            pubsub_subscription=self.subscription,
+            pubsub_topic=f"lms-e2e-{suffix}",
+            pubsub_subscription=f"lms-e2e-{suffix}",
             mysql_database=self.database,
+            batchsize=int(env_number("E2E_BATCHSIZE", 200)),
+            flushinterval=env_number("E2E_FLUSHINTERVAL", 2.0),
+            duration=None,  # lms mon runs until SIGTERM; lms sim gets its own DURATION
+            # Its own metrics port, so it never collides with another `lms mon` here.
+            metrics_port=free_port(),
         )
-        self.mon: subprocess.Popen[bytes] | None = None
-        self.mon_files: list = []
+        self.mon = MonitorProcess(self.settings, self.workdir, "mon")
 
     # -- processes --------------------------------------------------------------------------
 
-    def lms(self, *args: str, timeout: float, **extra_env: str) -> subprocess.CompletedProcess:
-        command = [*lms_command(), *args]
+    def lms(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            command,
-            env={**self.env, **extra_env},
+            [*lms_command(), *args],
+            env=child_environment(self.settings),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -133,79 +117,23 @@ class Run:
         return result
 
     def start_mon(self) -> None:
-        out = self.mon_log.open("wb")
-        err = self.mon_err.open("wb")
-        self.mon_files = [out, err]
-        self.mon = subprocess.Popen(
-            [*lms_command(), "mon"],
-            env={
-                **self.env,
-                "BATCHSIZE": os.environ.get("E2E_BATCHSIZE", "200"),
-                "FLUSHINTERVAL": os.environ.get("E2E_FLUSHINTERVAL", "2"),
-            },
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_for(self.mon_started, 90, "`lms mon` to log 'monitor started'")
+        self.mon.start()
+        self.mon.wait_started_blocking(timeout=90)
         say(f"lms mon is subscribed (pid {self.mon.pid})")
 
-    def mon_started(self) -> bool:
-        assert self.mon is not None
-        if self.mon.poll() is not None:
-            raise E2EFailure(f"`lms mon` exited {self.mon.returncode} at start-up")
-        return any(event.get("event") == "monitor started" for event in self.mon_events())
-
-    def mon_events(self) -> list[dict]:
-        events = []
-        for line in self.mon_log.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return events
-
     def stop_mon(self) -> None:
-        assert self.mon is not None
         say("sending SIGTERM to lms mon")
-        self.mon.send_signal(signal.SIGTERM)
-        try:
-            code = self.mon.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            raise E2EFailure("`lms mon` did not exit within 90s of SIGTERM") from None
+        code = self.mon.stop_blocking(timeout=90)
         if code != 0:
             raise E2EFailure(f"`lms mon` exited {code} after SIGTERM, expected 0")
         say("lms mon exited 0")
-
-    # -- database ---------------------------------------------------------------------------
-
-    def connect(self, database: str | None = None) -> pymysql.connections.Connection:
-        s = self.settings
-        return pymysql.connect(
-            host=s.mysql_host,
-            port=s.mysql_port,
-            user=s.mysql_user,
-            password=s.mysql_password,
-            database=database,
-            autocommit=True,
-            connect_timeout=10,
-        )
-
-    def query(self, sql: str) -> list[tuple]:
-        with self.connect(self.database) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-
-    def stored(self) -> int:
-        return int(self.query("SELECT COUNT(*) FROM service_logs")[0][0])
 
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> None:
         say(
-            f"database {self.database}, topic {self.topic}, emulator "
-            f"{os.environ['PUBSUB_EMULATOR_HOST']}, sim for {self.duration:g}s, "
+            f"database {self.database}, topic {self.settings.pubsub_topic}, emulator "
+            f"{self.settings.pubsub_emulator_host}, sim for {self.duration:g}s, "
             f"work dir {self.workdir}"
         )
         self.lms("migrate", timeout=120)
@@ -215,7 +143,7 @@ class Run:
         say(f"running lms sim for {self.duration:g}s")
         sim = subprocess.Popen(
             [*lms_command(), "sim", "--report", str(self.report_path)],
-            env={**self.env, "DURATION": f"{self.duration:g}"},
+            env=child_environment(self.settings, {"DURATION": f"{self.duration:g}"}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -232,10 +160,9 @@ class Run:
         say(f"lms sim confirmed {published} publishes over {len(expected)} (service, severity)")
 
         def all_stored() -> bool:
-            assert self.mon is not None
-            if self.mon.poll() is not None:
+            if not self.mon.alive:
                 raise E2EFailure(f"`lms mon` exited {self.mon.returncode} while draining")
-            count = self.stored()
+            count = asyncio.run(check_consistency(self.settings, expected)).total_stored
             if count > published:
                 raise E2EFailure(f"service_logs holds {count} rows, more than {published}")
             return count == published
@@ -247,94 +174,46 @@ class Run:
         self.check_drained()
         self.report_batches(published)
 
-    def read_report(self) -> tuple[int, Counter[Key]]:
+    def read_report(self) -> tuple[int, dict[Key, int]]:
         try:
-            report = json.loads(self.report_path.read_text(encoding="utf-8"))
-            expected: Counter[Key] = Counter()
-            for row in report["totals"]:
-                expected[(row["service"], row["severity"])] += int(row["count"])
-            published = int(report["published"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise E2EFailure(f"unreadable sim report {self.report_path}: {exc!r}") from None
-        if published != sum(expected.values()):
-            raise E2EFailure(
-                f"sim report says published={published} but its totals add up to "
-                f"{sum(expected.values())}"
-            )
-        if published == 0:
+            report = SimReport.load(self.report_path)
+        except ValueError as exc:
+            raise E2EFailure(str(exc)) from None
+        if report.published == 0:
             raise E2EFailure("lms sim published nothing")
-        return published, expected
+        return report.published, report.totals
 
-    def check_tables(self, published: int, expected: Counter[Key]) -> None:
-        logs = Counter(
-            {
-                (service, severity): int(count)
-                for service, severity, count in self.query(
-                    "SELECT service_name, severity, COUNT(*) FROM service_logs "
-                    "GROUP BY service_name, severity"
-                )
-            }
-        )
-        severity = Counter(
-            {
-                (service, sev): int(total)
-                for service, sev, total in self.query(
-                    "SELECT service_name, severity, SUM(`count`) FROM service_severity "
-                    "GROUP BY service_name, severity"
-                )
-            }
-        )
-        problems = []
-        for key in sorted(set(expected) | set(logs) | set(severity)):
-            want, got_logs, got_sum = expected[key], logs[key], severity[key]
-            if not want == got_logs == got_sum:
-                problems.append(
-                    f"  {key[0]}/{key[1]}: published {want}, service_logs {got_logs}, "
-                    f"service_severity SUM(count) {got_sum}"
-                )
-        if problems:
+    def check_tables(self, published: int, expected: dict[Key, int]) -> None:
+        result = asyncio.run(check_consistency(self.settings, expected))
+        if result.mismatches:
+            problems = [
+                f"  {m.key[0]}/{m.key[1]}: published {m.published}, service_logs {m.stored}, "
+                f"service_severity SUM(count) {m.counted}"
+                for m in result.mismatches
+            ]
             raise E2EFailure("per (service, severity) totals disagree:\n" + "\n".join(problems))
         say(
             f"per (service, severity), {len(expected)} pairs: published == COUNT(*) "
             f"service_logs == SUM(count) service_severity (total {published})"
         )
-        duplicates = self.query(
-            "SELECT message_id, COUNT(*) FROM service_logs GROUP BY message_id HAVING COUNT(*) > 1"
-        )
-        if duplicates:
-            raise E2EFailure(f"{len(duplicates)} message ids stored twice, e.g. {duplicates[:5]}")
-        distinct = int(self.query("SELECT COUNT(DISTINCT message_id) FROM service_logs")[0][0])
+        if result.duplicate_ids:
+            sample = sorted(result.duplicate_ids.items())[:5]
+            raise E2EFailure(f"{len(result.duplicate_ids)} message ids stored twice, e.g. {sample}")
+        distinct = result.total_stored - result.duplicate_rows
         if distinct != published:
             raise E2EFailure(f"{distinct} distinct message ids for {published} messages")
         say(f"no duplicate message ids ({distinct} distinct)")
-        rejected = int(self.query("SELECT COUNT(*) FROM rejected_messages")[0][0])
-        if rejected:
-            raise E2EFailure(f"{rejected} of the simulator's valid messages were rejected")
+        if result.rejected:
+            raise E2EFailure(f"{result.rejected} of the simulator's valid messages were rejected")
 
-    def check_drained(self, seconds: float = 5.0) -> None:
-        subscriber = pubsub_v1.SubscriberClient()
-        path = subscriber.subscription_path(self.settings.pubsub_project, self.subscription)
-        arrived = 0
-        deadline = time.monotonic() + seconds
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    response = subscriber.pull(
-                        request={"subscription": path, "max_messages": 100}, timeout=2
-                    )
-                except (gexc.DeadlineExceeded, gexc.RetryError):
-                    continue
-                arrived += len(response.received_messages)
-                if not response.received_messages:
-                    time.sleep(0.2)
-        finally:
-            subscriber.close()
-        if arrived:
-            raise E2EFailure(f"subscription not drained: {arrived} messages were still pending")
-        say(f"subscription drained: nothing delivered in {seconds:g}s of pulling")
+    def check_drained(self) -> None:
+        pending = asyncio.run(subscription_backlog(self.settings))
+        if pending:
+            raise E2EFailure(f"subscription not drained: {pending} messages were still pending")
+        say("subscription drained: nothing left to deliver")
 
     def report_batches(self, published: int) -> None:
-        batches = [e for e in self.mon_events() if e.get("event") == "batch committed"]
+        batches = self.mon.batches
         if not batches:
             raise E2EFailure("`lms mon` logged no 'batch committed' line")
         sizes = [int(b["size"]) for b in batches]
@@ -352,59 +231,30 @@ class Run:
             raise E2EFailure(f"batches report {new} new rows, expected {published}")
 
     def cleanup(self) -> None:
-        if self.mon is not None and self.mon.poll() is None:
-            self.mon.kill()
-            self.mon.wait()
-        for handle in self.mon_files:
-            handle.close()
+        if self.mon.alive:
+            self.mon.kill_blocking()
         if self.keep:
             say(f"E2E_KEEP set: kept database {self.database} and work dir {self.workdir}")
             return
         try:
-            with self.connect() as conn, conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
-        except pymysql.err.MySQLError as exc:
+            drop_databases(self.settings, [self.database])
+        except Exception as exc:  # cleanup must not hide the run's own outcome
             say(f"warning: could not drop database {self.database}: {exc}")
-        self.delete_pubsub()
+        try:
+            asyncio.run(delete_resources(self.settings))
+        except Exception as exc:
+            say(f"warning: could not delete the e2e topic/subscription: {exc}")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def delete_pubsub(self) -> None:
-        project = self.settings.pubsub_project
-        subscriber = pubsub_v1.SubscriberClient()
-        publisher = pubsub_v1.PublisherClient()
-        try:
-            for delete in (
-                lambda: subscriber.delete_subscription(
-                    subscription=subscriber.subscription_path(project, self.subscription),
-                    timeout=10,
-                ),
-                lambda: publisher.delete_topic(
-                    topic=publisher.topic_path(project, self.topic), timeout=10
-                ),
-            ):
-                try:
-                    delete()
-                except gexc.NotFound:
-                    pass
-                except gexc.GoogleAPICallError as exc:
-                    say(f"warning: could not delete the e2e topic/subscription: {exc}")
-        finally:
-            subscriber.close()
-
     def show_mon_output(self) -> None:
-        for path in (self.mon_log, self.mon_err):
-            if path.exists():
-                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-                if lines:
-                    print(f"--- last lines of {path.name} ---", file=sys.stderr)
-                    print("\n".join(lines[-25:]), file=sys.stderr)
+        print(self.mon.tail(25), file=sys.stderr)
 
 
 def main() -> int:
     run = Run()
     try:
         run.run()
-    except E2EFailure as exc:
+    except (E2EFailure, MonitorError) as exc:
         run.show_mon_output()
         print(f"e2e FAILED: {exc}", file=sys.stderr, flush=True)
         return 1

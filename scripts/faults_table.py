@@ -1,13 +1,16 @@
 """Print the results table of docs/reliability.md from the fault suite's summary file.
 
-    python scripts/faults_table.py [.run/faults.json]
+    python scripts/faults_table.py [FILE]
 
-tests/test_faults.py merges one summary per scenario and variant into that file on every run.
+tests/test_faults.py merges one summary per scenario and variant into the file $FAULTS_REPORT
+names; `make faults` sets it to .run/faults.json and passes it here. FILE defaults to
+$FAULTS_REPORT, else .run/faults.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ COLUMNS = [
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[1] if len(argv) > 1 else ".run/faults.json")
+    path = Path(argv[1] if len(argv) > 1 else os.environ.get("FAULTS_REPORT", ".run/faults.json"))
     try:
         runs = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -1,7 +1,8 @@
 """Shared fixtures: a real Pub/Sub emulator, a throwaway MariaDB database, and Settings for both.
 
 * `pubsub_emulator` (session): "host:port" of the emulator. Uses $PUBSUB_EMULATOR_HOST if set,
-  otherwise starts the installed emulator on a free port and kills its process group at the end.
+  otherwise starts one (lms.devtools.emulator: a free port, its own process group, stopped at
+  the end); each pytest-xdist worker has its own.
 * `mysql_database` (per test): name of a fresh `lms_test_<hex>` database, dropped afterwards.
 * `settings` (per test): a factory `settings(**overrides) -> Settings` pointing at both, with a
   topic and subscription unique to the test (every call in one test shares them).
@@ -12,14 +13,9 @@ Helpers for integration tests (publish, make_log, db_query, wait_until, ...) are
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,16 +24,19 @@ import hypothesis
 import pymysql
 import pytest
 
+from lms.devtools.emulator import running_emulator
 from lms.settings import Settings, load_settings
 from tests.helpers import SettingsFactory
 from tests.proxy import tcp_proxy  # noqa: F401  (the fault-injection TCP proxy fixture)
 
-EMULATOR_BIN = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
-EMULATOR_START_TIMEOUT = 60.0
-EMULATOR_READY_LINE = "Server started"
 TEST_PROJECT = "lms-test"
 
 
+# Tests write nothing into the repository: hypothesis keeps its failing examples (retried
+# first by the next run on this machine) and caches in the temporary directory instead.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "lms-hypothesis")
+)
 # Property tests must not fail on a slow CI machine just because one example took > 200 ms.
 hypothesis.settings.register_profile("lms", deadline=None, print_blob=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "lms"))
@@ -52,94 +51,20 @@ def pytest_configure(config: pytest.Config) -> None:
 # --- Pub/Sub emulator ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the emulator's whole process group (the JVM included), then SIGKILL leftovers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
-def _start_emulator(log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the emulator and wait until it listens and says so; raise with the log otherwise."""
-    port = _free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(EMULATOR_BIN), "--host=127.0.0.1", f"--port={port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + EMULATOR_START_TIMEOUT
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"Pub/Sub emulator exited with code {proc.returncode} before it was ready;"
-                    f" log {log_path}:\n{_tail(log_path)}"
-                )
-            started = EMULATOR_READY_LINE in log_path.read_text(encoding="utf-8", errors="replace")
-            if started and _accepts_connections(port):
-                return proc, port
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Pub/Sub emulator not ready on port {port} after"
-                    f" {EMULATOR_START_TIMEOUT:g}s; log {log_path}:\n{_tail(log_path)}"
-                )
-            time.sleep(0.1)
-    except BaseException:
-        _kill_group(proc)
-        raise
-
-
 @pytest.fixture(scope="session")
-def pubsub_emulator() -> Iterator[str]:
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """host:port of a Pub/Sub emulator; PUBSUB_EMULATOR_HOST is set for the whole session."""
     existing = os.environ.get("PUBSUB_EMULATOR_HOST")
     if existing:
         yield existing
         return
-    if not EMULATOR_BIN.exists():
-        raise RuntimeError(f"PUBSUB_EMULATOR_HOST is unset and {EMULATOR_BIN} does not exist")
-    fd, name = tempfile.mkstemp(prefix="lms-pubsub-emulator-", suffix=".log")
-    os.close(fd)
-    log_path = Path(name)
-    proc, port = _start_emulator(log_path)
-    host = f"127.0.0.1:{port}"
-    os.environ["PUBSUB_EMULATOR_HOST"] = host
-    try:
-        yield host
-    finally:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        _kill_group(proc)
-        log_path.unlink(missing_ok=True)
+    log_path = tmp_path_factory.mktemp("pubsub-emulator") / "emulator.log"
+    with running_emulator(log_path) as emulator:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        try:
+            yield emulator.host
+        finally:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
 
 
 # --- MariaDB / MySQL -----------------------------------------------------------------------

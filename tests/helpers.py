@@ -12,11 +12,8 @@ from typing import Any
 
 import aiomysql
 
-from lms.ingest.sources.pubsub.client import (
-    ensure_subscription,
-    publisher_client,
-    subscriber_client,
-)
+from lms.devtools.resources import ensure_resources as ensure_resources  # for the tests
+from lms.ingest.sources.pubsub.client import publisher_client
 from lms.settings import Settings
 from lms.store.connection import connect_kwargs
 
@@ -25,12 +22,6 @@ SettingsFactory = Callable[..., Settings]
 
 PUBLISH_CHUNK = 1000
 PUBLISH_CHUNK_BYTES = 8 << 20  # below the 10 MB request limit of Pub/Sub
-
-
-async def ensure_resources(settings: Settings) -> None:
-    """Create the topic and subscription of `settings` if missing."""
-    async with publisher_client(settings) as publisher, subscriber_client(settings) as subscriber:
-        await ensure_subscription(publisher, subscriber, settings)
 
 
 async def publish(

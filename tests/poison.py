@@ -1,17 +1,21 @@
 """Messages for the fault-injection suite: valid logs, and poison in every shape we could think of.
 
-* `valid_log(rng, index)`: a small valid log of one of `SERVICES`, timestamps in several
-  offsets, non-ASCII payloads.
-* `CATALOGUE`: named message kinds with the outcome they must have: a `Reason` (rejected) or
-  `VALID` (stored). Poison: not JSON, JSON that is not an object, invalid UTF-8, missing and
-  null fields, wrong types, unknown severities, oversize payload and service name, empty
-  strings, timestamps in other formats, 1 MB messages, deeply nested JSON, ... Valid edge
-  cases sit next to them (a 1 MB message whose extra field is huge, limits hit exactly,
-  offsets other than Z), because a poison test that only checks rejections would pass an
-  implementation that rejects everything.
+Every message comes with the outcome it must have, declared where it is made, never asked of
+the parser under test (a test that asks the parser what to expect passes whatever it says):
+
+* `valid_log(rng, index)`: a small valid log of one of `SERVICES` (timestamps in several
+  offsets, non-ASCII payloads) and the `Stored` pair it was built with.
+* `CATALOGUE`: named message kinds, each with its outcome: `Rejected(reason)` or
+  `Stored(service, severity)`. Poison: not JSON, JSON that is not an object, invalid UTF-8,
+  missing and null fields, wrong types, unknown severities, oversize payload and service name,
+  empty strings, timestamps in other formats, 1 MB messages, deeply nested JSON, ... Valid edge
+  cases sit next to them (a 1 MB message whose extra field is huge, limits hit exactly, offsets
+  other than Z), because a poison test that only checks rejections would pass an
+  implementation that rejects everything. tests/test_poison.py holds the parser to them.
 * `poison_messages()`: a hypothesis strategy of mostly-invalid message bodies, and
-  `hypothesis_messages(n)`: n of them drawn deterministically (derandomized), so an
-  integration test can publish hypothesis' inventions and compare with `parse_message`.
+  `hypothesis_messages(n)`: n of them drawn deterministically (derandomized). Nobody declared
+  what those must become, so their outcome is `UNDECLARED`: stored or rejected, exactly once,
+  never lost; scenario 5 checks that much, and the unit test that parsing them never raises.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import random
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import hypothesis
 from hypothesis import HealthCheck, Phase
@@ -33,8 +37,39 @@ SERVICES = [
     f"svc-{name}" for name in ("auth", "billing", "cart", "search", "mail", "ñandú", "日本")
 ]
 SEVERITIES = ["debug", "info", "warn", "error", "fatal"]
-VALID = "valid"
 MEGABYTE = 1 << 20
+POISON_SERVICE = "svc-poison"
+POISON_SEVERITY = "error"
+
+
+class Stored(NamedTuple):
+    """The message must be stored once, as a log of this service and severity."""
+
+    service_name: str
+    severity: str
+
+
+class Rejected(NamedTuple):
+    """The message must land in rejected_messages once, for this reason."""
+
+    reason: Reason
+
+
+class Undeclared:
+    """Nobody declared the outcome (hypothesis invented the message): it must be stored or
+    rejected, once, and never lost."""
+
+
+UNDECLARED = Undeclared()
+Outcome = Stored | Rejected | Undeclared
+Message = tuple[bytes, Outcome]
+"""A body to publish and what it must become."""
+
+BAD_JSON = Rejected(Reason.INVALID_JSON)
+BAD_UTF8 = Rejected(Reason.INVALID_UTF8)
+NOT_OBJECT = Rejected(Reason.NOT_AN_OBJECT)
+MISSING = Rejected(Reason.MISSING_FIELD)
+BAD_FIELD = Rejected(Reason.INVALID_FIELD)
 
 _STAMPS = [
     "2024-05-01T12:00:00Z",
@@ -49,9 +84,9 @@ _WORDS = ["login", "timeout", "retry", "café", "naïve", "😀", "ok", "übel",
 
 def _log(**fields: Any) -> dict[str, Any]:
     body = {
-        "service_name": "svc-poison",
+        "service_name": POISON_SERVICE,
         "payload": "poison test",
-        "severity": "error",
+        "severity": POISON_SEVERITY,
         "timestamp": "2024-05-01T12:00:00Z",
     }
     body.update(fields)
@@ -68,24 +103,28 @@ def _without(field: str) -> bytes:
     return _dumps(body)
 
 
-def valid_log(rng: random.Random, index: int) -> bytes:
-    """A small valid log; `index` makes its payload unique."""
+def valid_log(rng: random.Random, index: int) -> Message:
+    """A small valid log and the pair it must be stored as; `index` makes its payload unique."""
     words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 8)))
-    return _dumps(
-        {
-            "service_name": rng.choice(SERVICES),
-            "payload": f"#{index} {words}",
-            "severity": rng.choice(SEVERITIES),
-            "timestamp": rng.choice(_STAMPS),
-        }
-    )
+    service, severity = rng.choice(SERVICES), rng.choice(SEVERITIES)
+    body = {
+        "service_name": service,
+        "payload": f"#{index} {words}",
+        "severity": severity,
+        "timestamp": rng.choice(_STAMPS),
+    }
+    return _dumps(body), Stored(service, severity)
+
+
+def stored(service_name: str = POISON_SERVICE, severity: str = POISON_SEVERITY) -> Stored:
+    """The outcome of a valid edge case built by `_log`: its defaults unless it changed them."""
+    return Stored(service_name, severity)
 
 
 @dataclass(frozen=True, slots=True)
 class Kind:
     name: str
-    expect: str
-    """A `Reason` value (the message must be rejected for it) or VALID (it must be stored)."""
+    expect: Stored | Rejected
     build: Callable[[random.Random], bytes]
     big: bool = False
     """About a megabyte: the poison flood publishes only a few of these."""
@@ -98,80 +137,80 @@ def _random_garbage(rng: random.Random) -> bytes:
 
 CATALOGUE: list[Kind] = [
     # --- not JSON, not UTF-8 ---------------------------------------------------------------
-    Kind("plain text", Reason.INVALID_JSON, lambda r: b"connection refused, retrying"),
-    Kind("truncated JSON", Reason.INVALID_JSON, lambda r: _dumps(_log())[:-7]),
-    Kind("JSON with trailing garbage", Reason.INVALID_JSON, lambda r: _dumps(_log()) + b"}"),
-    Kind("single quotes", Reason.INVALID_JSON, lambda r: str(_log()).encode()),
-    Kind("UTF-8 BOM before JSON", Reason.INVALID_JSON, lambda r: b"\xef\xbb\xbf" + _dumps(_log())),
-    Kind("whitespace only", Reason.INVALID_JSON, lambda r: b" \n\t "),
-    Kind("NUL bytes", Reason.INVALID_JSON, lambda r: b"\x00" * 16),
-    Kind("random bytes", Reason.INVALID_UTF8, _random_garbage),
+    Kind("plain text", BAD_JSON, lambda r: b"connection refused, retrying"),
+    Kind("truncated JSON", BAD_JSON, lambda r: _dumps(_log())[:-7]),
+    Kind("JSON with trailing garbage", BAD_JSON, lambda r: _dumps(_log()) + b"}"),
+    Kind("single quotes", BAD_JSON, lambda r: str(_log()).encode()),
+    Kind("UTF-8 BOM before JSON", BAD_JSON, lambda r: b"\xef\xbb\xbf" + _dumps(_log())),
+    Kind("whitespace only", BAD_JSON, lambda r: b" \n\t "),
+    Kind("NUL bytes", BAD_JSON, lambda r: b"\x00" * 16),
+    Kind("random bytes", BAD_UTF8, _random_garbage),
     Kind(
         "invalid UTF-8 inside a string",
-        Reason.INVALID_UTF8,
+        BAD_UTF8,
         lambda r: _dumps(_log(payload="PLACEHOLDER")).replace(b"PLACEHOLDER", b"caf\xe9"),
     ),
-    Kind("UTF-16 JSON", Reason.INVALID_UTF8, lambda r: json.dumps(_log()).encode("utf-16")),
+    Kind("UTF-16 JSON", BAD_UTF8, lambda r: json.dumps(_log()).encode("utf-16")),
     Kind(
         "overlong UTF-8 encoding",
-        Reason.INVALID_UTF8,
+        BAD_UTF8,
         lambda r: _dumps(_log(payload="X")).replace(b'"X"', b'"\xc0\xaf"'),
     ),
     Kind(
         "integer of 5000 digits",
-        Reason.INVALID_JSON,
+        BAD_JSON,
         lambda r: _dumps(_log()).replace(b'"poison test"', b"1" + b"0" * 5000),
     ),
     # --- JSON, but not an object --------------------------------------------------------------
-    Kind("JSON array", Reason.NOT_AN_OBJECT, lambda r: _dumps([_log()])),
-    Kind("JSON string", Reason.NOT_AN_OBJECT, lambda r: _dumps(json.dumps(_log()))),
-    Kind("JSON number", Reason.NOT_AN_OBJECT, lambda r: b"42"),
-    Kind("JSON null", Reason.NOT_AN_OBJECT, lambda r: b"null"),
-    Kind("JSON true", Reason.NOT_AN_OBJECT, lambda r: b"true"),
+    Kind("JSON array", NOT_OBJECT, lambda r: _dumps([_log()])),
+    Kind("JSON string", NOT_OBJECT, lambda r: _dumps(json.dumps(_log()))),
+    Kind("JSON number", NOT_OBJECT, lambda r: b"42"),
+    Kind("JSON null", NOT_OBJECT, lambda r: b"null"),
+    Kind("JSON true", NOT_OBJECT, lambda r: b"true"),
     # --- missing or null fields --------------------------------------------------------------
-    Kind("empty object", Reason.MISSING_FIELD, lambda r: b"{}"),
-    Kind("no service_name", Reason.MISSING_FIELD, lambda r: _without("service_name")),
-    Kind("no payload", Reason.MISSING_FIELD, lambda r: _without("payload")),
-    Kind("no severity", Reason.MISSING_FIELD, lambda r: _without("severity")),
-    Kind("no timestamp", Reason.MISSING_FIELD, lambda r: _without("timestamp")),
-    Kind("null service_name", Reason.MISSING_FIELD, lambda r: _dumps(_log(service_name=None))),
-    Kind("null payload", Reason.MISSING_FIELD, lambda r: _dumps(_log(payload=None))),
-    Kind("null severity", Reason.MISSING_FIELD, lambda r: _dumps(_log(severity=None))),
-    Kind("null timestamp", Reason.MISSING_FIELD, lambda r: _dumps(_log(timestamp=None))),
+    Kind("empty object", MISSING, lambda r: b"{}"),
+    Kind("no service_name", MISSING, lambda r: _without("service_name")),
+    Kind("no payload", MISSING, lambda r: _without("payload")),
+    Kind("no severity", MISSING, lambda r: _without("severity")),
+    Kind("no timestamp", MISSING, lambda r: _without("timestamp")),
+    Kind("null service_name", MISSING, lambda r: _dumps(_log(service_name=None))),
+    Kind("null payload", MISSING, lambda r: _dumps(_log(payload=None))),
+    Kind("null severity", MISSING, lambda r: _dumps(_log(severity=None))),
+    Kind("null timestamp", MISSING, lambda r: _dumps(_log(timestamp=None))),
     # --- wrong types ----------------------------------------------------------------------------
-    Kind("numeric service_name", Reason.INVALID_FIELD, lambda r: _dumps(_log(service_name=42))),
-    Kind("object payload", Reason.INVALID_FIELD, lambda r: _dumps(_log(payload={"a": 1}))),
-    Kind("list severity", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity=["info"]))),
-    Kind("boolean severity", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity=True))),
-    Kind("epoch timestamp", Reason.INVALID_FIELD, lambda r: _dumps(_log(timestamp=1714564800))),
-    Kind("NaN payload", Reason.INVALID_FIELD, lambda r: _dumps(_log(payload=float("nan")))),
-    Kind("metadata string", Reason.INVALID_FIELD, lambda r: _dumps(_log(metadata="x"))),
+    Kind("numeric service_name", BAD_FIELD, lambda r: _dumps(_log(service_name=42))),
+    Kind("object payload", BAD_FIELD, lambda r: _dumps(_log(payload={"a": 1}))),
+    Kind("list severity", BAD_FIELD, lambda r: _dumps(_log(severity=["info"]))),
+    Kind("boolean severity", BAD_FIELD, lambda r: _dumps(_log(severity=True))),
+    Kind("epoch timestamp", BAD_FIELD, lambda r: _dumps(_log(timestamp=1714564800))),
+    Kind("NaN payload", BAD_FIELD, lambda r: _dumps(_log(payload=float("nan")))),
+    Kind("metadata string", BAD_FIELD, lambda r: _dumps(_log(metadata="x"))),
     # --- bad values -----------------------------------------------------------------------------
-    Kind("unknown severity", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity="verbose"))),
-    Kind("upper-case severity", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity="INFO"))),
-    Kind("severity 'warning'", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity="warning"))),
+    Kind("unknown severity", BAD_FIELD, lambda r: _dumps(_log(severity="verbose"))),
+    Kind("upper-case severity", BAD_FIELD, lambda r: _dumps(_log(severity="INFO"))),
+    Kind("severity 'warning'", BAD_FIELD, lambda r: _dumps(_log(severity="warning"))),
     Kind(
         "payload over 2048 characters",
-        Reason.INVALID_FIELD,
+        BAD_FIELD,
         lambda r: _dumps(_log(payload="p" * (MAX_PAYLOAD + 1))),
     ),
     Kind(
         "service_name over 100 characters",
-        Reason.INVALID_FIELD,
+        BAD_FIELD,
         lambda r: _dumps(_log(service_name="s" * (MAX_SERVICE_NAME + 1))),
     ),
-    Kind("empty service_name", Reason.INVALID_FIELD, lambda r: _dumps(_log(service_name=""))),
-    Kind("empty severity", Reason.INVALID_FIELD, lambda r: _dumps(_log(severity=""))),
-    Kind("empty timestamp", Reason.INVALID_FIELD, lambda r: _dumps(_log(timestamp=""))),
+    Kind("empty service_name", BAD_FIELD, lambda r: _dumps(_log(service_name=""))),
+    Kind("empty severity", BAD_FIELD, lambda r: _dumps(_log(severity=""))),
+    Kind("empty timestamp", BAD_FIELD, lambda r: _dumps(_log(timestamp=""))),
     Kind(
         "lone surrogate in service_name",
-        Reason.INVALID_FIELD,
+        BAD_FIELD,
         lambda r: json.dumps(_log(service_name="\ud800")).encode(),
     ),
     *[
         Kind(
             f"timestamp {stamp!r}",
-            Reason.INVALID_FIELD,
+            BAD_FIELD,
             lambda r, s=stamp: _dumps(_log(timestamp=s)),
         )
         for stamp in (
@@ -189,54 +228,58 @@ CATALOGUE: list[Kind] = [
         )
     ],
     # --- deep nesting -------------------------------------------------------------------------
-    Kind("100,000 nested arrays", Reason.INVALID_JSON, lambda r: b"[" * 100_000 + b"]" * 100_000),
+    Kind("100,000 nested arrays", BAD_JSON, lambda r: b"[" * 100_000 + b"]" * 100_000),
     Kind(
         "deeply nested object",
-        Reason.INVALID_JSON,
+        BAD_JSON,
         lambda r: b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
     ),
     Kind(
         "metadata nested 30 deep",
-        Reason.INVALID_FIELD,
+        BAD_FIELD,
         lambda r: _dumps(_log(metadata=_nested(30))),
     ),
     # --- about a megabyte ---------------------------------------------------------------------
-    Kind("1 MB of garbage", Reason.INVALID_UTF8, lambda r: b"\x80" + b"x" * MEGABYTE, big=True),
+    Kind("1 MB of garbage", BAD_UTF8, lambda r: b"\x80" + b"x" * MEGABYTE, big=True),
     Kind(
         "1 MB payload",
-        Reason.INVALID_FIELD,
+        BAD_FIELD,
         lambda r: _dumps(_log(payload="p" * MEGABYTE)),
         big=True,
     ),
     Kind(
         "1 MB of nested arrays",
-        Reason.INVALID_JSON,
+        BAD_JSON,
         lambda r: b"[" * (MEGABYTE // 2) + b"]" * (MEGABYTE // 2),
         big=True,
     ),
     # --- valid edge cases: these must be stored ---------------------------------------------
     Kind(
         "1 MB valid log (huge extra field)",
-        VALID,
+        stored(severity="info"),
         lambda r: _dumps(_log(severity="info", attachment="a" * MEGABYTE)),
         big=True,
     ),
-    Kind("payload of exactly 2048", VALID, lambda r: _dumps(_log(payload="é" * MAX_PAYLOAD))),
-    Kind("empty payload", VALID, lambda r: _dumps(_log(payload=""))),
+    Kind("payload of exactly 2048", stored(), lambda r: _dumps(_log(payload="é" * MAX_PAYLOAD))),
+    Kind("empty payload", stored(), lambda r: _dumps(_log(payload=""))),
     Kind(
         "service_name of exactly 100",
-        VALID,
+        stored("ß" * MAX_SERVICE_NAME),
         lambda r: _dumps(_log(service_name="ß" * MAX_SERVICE_NAME)),
     ),
     Kind(
         "offset +05:45",
-        VALID,
+        stored(severity="warn"),
         lambda r: _dumps(_log(timestamp="2024-05-01T12:00:00+05:45", severity="warn")),
     ),
-    Kind("extra fields", VALID, lambda r: _dumps(_log(host="web-1", pid=7, tags=["a"]))),
-    Kind("extra field nested 500 deep", VALID, lambda r: _dumps(_log(extra=_nested(500)))),
-    Kind("emoji everywhere", VALID, lambda r: _dumps(_log(service_name="😀", payload="🔥" * 50))),
-    Kind("NUL in payload", VALID, lambda r: _dumps(_log(payload="a\u0000b"))),
+    Kind("extra fields", stored(), lambda r: _dumps(_log(host="web-1", pid=7, tags=["a"]))),
+    Kind("extra field nested 500 deep", stored(), lambda r: _dumps(_log(extra=_nested(500)))),
+    Kind(
+        "emoji everywhere",
+        stored("😀"),
+        lambda r: _dumps(_log(service_name="😀", payload="🔥" * 50)),
+    ),
+    Kind("NUL in payload", stored(), lambda r: _dumps(_log(payload="a\u0000b"))),
 ]
 
 
@@ -249,15 +292,15 @@ def _nested(depth: int) -> object:
 
 def catalogue_messages(
     rng: random.Random, count: int, big: int = 0, valid: bool = False
-) -> list[tuple[bytes, str]]:
-    """(body, expected outcome): `count` cycling through the small kinds, plus `big` of the
-    ~1 MB ones; of the invalid kinds, or with `valid` of the valid edge cases."""
-    kinds = [kind for kind in CATALOGUE if (kind.expect == VALID) == valid]
+) -> list[Message]:
+    """`count` messages cycling through the small kinds, plus `big` of the ~1 MB ones; of the
+    invalid kinds, or with `valid` of the valid edge cases."""
+    kinds = [kind for kind in CATALOGUE if isinstance(kind.expect, Stored) == valid]
     small = [kind for kind in kinds if not kind.big]
     large = [kind for kind in kinds if kind.big]
     chosen = [small[i % len(small)] for i in range(count)]
     chosen += [large[i % len(large)] for i in range(big)]
-    return [(kind.build(rng), str(kind.expect)) for kind in chosen]
+    return [(kind.build(rng), kind.expect) for kind in chosen]
 
 
 # --- hypothesis -----------------------------------------------------------------------------
@@ -315,7 +358,8 @@ def poison_messages() -> st.SearchStrategy[bytes]:
 
 
 def hypothesis_messages(count: int) -> list[bytes]:
-    """`count` bodies drawn from `poison_messages()`, the same ones on every run."""
+    """`count` bodies drawn from `poison_messages()`, the same ones on every run; their outcome
+    is `UNDECLARED`."""
     found: list[bytes] = []
 
     @hypothesis.settings(

@@ -1,18 +1,29 @@
-"""Smoke tests of the test infrastructure itself: the emulator, the throwaway DB, the helpers."""
+"""Smoke tests of the test infrastructure itself: the emulator, the throwaway DB, the helpers,
+and the tools of lms.devtools that tests, benchmarks and `make` share."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from google.api_core import exceptions as gexc
 
 from lms.devtools.backlog import subscription_backlog
+from lms.devtools.emulator import group_alive
+from lms.devtools.monitor_process import settings_env
+from lms.devtools.ports import accepts_connections, free_port
+from lms.devtools.verify import Consistency, Mismatch, check_consistency
 from lms.ingest.sources.pubsub.client import (
     ensure_subscription,
     publisher_client,
     subscriber_client,
 )
+from lms.settings import load_settings
 from lms.store.migrations import Migrator, migration_files
 from tests.helpers import (
     SettingsFactory,
@@ -128,3 +139,103 @@ async def test_wait_until_times_out_with_a_message() -> None:
         await wait_until(never, timeout=0.2, interval=0.05, message="the moon is blue")
     assert calls >= 2
     assert await wait_until(lambda: 42, timeout=1) == 42
+
+
+def test_free_port_is_free_and_bindable() -> None:
+    port = free_port()
+    assert not accepts_connections(port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert accepts_connections(port)
+
+
+def emulator_command(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lms.devtools.emulator", *args],
+        env={**os.environ, "EMULATOR_RUN_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_emulator_command_line_starts_and_stops_its_process_group(tmp_path: Path) -> None:
+    started = emulator_command(tmp_path, "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        host = started.stdout.strip()
+        port = int(host.rpartition(":")[2])
+        assert accepts_connections(port)
+        pgid = int((tmp_path / "emulator.pid").read_text())
+        assert group_alive(pgid)
+        again = emulator_command(tmp_path, "start")  # already running: the same one
+        assert (again.returncode, again.stdout.strip()) == (0, host), again.stderr
+        assert emulator_command(tmp_path, "host").stdout.strip() == host
+        assert emulator_command(tmp_path, "status").returncode == 0
+    finally:
+        stopped = emulator_command(tmp_path, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not group_alive(pgid), "the emulator's JVM outlived stop"
+    assert not accepts_connections(port)
+    assert emulator_command(tmp_path, "status").returncode == 1
+    assert emulator_command(tmp_path, "host").returncode == 1
+    assert emulator_command(tmp_path, "stop").returncode == 0  # nothing to stop is fine
+    assert not (tmp_path / "emulator.pid").exists()
+
+
+def test_settings_env_configures_a_child_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    derived = load_settings(_env_file=None, batchsize=300, flushinterval=0.5, api_token="t")
+    explicit = load_settings(_env_file=None, batchsize=300, max_outstanding=900)
+    for settings in (derived, explicit):
+        env = settings_env(settings)
+        for name in type(settings).model_fields:
+            monkeypatch.delenv(name.upper(), raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert load_settings(_env_file=None) == settings
+    # Left out while derived from BATCHSIZE, so a child given another BATCHSIZE derives it anew.
+    assert "MAX_OUTSTANDING" not in settings_env(derived)
+    assert settings_env(explicit)["MAX_OUTSTANDING"] == "900"
+
+
+def test_consistency_reports_each_way_to_be_wrong() -> None:
+    two, one, three = ({("a", "info"): n} for n in (2, 1, 3))
+    right = Consistency(two, two, two, {}, 0)
+    assert right.ok and right.mismatches == [] and right.total_stored == 2
+    lost = Consistency(two, one, one, {}, 0)
+    assert not lost.ok
+    assert lost.mismatches == [Mismatch(("a", "info"), 2, 1, 1)]
+    counted_twice = Consistency(two, two, three, {}, 0)
+    assert not counted_twice.ok and counted_twice.overcounted == 1
+    stored_twice = Consistency(two, two, two, {"7": 2}, 0)
+    assert not stored_twice.ok and stored_twice.duplicate_rows == 1
+    stray = Consistency({}, {("b", "warn"): 1}, {("b", "warn"): 1}, {}, 0)
+    assert stray.mismatches == [Mismatch(("b", "warn"), 0, 1, 1)]
+    assert "<-- mismatch" in lost.table() and "stored twice" in stored_twice.table()
+
+
+async def test_consistency_reads_the_three_places(settings: SettingsFactory) -> None:
+    s = settings()
+    await Migrator(s).migrate()
+    stamp = datetime(2024, 5, 1, 12)
+    for mid, service in (("1", "svc-a"), ("2", "svc-a"), ("3", "svc-b ")):
+        await db_query(
+            s,
+            "INSERT INTO service_logs (message_id, batch_id, service_name, payload, severity,"
+            " `timestamp`) VALUES (%s, 1, %s, 'p', 'info', %s)",
+            (mid, service, stamp),
+        )
+    await db_query(
+        s,
+        "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
+        " VALUES ('svc-a', 'info', 2, %s), ('svc-b', 'info', 1, %s)",
+        (stamp, stamp),
+    )
+    # "svc-b " and "svc-b" are one group in MySQL (PAD SPACE), and so here.
+    published = {("svc-a", "info"): 2, ("svc-b", "info"): 1}
+    result = await check_consistency(s, published)
+    assert result.ok, result.table()
+    assert (result.total_stored, result.rejected, result.duplicate_ids) == (3, 0, {})
+    result = await check_consistency(s, {("svc-a", "info"): 3, ("svc-b", "info"): 1})
+    assert result.mismatches == [Mismatch(("svc-a", "info"), 3, 2, 2)]

@@ -33,6 +33,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
 import lms.ops.metrics  # noqa: F401  (registers LMS's metrics in the default registry)
+from lms.devtools.ports import free_port
 from lms.ops.health import HealthServer, ReadinessCheck
 from lms.ops.log_setup import configure_logging
 from lms.settings import Settings
@@ -96,12 +97,6 @@ class Scrape:
 
     def by(self, name: str, label: str) -> dict[str, float]:
         return {lab[label]: v for n, lab, v in self.samples if n == name and v}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -174,7 +169,7 @@ async def test_health_server_endpoints(http: aiohttp.ClientSession) -> None:
     running = True
     registry = CollectorRegistry()
     PromCounter("lms_example", "an example", registry=registry).inc(3)
-    port = _free_port()
+    port = free_port()
     server = HealthServer(
         "127.0.0.1", port, ReadinessCheck(lambda: running, db.ping, cache_for=0), registry
     )
@@ -221,7 +216,7 @@ async def test_health_server_endpoints(http: aiohttp.ClientSession) -> None:
 
 
 async def test_default_registry_has_lms_and_process_metrics(http: aiohttp.ClientSession) -> None:
-    port = _free_port()
+    port = free_port()
     server = HealthServer("127.0.0.1", port, ReadinessCheck(lambda: True, FakeDatabase().ping))
     await server.start()
     try:
@@ -452,7 +447,7 @@ class MonProcess:
     """`lms mon` in a subprocess, its JSON log in a file, its metrics on a free port."""
 
     def __init__(self, settings: Settings, workdir: Path, **env: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "mon.log"
         self.err_path = workdir / "mon.err"

@@ -1,5 +1,6 @@
-"""Unit level of the poison flood: the catalogue says what `parse_message` must decide, and
-hypothesis' invented messages never make it raise (scenario 5 then publishes both kinds)."""
+"""Unit level of the poison flood: the catalogue says what `parse_message` must decide (to the
+stored service and severity, or the rejection reason), and hypothesis' invented messages never
+make it raise (scenario 5 then publishes both kinds, expecting what the catalogue declares)."""
 
 from __future__ import annotations
 
@@ -20,28 +21,32 @@ from lms.domain.record import (
 from lms.domain.severity import SEVERITIES
 from tests.poison import (
     CATALOGUE,
-    VALID,
     Kind,
+    Rejected,
+    Stored,
     catalogue_messages,
     hypothesis_messages,
     poison_messages,
+    valid_log,
 )
 
 
 @pytest.mark.parametrize("kind", CATALOGUE, ids=lambda kind: kind.name)
 def test_catalogue_outcome(kind: Kind) -> None:
     outcome = parse_message(kind.build(random.Random(0)))
-    if kind.expect == VALID:
+    if isinstance(kind.expect, Stored):
         assert isinstance(outcome, LogRecord), outcome
+        assert Stored(outcome.service_name, outcome.severity) == kind.expect
     else:
         assert isinstance(outcome, Rejection), outcome
-        assert outcome.reason == kind.expect, outcome.detail
+        assert outcome.reason == kind.expect.reason, outcome.detail
         assert outcome.detail
 
 
 def test_catalogue_covers_every_reason_and_some_valid_edge_cases() -> None:
-    expected = {kind.expect for kind in CATALOGUE}
-    assert expected == {VALID, *(reason.value for reason in Reason)}
+    reasons = {kind.expect.reason for kind in CATALOGUE if isinstance(kind.expect, Rejected)}
+    assert reasons == set(Reason)
+    assert sum(isinstance(kind.expect, Stored) for kind in CATALOGUE) >= 5
     assert sum(kind.big for kind in CATALOGUE) >= 4
 
 
@@ -49,9 +54,18 @@ def test_catalogue_messages_cycle_through_kinds() -> None:
     messages = catalogue_messages(random.Random(1), 2 * len(CATALOGUE), big=2)
     assert len(messages) == 2 * len(CATALOGUE) + 2
     assert all(len(body) > 1_000_000 for body, _ in messages[-2:])
-    assert VALID not in {expect for _, expect in messages}
+    assert all(isinstance(expect, Rejected) for _, expect in messages)
     edge = catalogue_messages(random.Random(1), 10, big=1, valid=True)
-    assert {expect for _, expect in edge} == {VALID}
+    assert all(isinstance(expect, Stored) for _, expect in edge)
+
+
+def test_valid_logs_are_stored_as_declared() -> None:
+    rng = random.Random(3)
+    for index in range(200):
+        body, expect = valid_log(rng, index)
+        outcome = parse_message(body)
+        assert isinstance(outcome, LogRecord), outcome
+        assert Stored(outcome.service_name, outcome.severity) == expect
 
 
 @hypothesis_settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)

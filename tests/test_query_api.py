@@ -34,6 +34,7 @@ from schemathesis import checks
 from schemathesis.python.asgi import get_client
 
 from lms.api.app import create_app
+from lms.devtools.ports import free_port
 from lms.domain.record import LogRecord, parse_message
 from lms.query.cursor import Cursor
 from lms.query.filters import LogQuery
@@ -904,16 +905,8 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     output = (tmp_path / "api.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         LMS,

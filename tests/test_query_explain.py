@@ -1,22 +1,21 @@
 """EXPLAIN of every query shape of GET /v1/logs: an index, never a full table scan.
 
-20,000 realistic rows (bench/query.py's generator) are enough for MariaDB to cost plans the
-way it does on big tables, once ANALYZE TABLE has run; on a tiny table it would rightly
-prefer scanning everything.
+20,000 realistic rows (lms.devtools.seed, the query benchmark's data) are enough for MariaDB
+to cost plans the way it does on big tables, once ANALYZE TABLE has run; on a tiny table it
+would rightly prefer scanning everything.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
+from lms.devtools.seed import END, bulk_load
 from lms.query.cursor import Bound, Cursor
 from lms.query.filters import LogQuery
 from lms.query.probe import build_probe_sql
@@ -27,25 +26,16 @@ from tests.conftest import mysql_config
 pytestmark = pytest.mark.integration
 
 ROWS = 20_000
-_spec = importlib.util.spec_from_file_location(
-    "bench_query", Path(__file__).resolve().parent.parent / "bench" / "query.py"
-)
-assert _spec and _spec.loader
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_query"] = bench  # dataclasses look their module up there
-_spec.loader.exec_module(bench)
 
 
 @pytest.fixture(scope="module")
 def loaded() -> Iterator[tuple[pymysql.Connection, dict[str, Any]]]:
-    import secrets
-
     name = f"lms_test_{secrets.token_hex(6)}"
     admin = pymysql.connect(**mysql_config(), autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     try:
-        bench.bulk_load(name, ROWS, quiet=True)
+        bulk_load(name, ROWS)
         conn = pymysql.connect(
             **mysql_config(), database=name, cursorclass=pymysql.cursors.DictCursor
         )
@@ -114,7 +104,7 @@ def queries(v: dict[str, Any]) -> dict[str, LogQuery]:
     }
 
 
-SHAPES = list(queries({"timestamp": bench.END, "id": 1, **dict.fromkeys(
+SHAPES = list(queries({"timestamp": END, "id": 1, **dict.fromkeys(
     ["service_name", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id"], "x"
 )}))  # fmt: skip
 
@@ -158,8 +148,8 @@ SEARCHES = {
     "phrase + severity + range": LogQuery(
         q='"connection reset"',
         severities=("error",),
-        since=bench.END - timedelta(days=1),
-        until=bench.END,
+        since=END - timedelta(days=1),
+        until=END,
     ),
     "word + commit": LogQuery(q="slow", commit="x"),
     "non-ASCII": LogQuery(q="café"),

@@ -155,16 +155,13 @@ async def publish_n(settings: Settings, count: int, seed: int | None = None) -> 
     factory = LogFactory(rng)
     services = service_names(settings.sim_services)
     messages = [factory.make(rng.choice(services)) for _ in range(count)]
-    client = pubsub.publisher_client(settings)
-    try:
+    async with pubsub.publisher_client(settings) as client:
         await pubsub.ensure_topic(client, settings)
         publisher = BatchPublisher(client, settings)
         started = time.monotonic()
         await publisher.publish(messages)
         publisher.tally.seconds = time.monotonic() - started
         return publisher.tally
-    finally:
-        await client.transport.close()
 
 
 async def simulate(settings: Settings, duration: float, seed: int | None = None) -> Tally:
@@ -175,8 +172,7 @@ async def simulate(settings: Settings, duration: float, seed: int | None = None)
     """
     rng = random.Random(seed)
     factory = LogFactory(rng)
-    client = pubsub.publisher_client(settings)
-    try:
+    async with pubsub.publisher_client(settings) as client:
         await pubsub.ensure_topic(client, settings)
         publisher = BatchPublisher(client, settings)
         started = time.monotonic()
@@ -196,5 +192,3 @@ async def simulate(settings: Settings, duration: float, seed: int | None = None)
                 group.create_task(service(name))
         publisher.tally.seconds = time.monotonic() - started
         return publisher.tally
-    finally:
-        await client.transport.close()

@@ -1,0 +1,248 @@
+"""Realistic stored logs in bulk, for the query benchmark and the query-plan tests.
+
+The planner of MariaDB costs plans the way it does on big tables only when the data looks like
+production: 48 services of skewed volume, the usual severity mix, resource ids, traces of ~8
+spans, commits that change with deploys, metadata.parentResourceId on half of the rows and
+payloads from ~20 templates with ids, numbers and a few rare words. Going through Pub/Sub would
+take hours for millions of rows, so `bulk_load` writes them directly: the schema comes from the
+normal migrations, the secondary and FULLTEXT indexes are dropped, the rows go in as multi-row
+INSERTs in timestamp order (as a live system writes them), and the indexes are rebuilt at the
+end (a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from pymysql.cursors import Cursor
+
+from lms.devtools.database import connect_blocking
+from lms.domain.record import LogRecord
+from lms.domain.severity import SEVERITY_ORDER
+from lms.settings import load_settings
+from lms.store.migrations import Migrator
+
+END = datetime(2024, 6, 1)
+SPAN = timedelta(days=30)
+_SERVICE_NAMES = [
+    "api", "checkout", "billing", "auth", "search", "cart", "catalog", "inventory",
+    "shipping", "payments", "notify", "email", "sms", "push", "users", "profile",
+    "sessions", "gateway", "edge", "cdn", "images", "video", "recommend", "ranking",
+    "ads", "metrics", "logging", "audit", "admin", "reports", "export", "import",
+    "sync", "scheduler", "cron", "worker", "queue", "cache", "db", "replica",
+    "backup", "storage", "upload", "download", "pricing", "tax", "fraud", "ledger",
+]  # fmt: skip
+SERVICES = [f"svc-{name}" for name in _SERVICE_NAMES]
+SERVICE_WEIGHTS = [1 / (i + 1) for i in range(len(SERVICES))]
+SEVERITIES = list(SEVERITY_ORDER)
+SEVERITY_WEIGHTS = [30, 45, 15, 8, 2]
+WORDS = [
+    "order", "user", "cart", "item", "payment", "invoice", "account", "session",
+    "token", "profile", "image", "video", "search", "query", "index", "shard",
+    "replica", "primary", "cluster", "node", "pod", "container", "volume", "bucket",
+    "topic", "queue", "job", "task", "batch", "stream", "event", "message",
+    "request", "response", "upstream", "downstream", "backend",
+]  # fmt: skip
+TEMPLATES = {
+    "debug": [
+        "cache miss for key {w}:{id}",
+        "loaded {n} {w} rows from {table} in {ms} ms",
+        "worker {n} picked job {id} from queue {w}",
+    ],
+    "info": [
+        "GET /api/v1/{w}/{id} 200 in {ms} ms",
+        "user {id} logged in from {device}",
+        "POST /api/v1/{w} 201 in {ms} ms",
+        "order {id} paid with {device}",
+    ],
+    "warn": [
+        "slow query on {table} took {ms} ms",
+        "retrying {w} request in {ms} ms (attempt {n})",
+        "disk usage at {n} percent on volume {w}",
+    ],
+    "error": [
+        "Failed to connect to {table} at 10.0.{n}.{m}:3306 after {n} attempts",
+        "timeout waiting for {w} after {ms} ms",
+        "payment {id} declined: {reason}",
+        "connection reset by peer 10.0.{n}.{m}",
+    ],
+    "fatal": [
+        "Failed to connect to {table}: giving up, shutting down",
+        "OutOfMemoryError in {w} worker {n}",
+        "deadlock detected on {table}, aborting",
+    ],
+}
+TABLES = ["orders", "users", "payments", "sessions", "inventory", "ledger", "carts", "events"]
+DEVICES = ["android", "iphone", "firefox", "chrome", "safari", "cli"]
+REASONS = ["insufficient funds", "card expired", "fraud suspected", "limit exceeded"]
+
+COLUMNS = (
+    "message_id, batch_id, service_name, payload, severity, `timestamp`, resource_id,"
+    " trace_id, span_id, `commit`, metadata"
+)
+
+
+class SeedRow(NamedTuple):
+    """One row of service_logs, in the order of COLUMNS."""
+
+    message_id: str
+    batch_id: int
+    service_name: str
+    payload: str
+    severity: str
+    timestamp: datetime
+    resource_id: str | None
+    trace_id: str | None
+    span_id: str | None
+    commit: str | None
+    metadata: str | None
+
+    def record(self) -> LogRecord:
+        """The same log as the write path of `lms mon` receives it."""
+        return LogRecord(
+            self.service_name,
+            self.payload,
+            self.severity,
+            self.timestamp,
+            self.resource_id,
+            self.trace_id,
+            self.span_id,
+            self.commit,
+            self.metadata,
+        )
+
+
+def _hex(*parts: object, size: int = 32) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
+
+
+def generate(rows: int, seed: int = 6) -> Iterator[SeedRow]:
+    """`rows` realistic service_logs rows, oldest first, spread over the 30 days before END."""
+    rng = random.Random(seed)
+    step = SPAN / rows
+    start = END - SPAN
+    trace = span_in_trace = 0
+    for i in range(rows):
+        ts = start + step * i + timedelta(microseconds=rng.randrange(0, 1000))
+        service = rng.choices(SERVICES, SERVICE_WEIGHTS)[0]
+        severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
+        template = rng.choice(TEMPLATES[severity])
+        payload = template.format(
+            w=rng.choice(WORDS),
+            id=rng.randrange(10**6, 10**7),
+            n=rng.randrange(1, 250),
+            m=rng.randrange(1, 250),
+            ms=rng.randrange(1, 5000),
+            table=rng.choice(TABLES),
+            device=rng.choice(DEVICES),
+            reason=rng.choice(REASONS),
+        )
+        resource = f"{service}-{rng.randrange(100)}" if rng.random() < 0.8 else None
+        trace_id = span_id = None
+        if rng.random() < 0.6:
+            if span_in_trace == 0:
+                trace, span_in_trace = trace + 1, rng.randrange(2, 15)
+            span_in_trace -= 1
+            trace_id, span_id = _hex("t", seed, trace), _hex("s", seed, i, size=16)
+        deploy = (ts - start).days // 3
+        commit = _hex("c", service, deploy, size=40) if rng.random() < 0.9 else None
+        metadata = None
+        if rng.random() < 0.5:
+            parent = f"cluster-{rng.randrange(300)}"
+            metadata = f'{{"parentResourceId":"{parent}","region":"eu-{rng.randrange(4)}"}}'
+        yield SeedRow(
+            f"bench-{seed}-{i}",
+            i // 5000,
+            service,
+            payload,
+            severity,
+            ts,
+            resource,
+            trace_id,
+            span_id,
+            commit,
+            metadata,
+        )
+
+
+def secondary_indexes(cur: Cursor) -> list[str]:
+    """The KEY / FULLTEXT KEY lines of service_logs' DDL, to drop before a bulk load."""
+    cur.execute("SHOW CREATE TABLE service_logs")
+    row = cur.fetchone()
+    assert row is not None, "service_logs does not exist"
+    return [
+        line.strip().rstrip(",")
+        for line in str(row[1]).splitlines()
+        if re.match(r"\s*(FULLTEXT )?KEY ", line)
+    ]
+
+
+def index_name(line: str) -> str:
+    """The name of the index a DDL line of `secondary_indexes` defines."""
+    match = re.search(r"KEY `([^`]+)`", line)
+    if match is None:
+        raise ValueError(f"no index name in {line!r}")
+    return match.group(1)
+
+
+def bulk_load(
+    database: str,
+    rows: int,
+    seed: int = 6,
+    chunk: int = 2000,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after) and
+    service_severity with their counts; `progress` hears how it goes."""
+    say = progress or (lambda _line: None)
+    settings = load_settings(_env_file=None, mysql_database=database)
+    asyncio.run(Migrator(settings).migrate())
+    conn = connect_blocking(settings, database, autocommit=False)
+    started = time.monotonic()
+    try:
+        with conn.cursor() as cur:
+            indexes = secondary_indexes(cur)
+            names = [index_name(line) for line in indexes]
+            cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
+            sql = f"INSERT INTO service_logs ({COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
+            batch: list[SeedRow] = []
+            counts: dict[tuple[str, str], int] = {}
+            for done, row in enumerate(generate(rows, seed), 1):
+                batch.append(row)
+                key = (row.service_name, row.severity)
+                counts[key] = counts.get(key, 0) + 1
+                if len(batch) == chunk:
+                    cur.executemany(sql, batch)
+                    batch.clear()
+                    if done % 100_000 == 0:
+                        conn.commit()
+                        rate = done / (time.monotonic() - started)
+                        say(f"  loaded {done:,} rows ({rate:,.0f}/s)")
+            if batch:
+                cur.executemany(sql, batch)
+            cur.executemany(
+                "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                [(s, v, c, END) for (s, v), c in sorted(counts.items())],
+            )
+            conn.commit()
+            say(f"  rows in {time.monotonic() - started:.0f}s; rebuilding {len(indexes)} indexes")
+            btree = [line for line in indexes if not line.startswith("FULLTEXT")]
+            cur.execute("ALTER TABLE service_logs " + ", ".join(f"ADD {line}" for line in btree))
+            for line in indexes:
+                if line.startswith("FULLTEXT"):
+                    cur.execute(f"ALTER TABLE service_logs ADD {line}")
+            cur.execute("ANALYZE TABLE service_logs")
+            cur.fetchall()
+            cur.execute("ANALYZE TABLE service_severity")
+            cur.fetchall()
+        say(f"  loaded and indexed in {time.monotonic() - started:.0f}s")
+    finally:
+        conn.close()
