@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -108,13 +108,20 @@ class MetricsSampler(_Sampler):
 
 @pytest.fixture(name="lms_mon")
 def lms_mon_fixture(tmp_path: Path) -> Iterator[LmsFactory]:
-    """`lms_mon(settings, name="mon", start=True, **env) -> MonitorProcess`; killed at the end."""
+    """`lms_mon(settings, name="mon", start=True, args=(), **env) -> MonitorProcess`; killed
+    at the end."""
     started: list[MonitorProcess] = []
 
     def make(
-        settings: Settings, name: str = "mon", start: bool = True, **env: str
+        settings: Settings,
+        name: str = "mon",
+        start: bool = True,
+        args: Sequence[str] = (),
+        **env: str,
     ) -> MonitorProcess:
-        process = MonitorProcess(settings, tmp_path / "lms", name, {"LOG_LEVEL": "debug", **env})
+        process = MonitorProcess(
+            settings, tmp_path / "lms", name, {"LOG_LEVEL": "debug", **env}, args
+        )
         started.append(process)
         return process.start() if start else process
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lms.devtools.monitor_process import child_environment
 from lms.settings import Settings
 from lms.store.errors import TerminalStorageError
 from lms.store.migrations import Migrator, migration_files
@@ -32,16 +33,8 @@ def _run(args: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedPr
 
 
 def _mysql_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "PYTHON"))}
-    env.update(
-        MYSQL_HOST=settings.mysql_host,
-        MYSQL_PORT=str(settings.mysql_port),
-        MYSQL_USER=settings.mysql_user,
-        MYSQL_PASSWORD=settings.mysql_password,
-        MYSQL_DATABASE=settings.mysql_database,
-        LOG_FORMAT="json",
-    )
-    return env
+    """The child's settings, without a PYTHONPATH that could lead it back to the checkout."""
+    return {k: v for k, v in child_environment(settings).items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -19,6 +14,7 @@ import structlog.testing
 from prometheus_client import REGISTRY
 
 from lms.devtools.backlog import subscription_backlog
+from lms.devtools.verify import check_consistency
 from lms.domain.record import LogRecord, parse_message
 from lms.ingest.sources.pubsub.client import subscriber_client
 from lms.ingest.supervisor import Supervisor
@@ -33,6 +29,7 @@ from tests.helpers import (
     publish,
     wait_until,
 )
+from tests.lms_process import lms_mon_fixture  # noqa: F401  (the `lms_mon` fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -95,21 +92,10 @@ async def severity_rows(settings: Settings) -> list[tuple[str, str, int]]:
 
 
 async def assert_consistent(settings: Settings, expected: dict[tuple[str, str], int]) -> None:
-    """Per (service, severity): expected == COUNT(*) of service_logs == SUM(count)."""
-    logs = await db_query(
-        settings,
-        "SELECT service_name, severity, COUNT(*) FROM service_logs GROUP BY 1, 2",
-    )
-    sums = await db_query(
-        settings,
-        "SELECT service_name, severity, SUM(`count`) FROM service_severity GROUP BY 1, 2",
-    )
-    assert {(n, str(s)): int(c) for n, s, c in logs} == expected
-    assert {(n, str(s)): int(c) for n, s, c in sums} == expected
-    dupes = await db_query(
-        settings, "SELECT message_id FROM service_logs GROUP BY 1 HAVING COUNT(*) > 1"
-    )
-    assert dupes == []
+    """Per (service, severity): expected == COUNT(*) of service_logs == SUM(count), and no
+    message id stored twice (the one check of lms.devtools.verify)."""
+    result = await check_consistency(settings, expected)
+    assert result.ok, result.table()
 
 
 async def test_full_batches_flush_on_size(settings, run_monitor) -> None:
@@ -303,54 +289,16 @@ async def test_database_error_mid_run_rolls_back_and_retries(
     await wait_until(lambda: _equals(subscription_backlog(base), 0), timeout=20)
 
 
-async def test_sigterm_flushes_what_is_buffered(settings) -> None:
+async def test_sigterm_flushes_what_is_buffered(settings, lms_mon) -> None:
     s = settings(batchsize=1000, flushinterval=600)
     await prepare(s)
-    env = {
-        **os.environ,
-        "PUBSUB_EMULATOR_HOST": s.pubsub_emulator_host or "",
-        "PUBSUB_PROJECT": s.pubsub_project,
-        "PUBSUB_TOPIC": s.pubsub_topic,
-        "PUBSUB_SUBSCRIPTION": s.pubsub_subscription,
-        "MYSQL_HOST": s.mysql_host,
-        "MYSQL_PORT": str(s.mysql_port),
-        "MYSQL_USER": s.mysql_user,
-        "MYSQL_PASSWORD": s.mysql_password,
-        "MYSQL_DATABASE": s.mysql_database,
-        "BATCHSIZE": "1000",
-        "FLUSHINTERVAL": "600",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "debug",
-        "METRICS_PORT": "0",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lms.cli", "mon", env=env, stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    lines: list[dict[str, object]] = []
-    try:
-        await publish(s, [make_log("svc-h", "warn", f"m{i}") for i in range(7)])
-        pulled = 0
-        async with asyncio.timeout(30):
-            while pulled < 7:
-                line = await proc.stdout.readline()
-                assert line, "lms mon exited early"
-                event = json.loads(line)
-                lines.append(event)
-                if event["event"] == "pulled":
-                    pulled += int(event["count"])  # type: ignore[call-overload]
-        assert await count_logs(s) == 0
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            rest, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
-    lines += [json.loads(line) for line in rest.splitlines() if line.strip()]
-    batches = [e for e in lines if e["event"] == "batch committed"]
-    assert [(b["size"], b["trigger"]) for b in batches] == [(7, "shutdown")]
+    mon = lms_mon(s)
+    await mon.wait_started()
+    await publish(s, [make_log("svc-h", "warn", f"m{i}") for i in range(7)])
+    await wait_until(lambda: mon.received >= 7, timeout=30, message="7 pulled")
+    assert await count_logs(s) == 0
+    assert await mon.stop(timeout=20) == 0
+    assert [(b["size"], b["trigger"]) for b in mon.batches] == [(7, "shutdown")]
     await assert_consistent(s, {("svc-h", "warn"): 7})
     assert await subscription_backlog(s) == 0
 

@@ -9,7 +9,6 @@ API_QUERY_TIMEOUT (here 1 s) and say why, instead of hanging (before the one con
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -19,12 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lms.devtools.monitor_process import child_environment
+from lms.devtools.ports import free_port
 from lms.query.errors import DatabaseUnavailable
 from lms.query.reader import LogReader
 from lms.settings import Settings
 from lms.store.migrations import Migrator
 from tests.helpers import wait_until
-from tests.lms_process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +35,7 @@ BOUND = 15.0
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "API_"))}
-    env.update(
-        MYSQL_HOST=settings.mysql_host,
-        MYSQL_PORT=str(settings.mysql_port),
-        MYSQL_USER=settings.mysql_user,
-        MYSQL_PASSWORD=settings.mysql_password,
-        MYSQL_DATABASE=settings.mysql_database,
-        API_QUERY_TIMEOUT=str(QUERY_TIMEOUT),
-        LOG_FORMAT="json",
-    )
-    return env
+    return child_environment(settings)
 
 
 @pytest.fixture

@@ -121,3 +121,14 @@ async def test_drain_mode_stops_by_itself_once_everything_is_stored(settings) ->
     assert await _stored(s) == 35
     assert supervisor.dispatcher is not None and supervisor.dispatcher.held == 0
     assert await subscription_backlog(s) == 0
+
+
+async def test_lms_mon_drain_exits_0_once_the_backlog_is_stored(settings, lms_mon) -> None:
+    s = settings(batchsize=20, flushinterval=0.2)
+    await ensure_resources(s)
+    await publish(s, [make_log("svc-dc", "error", f"m{i}") for i in range(45)])
+    mon = lms_mon(s, args=("--drain", "1"))
+    assert await mon.wait(timeout=60) == 0
+    assert mon.matching("drained")
+    assert await _stored(s) == 45
+    assert await subscription_backlog(s) == 0

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -150,8 +150,11 @@ class MonitorProcess:
         workdir: Path,
         name: str = "mon",
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        self.args = tuple(args)
+        """Options of `lms mon` itself, e.g. ("--drain", "1")."""
         self.name = name
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
@@ -179,7 +182,7 @@ class MonitorProcess:
         with self.log_path.open("ab") as out, self.err_path.open("ab") as err:
             self.spawned_at = time.time()
             self._proc = subprocess.Popen(
-                [*lms_command(), "mon"],
+                [*lms_command(), "mon", *self.args],
                 cwd=self.workdir,  # no stray .env of the caller's directory
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
