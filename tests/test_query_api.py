@@ -43,6 +43,7 @@ from lms.settings import Settings, load_settings
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.writer import BatchWriter, StoredLog
 from tests.conftest import mysql_config
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -920,14 +921,14 @@ async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            for _ in range(200):
-                try:
-                    if (await c.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+
+            async def serving() -> bool:
                 assert proc.returncode is None, (tmp_path / "api.log").read_text()
-                await asyncio.sleep(0.05)
+                with contextlib.suppress(httpx.TransportError):
+                    return (await c.get("/healthz")).status_code == 200
+                return False
+
+            await wait_until(serving, timeout=30, interval=0.05, message="lms api serving")
             assert (await c.get("/v1/logs")).status_code == 401
             auth = {"Authorization": f"Bearer {TOKEN}"}
             body = (await c.get("/v1/logs", params={"service": "api"}, headers=auth)).json()
