@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeVar
 
 from lms.settings import Settings
 
 Handler: TypeAlias = Callable[[argparse.Namespace, Settings], int]
 """A command: runs with the parsed arguments and the loaded settings, returns the exit status."""
+
+Number = TypeVar("Number", int, float)
 
 SETTINGS_HELP = "Configuration comes from environment variables (and a .env file); see README."
 
@@ -32,20 +34,19 @@ def add_command(
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return _positive(text, int, "a whole number")
 
 
 def positive_float(text: str) -> float:
+    return _positive(text, float, "a number")
+
+
+def _positive(text: str, parse: Callable[[str], Number], what: str) -> Number:
+    """`text` parsed, or the one-line usage error argparse shows (exit 2)."""
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be more than 0")
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
     return value
