@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import io
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
 import lms.ops.metrics  # noqa: F401  (registers LMS's metrics in the default registry)
+from lms.devtools.monitor_process import MonitorProcess
 from lms.devtools.ports import free_port
 from lms.ops.health import HealthServer, ReadinessCheck
 from lms.ops.log_setup import configure_logging
@@ -443,62 +442,36 @@ def test_readme_documents_every_metric() -> None:
 # --- integration: a real `lms mon` ---------------------------------------------------------
 
 
-class MonProcess:
-    """`lms mon` in a subprocess, its JSON log in a file, its metrics on a free port."""
+class MonProcess(MonitorProcess):
+    """`lms mon` (the shared harness) with its metrics and health server on a free port."""
 
     def __init__(self, settings: Settings, workdir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "mon.log"
-        self.err_path = workdir / "mon.err"
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("PUBSUB_", "MYSQL_", "LOG_", "METRICS_"))
-            and key not in {"BATCHSIZE", "FLUSHINTERVAL", "MAX_OUTSTANDING", "DURATION"}
-        }
-        environment.update(
-            {
-                "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
-                "PUBSUB_PROJECT": settings.pubsub_project,
-                "PUBSUB_TOPIC": settings.pubsub_topic,
-                "PUBSUB_SUBSCRIPTION": settings.pubsub_subscription,
-                "MYSQL_HOST": settings.mysql_host,
-                "MYSQL_PORT": str(settings.mysql_port),
-                "MYSQL_USER": settings.mysql_user,
-                "MYSQL_PASSWORD": settings.mysql_password,
-                "MYSQL_DATABASE": settings.mysql_database,
-                "BATCHSIZE": str(settings.batchsize),
-                "FLUSHINTERVAL": str(settings.flushinterval),
+        super().__init__(
+            settings,
+            workdir,
+            env={
                 "METRICS_HOST": "127.0.0.1",
                 "METRICS_PORT": str(self.port),
                 "LOG_FORMAT": "auto",  # stdout is a file: JSON lines
                 "LOG_LEVEL": "info",
                 **env,
-            }
+            },
         )
-        with self.log_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lms.cli", "mon"],
-                cwd=workdir,  # no stray .env
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
+        self.start()
 
     def output(self) -> str:
-        return (
-            f"exit code {self.proc.poll()}\n--- stdout\n{self.log_path.read_text()[-4000:]}"
-            f"\n--- stderr\n{self.err_path.read_text()[-4000:]}"
-        )
+        return f"exit code {self.returncode}\n{self.tail()}"
 
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+    def json_events(self) -> list[dict[str, Any]]:
+        """Every stdout line, each of which must be a JSON object."""
+        events = self.events()
+        assert not [e for e in events if e["event"] == "<unparsed>"], self.output()
+        return events
 
     async def get(self, http: aiohttp.ClientSession, path: str) -> tuple[int, str]:
-        assert self.proc.poll() is None, self.output()
+        assert self.alive, self.output()
         status, _ctype, body = await _get(http, self.url + path)
         return status, body
 
@@ -509,7 +482,7 @@ class MonProcess:
 
     async def wait_serving(self, http: aiohttp.ClientSession) -> None:
         async def serving() -> bool:
-            assert self.proc.poll() is None, self.output()
+            assert self.alive, self.output()
             with contextlib.suppress(aiohttp.ClientConnectionError):
                 return (await self.get(http, "/healthz"))[0] == 200
             return False
@@ -528,15 +501,6 @@ class MonProcess:
             state, timeout=60, interval=0.2, message=f"/readyz ready={ready}"
         )
 
-    async def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(AssertionError):
-            await wait_until(lambda: self.proc.poll() is not None, timeout=60)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return self.proc.wait(timeout=10)
-
 
 @pytest.fixture
 def mon_factory(tmp_path: Path) -> Iterator[Any]:
@@ -549,9 +513,8 @@ def mon_factory(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for mon in started:
-        if mon.proc.poll() is None:
-            mon.proc.kill()
-            mon.proc.wait(timeout=10)
+        if mon.alive:
+            mon.kill_blocking()
 
 
 INVALID = [
@@ -642,7 +605,7 @@ async def test_metrics_count_what_happened(
     assert scrape.value("process_resident_memory_bytes") > 0
 
     assert await mon.stop() == 0, mon.output()
-    events = mon.events()  # every stdout line is a JSON object (stdout is not a terminal)
+    events = mon.json_events()  # every stdout line is a JSON object (stdout is not a terminal)
     committed = [e for e in events if e["event"] == "batch committed"]
     assert len(committed) == batches
     assert sum(e["size"] for e in committed) == n + k
@@ -711,7 +674,7 @@ async def test_readyz_follows_the_database(
     assert scrape.value("lms_messages_acked_total") == 15
 
     assert await mon.stop() == 0, mon.output()
-    events = mon.events()
+    events = mon.json_events()
     failures = [e for e in events if e["level"] == "error" and "database" in e["event"]]
     assert failures, "no error line for the failed database writes"
     assert all(e.get("error") for e in failures), failures  # each names its cause
