@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import re
 import secrets
@@ -34,6 +33,7 @@ from schemathesis import checks
 from schemathesis.python.asgi import get_client
 
 from lms.api.app import create_app
+from lms.devtools.monitor_process import child_environment
 from lms.devtools.ports import free_port
 from lms.domain.record import LogRecord, parse_message
 from lms.query.cursor import Cursor
@@ -893,17 +893,7 @@ def test_openapi_fuzz(case: Any, asgi_client: Any) -> None:
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "API_"))}
-    env.update(
-        MYSQL_HOST=settings.mysql_host,
-        MYSQL_PORT=str(settings.mysql_port),
-        MYSQL_USER=settings.mysql_user,
-        MYSQL_PASSWORD=settings.mysql_password,
-        MYSQL_DATABASE=settings.mysql_database,
-        LOG_FORMAT="json",
-        **extra,
-    )
-    return env
+    return child_environment(settings, extra)
 
 
 async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
