@@ -101,6 +101,27 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=3600, description="seconds a query of `lms api` may run"
     )
 
+    ingest_publish_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="seconds an ingestion request waits for Pub/Sub to confirm its logs;"
+        " past it the answer is 503 with Retry-After",
+    )
+    ingest_max_inflight_bytes: int = Field(
+        default=64 << 20,
+        ge=1 << 20,
+        description="bytes being published at once by `lms api`; a request that does not"
+        " fit is answered 429 with Retry-After",
+    )
+    ingest_linger: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="seconds the publisher collects logs of concurrent requests into one"
+        " Publish request",
+    )
+
     metrics_host: str = Field(
         default="127.0.0.1",
         min_length=1,

@@ -76,6 +76,15 @@ def parse_message(data: bytes) -> LogRecord | Rejection:
         return invalid.rejection
 
 
+def parse_object(obj: object) -> LogRecord | Rejection:
+    """The same rules for a JSON value already decoded, e.g. by an HTTP ingestion endpoint,
+    so the edge refuses exactly what `lms mon` would reject."""
+    try:
+        return _fields(obj)
+    except _Invalid as invalid:
+        return invalid.rejection
+
+
 def _parse(data: bytes) -> LogRecord:
     try:
         text = data.decode("utf-8")
@@ -87,6 +96,10 @@ def _parse(data: bytes) -> LogRecord:
         # JSONDecodeError is a ValueError; so is an integer of more than 4300 digits.
         detail = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise _Invalid(Reason.INVALID_JSON, f"not valid JSON: {detail}") from None
+    return _fields(obj)
+
+
+def _fields(obj: object) -> LogRecord:
     if not isinstance(obj, dict):
         raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__} is not an object")
     resource_id = _context_field(obj, "resource_id", "resourceId")

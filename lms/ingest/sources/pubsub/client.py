@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.pubsub_v1 import PublisherAsyncClient, SubscriberAsyncClient
-from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOTransport
+from google.pubsub_v1.services.publisher.transports import (
+    PublisherGrpcAsyncIOTransport,
+    PublisherGrpcTransport,
+)
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
 
 from lms.settings import Settings
@@ -39,6 +42,17 @@ def _client(client_cls: Callable[..., C], transport_cls: type, settings: Setting
         return client_cls()
     channel = grpc.aio.insecure_channel(settings.pubsub_emulator_host, CHANNEL_OPTIONS)
     return client_cls(transport=transport_cls(channel=channel, credentials=AnonymousCredentials()))
+
+
+def emulator_transport(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments that point the high-level (threaded) PublisherClient at the emulator
+    of `settings`, rather than wherever $PUBSUB_EMULATOR_HOST says; {} for real Pub/Sub."""
+    if not settings.pubsub_emulator_host:
+        return {}
+    channel = grpc.insecure_channel(settings.pubsub_emulator_host, CHANNEL_OPTIONS)
+    return {
+        "transport": PublisherGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    }
 
 
 async def ensure_topic(publisher: PublisherAsyncClient, settings: Settings) -> None:

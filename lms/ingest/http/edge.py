@@ -1,0 +1,76 @@
+"""The edge of HTTP ingestion: logs as a protocol decoded them, checked by the same rules as a
+Pub/Sub message in `lms mon` (lms.domain.record), before anything is published.
+
+Every protocol decoder (native JSON/NDJSON, OTLP, Loki, Elasticsearch bulk) produces, per log
+of a request, either a `Candidate` in the native format's fields or a `Refused` naming why that
+one log cannot be taken. `check` validates the candidates; the valid ones become `Accepted`,
+ready to publish. So partial acceptance (some logs of a request stored, others refused with
+their index) works the same way for every protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lms.domain.record import LogRecord, parse_object
+
+MAX_KEY = 128
+"""Characters of an idempotency key (a native log's `id`, an Elasticsearch `_id`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One log of a request, in the native format's fields, not yet checked.
+
+    `fields` are what a Pub/Sub message would hold (service_name, payload, severity,
+    timestamp as RFC 3339, trace_id, span_id, resource_id, commit, metadata). `key` is the
+    idempotency key, when the protocol gives or derives one.
+    """
+
+    index: int
+    fields: dict[str, Any]
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A log of a request that is not published: `index` as the protocol numbers its items,
+    `reason` a short fixed word (a rejection reason of lms.domain.record, or the edge's own),
+    `detail` for people."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid log, as the Pub/Sub message body that `lms mon` will parse again."""
+
+    index: int
+    data: bytes
+    key: str | None = None
+
+
+def check(items: Iterable[Candidate | Refused]) -> tuple[list[Accepted], list[Refused]]:
+    """Split decoded items into what is published and what is refused, keeping the order."""
+    accepted: list[Accepted] = []
+    refused: list[Refused] = []
+    for item in items:
+        if isinstance(item, Refused):
+            refused.append(item)
+            continue
+        outcome = parse_object(item.fields)
+        if isinstance(outcome, LogRecord):
+            accepted.append(Accepted(item.index, encode(item.fields), item.key))
+        else:
+            refused.append(Refused(item.index, outcome.reason.value, outcome.detail))
+    return accepted, refused
+
+
+def encode(fields: dict[str, Any]) -> bytes:
+    """The fields as the message body: compact JSON, non-ASCII kept as UTF-8."""
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
