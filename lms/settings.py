@@ -94,6 +94,29 @@ class Settings(BaseSettings):
         description="when set, `lms api` requires `Authorization: Bearer <API_TOKEN>`"
         " on every endpoint but /healthz",
     )
+    api_query: bool = Field(
+        default=True, description="serve the query API (/v1/logs GET, /v1/services, ...)"
+    )
+    api_ingest: bool = Field(
+        default=True, description="serve the ingestion endpoints (POST /v1/logs, OTLP, Loki, bulk)"
+    )
+    ingest_tokens: SecretStr | None = Field(
+        default=None,
+        description="comma-separated tokens accepted by the ingestion endpoints, as"
+        " `Authorization: Bearer <token>` or as the password of HTTP Basic (one per service,"
+        " several during a rotation); unset: ingestion needs no token",
+    )
+    ingest_allow_anonymous: bool = Field(
+        default=False,
+        description="let `lms api` serve ingestion without INGEST_TOKENS on a non-loopback"
+        " address (refused otherwise)",
+    )
+    api_allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,[::1]",
+        min_length=1,
+        description="comma-separated Host header names (any port) accepted while `lms api`"
+        " listens on a loopback address, against DNS rebinding; `*` accepts any",
+    )
     api_pool_size: int = Field(
         default=10, ge=1, le=200, description="database connections of `lms api`"
     )
@@ -153,6 +176,15 @@ class Settings(BaseSettings):
         """MAX_OUTSTANDING after its default has been applied."""
         assert self.max_outstanding is not None
         return self.max_outstanding
+
+    @property
+    def ingest_token_list(self) -> list[str]:
+        """INGEST_TOKENS split at commas, blanks dropped."""
+        if self.ingest_tokens is None:
+            return []
+        return [
+            tok.strip() for tok in self.ingest_tokens.get_secret_value().split(",") if tok.strip()
+        ]
 
     @property
     def topic_path(self) -> str:

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from lms import __version__
-from lms.api.auth import BearerTokenMiddleware, document_bearer
+from lms.api.auth import AccessMiddleware, allowed_hosts, document_security
 from lms.api.routers import health, logs, stats
 from lms.api.schemas import ERRORS
 from lms.query.errors import DatabaseUnavailable, QueryError
@@ -46,9 +46,17 @@ def create_app(settings: Settings, reader: LogReader | None = None) -> FastAPI:
     app.include_router(logs.router, prefix="/v1", responses=ERRORS)
     app.include_router(stats.router, prefix="/v1", responses=ERRORS)
     app.include_router(health.router)
-    if settings.api_token:
-        app.add_middleware(BearerTokenMiddleware, token=settings.api_token.get_secret_value())
-        app.openapi_schema = document_bearer(app.openapi())
+    read_token = settings.api_token.get_secret_value() if settings.api_token else None
+    ingest_tokens = settings.ingest_token_list
+    hosts = allowed_hosts(settings)
+    if read_token or ingest_tokens or hosts is not None:
+        app.add_middleware(
+            AccessMiddleware, read_token=read_token, ingest_tokens=ingest_tokens, hosts=hosts
+        )
+    if read_token or ingest_tokens:
+        app.openapi_schema = document_security(
+            app.openapi(), read=bool(read_token), ingest=bool(ingest_tokens)
+        )
     return app
 
 

@@ -8,6 +8,7 @@ from types import FrameType
 import uvicorn
 
 from lms.api.app import create_app
+from lms.api.auth import check_exposure
 from lms.settings import Settings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -16,6 +17,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve the API until SIGTERM/SIGINT, then return (a requested stop is a clean exit).
 
+    Raises SettingsError, before listening, when ingestion would be open to the network.
+
     While it serves, uvicorn handles the signals itself (graceful shutdown, a second SIGINT
     forces it). On the way out it restores the Python handlers it found and re-raises the
     signal it caught, so that a process left with the default handler dies by it (exit -15).
@@ -23,10 +26,14 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     re-raise lands in `stop`: the stop is done already, and `lms api` returns to exit 0. A
     signal before uvicorn has taken over asks it to stop as soon as it starts.
     """
+    settings = settings.model_copy(
+        update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
+    )
+    check_exposure(settings)
     config = uvicorn.Config(
         create_app(settings),
-        host=host or settings.api_host,
-        port=port or settings.api_port,
+        host=settings.api_host,
+        port=settings.api_port,
         log_level=settings.log_level,
         server_header=False,
     )

@@ -23,7 +23,7 @@ from lms.query.errors import DatabaseUnavailable, QueryError
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, LogQuery
 from lms.query.reader import LogReader
 from lms.query.results import LogEntry, ServiceCounts
-from lms.settings import Settings
+from lms.settings import Settings, SettingsError
 
 
 def add_commands(commands: Commands) -> None:
@@ -125,7 +125,11 @@ def _reader(settings: Settings) -> LogReader:
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from lms.api.server import serve  # FastAPI and uvicorn load only for `lms api`
 
-    serve(settings, args.host, args.port)
+    try:
+        serve(settings, args.host, args.port)
+    except SettingsError as exc:
+        print(f"lms api: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
