@@ -1,13 +1,17 @@
 """The OTLP/HTTP logs decoder (lms.ingest.http.otlp): the mapping of each log record field to
-the native ones, both encodings, the content-derived keys and the OTLP answers. Pure: no
-emulator, no database."""
+the native ones, both encodings, the content-derived keys and the OTLP answers; and the router's
+own answers (gzip, limits, publisher refusals) with a stand-in publisher. Pure: no emulator,
+no database (tests/test_otlp_ingest.py has those)."""
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -17,9 +21,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from lms.api.routers import otlp as otlp_router
+from lms.api.routers.otlp import router
 from lms.ingest.http import otlp
-from lms.ingest.http.edge import Candidate, Refused, check
-from lms.ingest.http.errors import BadRequest, PayloadTooLarge, PublishUnavailable
+from lms.ingest.http.edge import Accepted, Candidate, Refused, check
+from lms.ingest.http.errors import BadRequest, Overloaded, PayloadTooLarge, PublishUnavailable
 from lms.ingest.http.otlp import Encoding
 
 NANOS = 1_764_547_200_123_456_789  # 2025-12-01T00:00:00.123456789Z
@@ -371,3 +377,70 @@ def test_errors_are_a_google_rpc_status_in_the_request_encoding() -> None:
     assert busy["code"] == code_pb2.UNAVAILABLE and busy["message"] == "slow"
     assert busy["details"][0]["@type"].endswith("google.rpc.RetryInfo")
     assert busy["details"][0]["retryDelay"] == "1s"
+
+
+# --- the router, with a stand-in publisher -------------------------------------------------
+
+
+class StubPublisher:
+    """Raises what it is given instead of publishing, or records what it would publish."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.published: list[Accepted] = []
+
+    async def publish(self, logs: list[Accepted]) -> list[str]:
+        if self.error is not None:
+            raise self.error
+        self.published.extend(logs)
+        return [str(n) for n in range(len(logs))]
+
+
+async def post(publisher: StubPublisher, content: bytes, **headers: str) -> httpx.Response:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.publisher = publisher
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.post("/otlp/v1/logs", content=content, headers=headers)
+
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (Overloaded("full", retry_after=1.0), 429, code_pb2.RESOURCE_EXHAUSTED),
+        (PublishUnavailable("silent", retry_after=0.2), 503, code_pb2.UNAVAILABLE),
+    ],
+)
+async def test_publisher_refusals_are_retryable_answers_with_retry_after(
+    error: Exception, status: int, code: int
+) -> None:
+    answer = await post(StubPublisher(error), request(record()).SerializeToString(), **PROTOBUF)
+    assert answer.status_code == status and answer.headers["retry-after"] == "1"
+    assert status_pb2.Status.FromString(answer.content).code == code
+
+
+async def test_gzip_bodies_are_read_and_bombs_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    publisher = StubPublisher()
+    body = request(record(), record()).SerializeToString()
+    answer = await post(publisher, gzip.compress(body), **PROTOBUF, **{"Content-Encoding": "gzip"})
+    assert answer.status_code == 200 and len(publisher.published) == 2
+    monkeypatch.setattr(otlp_router, "MAX_BODY_BYTES", 1000)
+    bomb = gzip.compress(b"\0" * 100_000)
+    assert len(bomb) < 1000
+    refused = await post(publisher, bomb, **PROTOBUF, **{"Content-Encoding": "gzip"})
+    assert refused.status_code == 413
+    unknown = await post(publisher, body, **PROTOBUF, **{"Content-Encoding": "br"})
+    assert unknown.status_code == 415
+
+
+async def test_a_body_with_no_valid_record_is_still_a_200_partial_success() -> None:
+    publisher = StubPublisher()
+    timeless = request(LogRecord(body=any_value("a")), LogRecord(body=any_value("b")))
+    answer = await post(publisher, timeless.SerializeToString(), **PROTOBUF)
+    assert answer.status_code == 200 and publisher.published == []
+    partial = ExportLogsServiceResponse.FromString(answer.content).partial_success
+    assert partial.rejected_log_records == 2
