@@ -6,6 +6,8 @@ Both OTLP/HTTP encodings are read: binary protobuf (`application/x-protobuf`) an
 that `traceId`/`spanId` are hex strings, not base64: they are turned into bytes here before
 the protobuf JSON parser sees them, since a 32-digit hex string is also valid base64 and would
 silently become a wrong 24-byte id. Unknown JSON fields are ignored, as the spec requires.
+A body nested deeper than the protobuf runtime allows (100 messages; an AnyValue array level
+counts two in JSON) does not decode: 400, like any undecodable body.
 
 Log records are numbered 0, 1, ... in the order they appear across resourceLogs and
 scopeLogs, and each becomes a `Candidate` in the native fields (or a `Refused`):
@@ -202,34 +204,32 @@ def _candidate(
             Reason.MISSING_FIELD.value,
             "neither timeUnixNano nor observedTimeUnixNano is set",
         )
-    trace_id = _hex_id(record.trace_id)
-    span_id = _hex_id(record.span_id)
     for name, raw, size in (
         ("traceId", record.trace_id, _TRACE_ID_BYTES),
         ("spanId", record.span_id, _SPAN_ID_BYTES),
     ):
-        if raw and len(raw) != size:
+        if raw and any(raw) and len(raw) != size:
             return Refused(
                 index, Reason.INVALID_FIELD.value, f"{name} has {len(raw)} bytes, not {size}"
             )
-    metadata: dict[str, Any] = {
+    described = {
         "attributes": _attributes(record.attributes),
         "resource": resource,
         "scope": scope,
         "event_name": record.event_name,
+    }
+    optional = {
+        "trace_id": _hex_id(record.trace_id),
+        "span_id": _hex_id(record.span_id),
+        "metadata": {key: value for key, value in described.items() if value},
     }
     fields: dict[str, Any] = {
         "service_name": service_name,
         "payload": _payload(record.body),
         "severity": severity_of(record.severity_number, record.severity_text),
         "timestamp": _timestamp(nanos),
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "metadata": {key: value for key, value in metadata.items() if value},
+        **{key: value for key, value in optional.items() if value},
     }
-    fields = {key: value for key, value in fields.items() if value is not None}
-    if not fields["metadata"]:
-        del fields["metadata"]
     return Candidate(index, fields, record_key(fields, nanos))
 
 
@@ -323,7 +323,7 @@ def record_key(fields: dict[str, Any], nanos: int) -> str:
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return KEY_PREFIX + digest
 
 
