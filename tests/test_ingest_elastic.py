@@ -210,6 +210,16 @@ def test_the_level_is_native_then_ecs_log_level_else_info(fields: dict, severity
     assert isinstance(record, LogRecord) and record.severity == severity
 
 
+def test_a_string_log_is_the_message_as_fluent_bit_tails_it() -> None:
+    tailed = only_candidate(
+        ndjson({"index": {"_index": "i"}}, {"log": "line", "@timestamp": STAMP})
+    )
+    assert tailed.fields["message"] == "line"
+    assert tailed.fields["metadata"] == {"_index": "i"}
+    both = only_candidate(ndjson({"index": {"_index": "i"}}, doc(log="line")))
+    assert (both.fields["message"], both.fields["metadata"]["log"]) == ("hello", "line")
+
+
 def test_ecs_trace_and_span_ids_fill_the_tracing_context() -> None:
     item = only_candidate(
         ndjson({"index": {"_index": "i"}}, doc(trace={"id": "t1"}, **{"span.id": "s1"}))

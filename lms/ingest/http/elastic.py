@@ -15,6 +15,8 @@ Mapping of a document to the native fields (README, "Elasticsearch bulk"): nativ
 (`service_name`, `payload`/`message`, `severity`/`level`, `timestamp`, tracing context,
 `metadata`) are taken as they are, and the gaps are filled from what shippers send:
 
+- `message` from a string `log` (Fluent Bit's `tail` and container logs; an object `log` is
+  ECS, read below).
 - `timestamp` from `@timestamp` (Fluent Bit, Filebeat, Logstash; Vector sends `timestamp`);
   either may be RFC 3339, an ISO date-time without offset (UTC, as Elasticsearch reads it) or
   epoch milliseconds (a number or a string of digits: Elasticsearch's default date format).
@@ -219,6 +221,8 @@ def document_fields(doc: dict[str, Any], index: str) -> dict[str, Any]:
     """The native fields of one document (see the module docstring for the mapping).
     Consumes `doc`: what is left of it becomes metadata."""
     fields: dict[str, Any] = {key: doc.pop(key) for key in NATIVE_KEYS if key in doc}
+    if "payload" not in fields and "message" not in fields and isinstance(doc.get("log"), str):
+        fields["message"] = doc.pop("log")
     stamp = fields.pop("timestamp", None)
     if stamp is None:
         stamp = doc.pop("@timestamp", None)
