@@ -1,14 +1,21 @@
-"""The Elasticsearch `_bulk` decoder and its answers, without a server: the pairing of action
-and document lines, the per-item refusals, the mapping of shippers' documents to the native
-fields, and the response and error bodies the clients parse."""
+"""The Elasticsearch `_bulk` decoder and its answers, without Pub/Sub or a network: the pairing
+of action and document lines, the per-item refusals, the mapping of shippers' documents to the
+native fields, the response and error bodies the clients parse, and the probe endpoints (the
+router in-process, through httpx's ASGI transport)."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 
+from lms.api.routers import elastic
 from lms.domain.record import LogRecord, parse_object
 from lms.ingest.http.edge import Accepted, Candidate, Refused, check
 from lms.ingest.http.elastic import (
@@ -18,7 +25,7 @@ from lms.ingest.http.elastic import (
     error_response,
     parse_bulk,
 )
-from lms.ingest.http.errors import BadRequest, Overloaded
+from lms.ingest.http.errors import BadRequest, Overloaded, PayloadTooLarge
 
 STAMP = "2026-11-23T09:30:00.123Z"
 
@@ -130,6 +137,20 @@ def test_a_bad_document_line_refuses_only_its_own_item() -> None:
     assert isinstance(broken, Refused) and broken.reason == "invalid_json"
     assert isinstance(array, Refused) and array.reason == "not_an_object"
     assert isinstance(fine, Candidate)
+    [latin1] = parse_bulk(ndjson({"index": {"_index": "a"}}, b'{"message": "caf\xe9"}')).decoded
+    assert isinstance(latin1, Refused) and latin1.reason == "invalid_utf8"
+
+
+def test_lines_are_numbered_as_in_the_body_blank_lines_included() -> None:
+    with pytest.raises(BadRequest, match=r"line \[4\]"):
+        parse_bulk(ndjson({"index": {"_index": "a"}}, doc()) + b"\n" + b"{oops\n" + ndjson(doc()))
+
+
+def test_more_actions_than_allowed_is_413() -> None:
+    body = ndjson(*[line for _ in range(3) for line in ({"index": {"_index": "a"}}, doc())])
+    assert len(parse_bulk(body, max_items=3).items) == 3
+    with pytest.raises(PayloadTooLarge):
+        parse_bulk(body, max_items=2)
 
 
 @pytest.mark.parametrize(
@@ -313,3 +334,99 @@ def test_request_errors_have_elasticsearchs_error_shape() -> None:
         },
         "status": 429,
     }
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+bulk_lines = st.one_of(
+    st.builds(
+        lambda action, meta: {action: meta},
+        st.sampled_from(["index", "create", "update", "delete", "other"]),
+        st.fixed_dictionaries({}, optional={"_index": json_values, "_id": json_values}),
+    ).map(json.dumps),
+    st.builds(
+        lambda extra: json.dumps({**doc(), **extra}),
+        st.dictionaries(
+            st.sampled_from(["@timestamp", "log", "service", "service.name", "metadata", "x"]),
+            json_values,
+        ),
+    ),
+    json_values.map(json.dumps),
+    st.text(max_size=30),
+).map(lambda line: line.encode("utf-8", "surrogatepass"))
+
+
+@given(st.lists(bulk_lines, max_size=8), st.none() | st.text(min_size=1, max_size=5))
+def test_any_body_is_refused_whole_or_answered_item_by_item(lines, url_index) -> None:
+    try:
+        bulk = parse_bulk(b"\n".join(lines), url_index)
+    except BadRequest:
+        return
+    assert [item.index for item in bulk.decoded] == list(range(len(bulk.items)))
+    accepted, refused = check(bulk.decoded)
+    body = bulk_response(bulk, refused, {a.index: str(a.index) for a in accepted}, took=1)
+    assert len(body["items"]) == len(bulk.items)
+    assert body["errors"] is bool(refused)
+    json.dumps(body)
+
+
+def probe_app(publisher: object = None) -> FastAPI:
+    app = FastAPI()
+    app.state.publisher = publisher
+    app.include_router(elastic.router)
+    return app
+
+
+async def test_the_probes_answer_as_elasticsearch_with_its_product_header() -> None:
+    transport = httpx.ASGITransport(app=probe_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://lms") as client:
+        info = await client.get("/")
+        head = await client.head("/")
+        health = await client.get("/_cluster/health")
+        license_ = await client.get("/_license", params={"human": "false"})
+        xpack = await client.get("/_xpack")
+    for answer in (info, head, health, license_, xpack):
+        assert answer.status_code == 200
+        assert answer.headers["x-elastic-product"] == "Elasticsearch"
+    assert info.json()["version"]["number"].startswith("8.")
+    assert info.json()["version"]["build_flavor"] == "default"
+    assert head.content == b""
+    assert health.json()["status"] == "green"
+    assert license_.json()["license"]["status"] == "active"
+    assert xpack.json()["license"]["mode"] == "basic"
+
+
+async def test_a_bad_body_and_a_compressed_one_get_elasticsearch_errors() -> None:
+    transport = httpx.ASGITransport(app=probe_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://lms") as client:
+        bad = await client.post("/_bulk", content=b"{nope\n")
+        gzipped = await client.put(
+            "/a/_bulk", content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"}
+        )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["type"] == "parse_exception"
+    assert bad.headers["x-elastic-product"] == "Elasticsearch"
+    assert "retry-after" not in bad.headers
+    assert gzipped.status_code == 415
+
+
+async def test_a_body_of_refusals_only_publishes_nothing_and_is_200() -> None:
+    """Elasticsearch answers 200 whatever its items did; the publisher is not even asked."""
+    transport = httpx.ASGITransport(app=probe_app(publisher=None))
+    body = ndjson({"delete": {"_index": "a", "_id": "1"}}, {"index": {"_index": "a"}}, {"x": 1})
+    async with httpx.AsyncClient(transport=transport, base_url="http://lms") as client:
+        answer = await client.post("/_bulk", content=body)
+    assert answer.status_code == 200
+    assert answer.json()["errors"] is True
+    assert [item[next(iter(item))]["status"] for item in answer.json()["items"]] == [400, 400]
+
+
+def test_the_openapi_document_has_one_operation_per_method() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = probe_app().openapi()["paths"]
+    assert sorted(paths["/_bulk"]) == ["post", "put"]
+    assert sorted(paths["/"]) == ["get", "head"]

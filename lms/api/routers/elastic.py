@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -61,20 +62,11 @@ def publisher(request: Request) -> LogPublisher:
     return found
 
 
-@router.api_route(
-    "/_bulk", methods=["POST", "PUT"], summary="Elasticsearch bulk", openapi_extra=_BULK_BODY
-)
 async def bulk(request: Request) -> Response:
     """Store the documents of a bulk body as logs; see the module docstring."""
     return await _bulk(request, None)
 
 
-@router.api_route(
-    "/{index}/_bulk",
-    methods=["POST", "PUT"],
-    summary="Elasticsearch bulk into an index",
-    openapi_extra=_BULK_BODY,
-)
 async def bulk_into(request: Request, index: str) -> Response:
     """The same, with `index` for the actions that name none."""
     return await _bulk(request, index)
@@ -100,7 +92,6 @@ def _error(exc: IngestError) -> Response:
     return JSONResponse(error_response(exc), status_code=exc.status, headers=headers)
 
 
-@router.api_route("/", methods=["GET", "HEAD"], summary="Elasticsearch cluster info")
 async def info() -> Response:
     """What `GET /` of an Elasticsearch node says, with the version the shippers accept."""
     return JSONResponse(
@@ -125,7 +116,6 @@ async def info() -> Response:
     )
 
 
-@router.get("/_cluster/health", summary="Elasticsearch cluster health")
 async def cluster_health() -> Response:
     """Always green: whether Pub/Sub takes the logs shows in each bulk answer (503), and
     `/readyz` is the probe for operators."""
@@ -150,7 +140,6 @@ async def cluster_health() -> Response:
 _LICENSE = {"uid": NAME, "type": "basic", "mode": "basic", "status": "active"}
 
 
-@router.get("/_license", summary="Elasticsearch license")
 async def license_info() -> Response:
     """An active basic license: Logstash refuses a node without one, Filebeat asks too."""
     return JSONResponse(
@@ -159,7 +148,6 @@ async def license_info() -> Response:
     )
 
 
-@router.get("/_xpack", summary="Elasticsearch X-Pack info")
 async def xpack_info() -> Response:
     """The older license endpoint (Filebeat 7), with no features enabled: the shippers then
     skip ILM set-up."""
@@ -171,3 +159,31 @@ async def xpack_info() -> Response:
         },
         headers=PRODUCT_HEADERS,
     )
+
+
+def _route(
+    path: str,
+    endpoint: Callable[..., Awaitable[Response]],
+    methods: tuple[str, ...],
+    summary: str,
+    openapi_extra: dict[str, Any] | None = None,
+) -> None:
+    """One route per method, each with its own operation id: Elasticsearch serves several
+    methods on a path, and one FastAPI route for all would repeat its operation id."""
+    for method in methods:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            summary=summary,
+            operation_id=f"elastic_{endpoint.__name__}_{method.lower()}",
+            openapi_extra=openapi_extra,
+        )
+
+
+_route("/_bulk", bulk, ("POST", "PUT"), "Elasticsearch bulk", _BULK_BODY)
+_route("/{index}/_bulk", bulk_into, ("POST", "PUT"), "Elasticsearch bulk into an index", _BULK_BODY)
+_route("/", info, ("GET", "HEAD"), "Elasticsearch cluster info")
+_route("/_cluster/health", cluster_health, ("GET",), "Elasticsearch cluster health")
+_route("/_license", license_info, ("GET",), "Elasticsearch license")
+_route("/_xpack", xpack_info, ("GET",), "Elasticsearch X-Pack info")

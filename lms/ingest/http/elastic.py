@@ -43,7 +43,7 @@ from typing import Any
 
 from lms.domain.record import Reason
 from lms.ingest.http.edge import MAX_KEY, Candidate, Refused
-from lms.ingest.http.errors import BadRequest, IngestError
+from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge
 
 WRITE_ACTIONS = frozenset({"index", "create"})
 """Actions that append a log; Elasticsearch's other two need a document store."""
@@ -98,31 +98,36 @@ class Bulk:
     decoded: list[Candidate | Refused]
 
 
-def parse_bulk(body: bytes, url_index: str | None = None) -> Bulk:
+def parse_bulk(body: bytes, url_index: str | None = None, max_items: int | None = None) -> Bulk:
     """Decode a `_bulk` body; `url_index` is the `{index}` of `/{index}/_bulk`, the default
-    of actions that name none. Raises BadRequest when the body as a whole is unreadable."""
-    lines = [line for line in body.split(b"\n") if line.strip()]
+    of actions that name none. Raises BadRequest when the body as a whole is unreadable, and
+    PayloadTooLarge past `max_items` actions (the per-request bound on logs)."""
+    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
     items: list[BulkItem] = []
     decoded: list[Candidate | Refused] = []
     position = 0
     while position < len(lines):
-        action, meta = _action(lines[position], position + 1)
-        index = _index(meta, url_index, position + 1)
-        doc_line: bytes | None = None
-        if action != "delete":
-            if position + 1 >= len(lines):
-                raise BadRequest(
-                    f"the {action} action on line {position + 1} is not followed by a document line"
-                )
-            doc_line = lines[position + 1]
-        position += 1 if doc_line is None else 2
+        line_number, line = lines[position]
+        action, meta = _action(line, line_number)
+        index = _index(meta, url_index, line_number)
+        if max_items is not None and len(items) == max_items:
+            raise PayloadTooLarge(f"the bulk body holds more than {max_items} actions")
         number = len(items)
         raw_id = meta.get("_id")
         items.append(BulkItem(action, index, None if raw_id is None else str(raw_id)))
-        if action in WRITE_ACTIONS and doc_line is not None:
-            decoded.append(_write_item(number, index, raw_id, doc_line))
+        if action == "delete":
+            decoded.append(_refused_action(number, action))
+            position += 1
+            continue
+        if position + 1 >= len(lines):
+            raise BadRequest(
+                f"the {action} action on line [{line_number}] is not followed by a document line"
+            )
+        if action in WRITE_ACTIONS:
+            decoded.append(_write_item(number, index, raw_id, lines[position + 1][1]))
         else:
             decoded.append(_refused_action(number, action))
+        position += 2
     if not items:
         raise BadRequest("the bulk body holds no action (Validation Failed: no requests added)")
     return Bulk(items, decoded)
@@ -186,6 +191,8 @@ class _ItemRefused(Exception):
 def _write_item(number: int, index: str, raw_id: object, doc_line: bytes) -> Candidate | Refused:
     try:
         doc = json.loads(doc_line)
+    except UnicodeDecodeError as exc:
+        return Refused(number, Reason.INVALID_UTF8.value, f"not valid UTF-8 at byte {exc.start}")
     except (ValueError, RecursionError) as exc:
         detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         return Refused(number, Reason.INVALID_JSON.value, f"failed to parse the document: {detail}")
