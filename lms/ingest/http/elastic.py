@@ -243,18 +243,13 @@ def document_fields(doc: dict[str, Any], index: str) -> dict[str, Any]:
             fields["service_name"] = index
     if fields.get("severity") is None and fields.get("level") is None:
         fields["level"] = _take(doc, "log", "level") or DEFAULT_LEVEL
-    for native, ecs in (("trace_id", "trace"), ("span_id", "span")):
-        if not fields.get(native) and not fields.get(_camel(native)):
+    for native, camel, ecs in (("trace_id", "traceId", "trace"), ("span_id", "spanId", "span")):
+        if not fields.get(native) and not fields.get(camel):
             value = _take(doc, ecs, "id")
             if value is not None:
                 fields[native] = value
     fields["metadata"] = _metadata(doc, index)
     return fields
-
-
-def _camel(name: str) -> str:
-    head, tail = name.split("_")
-    return head + tail.capitalize()
 
 
 def _take(doc: dict[str, Any], parent: str, child: str) -> Any:
