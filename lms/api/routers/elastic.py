@@ -1,0 +1,189 @@
+"""Elasticsearch-compatible ingestion: `_bulk`, and the few read-only endpoints that log
+shippers and clients probe before they send (README, "Elasticsearch bulk").
+
+- POST|PUT /_bulk, /{index}/_bulk   NDJSON action/document pairs (lms.ingest.http.elastic);
+  200 with a status per item, 429/503 with Retry-After when publishing cannot be promised
+- GET|HEAD /                        cluster info: Vector, Filebeat and Logstash read the version
+- GET /_cluster/health              Vector's health check
+- GET /_license, /_xpack            Logstash's and Filebeat's license checks
+
+Every answer carries `X-Elastic-Product: Elasticsearch`: the official clients (8 and later)
+refuse a server whose successful answers lack it, and Logstash checks it too. Paths, query
+parameters (`filter_path`, `refresh`, `pipeline`, ...) and Content-Type are read as leniently
+as the shippers need: LMS answers every item in full whatever `filter_path` asks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from lms import __version__
+from lms.ingest.http.edge import check
+from lms.ingest.http.elastic import bulk_response, error_response, parse_bulk
+from lms.ingest.http.errors import IngestError, UnsupportedMediaType
+from lms.ingest.http.publisher import LogPublisher
+
+router = APIRouter(tags=["elasticsearch"])
+
+VERSION = "8.17.0"
+"""The Elasticsearch version LMS reports: 8.x is what the shippers' 8.x releases and
+Vector's `api_version: auto` expect (Filebeat refuses an older minor than its own unless
+`allow_older_versions`, true by default since 8.11)."""
+PRODUCT_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
+NAME = "lms"
+
+_BULK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+}
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body. The one place the shared, limited body reader (compressed and
+    decompressed bounds, gzip/deflate) replaces; until then a compressed body is refused
+    rather than inflated without a bound."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not read here")
+    return await request.body()
+
+
+def publisher(request: Request) -> LogPublisher:
+    """The process's publisher, set on the app at start-up."""
+    found: LogPublisher = request.app.state.publisher
+    return found
+
+
+async def bulk(request: Request) -> Response:
+    """Store the documents of a bulk body as logs; see the module docstring."""
+    return await _bulk(request, None)
+
+
+async def bulk_into(request: Request, index: str) -> Response:
+    """The same, with `index` for the actions that name none."""
+    return await _bulk(request, index)
+
+
+async def _bulk(request: Request, index: str | None) -> Response:
+    started = time.monotonic()
+    try:
+        decoded = parse_bulk(await read_body(request), index)
+        accepted, refused = check(decoded.decoded)
+        ids = await publisher(request).publish(accepted) if accepted else []
+    except IngestError as exc:
+        return _error(exc)
+    took = int((time.monotonic() - started) * 1000)
+    published = {log.index: message_id for log, message_id in zip(accepted, ids, strict=True)}
+    return JSONResponse(bulk_response(decoded, refused, published, took), headers=PRODUCT_HEADERS)
+
+
+def _error(exc: IngestError) -> Response:
+    headers = dict(PRODUCT_HEADERS)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return JSONResponse(error_response(exc), status_code=exc.status, headers=headers)
+
+
+async def info() -> Response:
+    """What `GET /` of an Elasticsearch node says, with the version the shippers accept."""
+    return JSONResponse(
+        {
+            "name": NAME,
+            "cluster_name": NAME,
+            "cluster_uuid": NAME,
+            "version": {
+                "number": VERSION,
+                "build_flavor": "default",
+                "build_type": f"lms-{__version__}",
+                "build_hash": "lms",
+                "build_date": "2024-12-11T00:00:00.000Z",
+                "build_snapshot": False,
+                "lucene_version": "9.12.0",
+                "minimum_wire_compatibility_version": "7.17.0",
+                "minimum_index_compatibility_version": "7.0.0",
+            },
+            "tagline": "You Know, for Search",
+        },
+        headers=PRODUCT_HEADERS,
+    )
+
+
+async def cluster_health() -> Response:
+    """Always green: whether Pub/Sub takes the logs shows in each bulk answer (503), and
+    `/readyz` is the probe for operators."""
+    return JSONResponse(
+        {
+            "cluster_name": NAME,
+            "status": "green",
+            "timed_out": False,
+            "number_of_nodes": 1,
+            "number_of_data_nodes": 1,
+            "active_primary_shards": 0,
+            "active_shards": 0,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": 0,
+            "active_shards_percent_as_number": 100.0,
+        },
+        headers=PRODUCT_HEADERS,
+    )
+
+
+_LICENSE = {"uid": NAME, "type": "basic", "mode": "basic", "status": "active"}
+
+
+async def license_info() -> Response:
+    """An active basic license: Logstash refuses a node without one, Filebeat asks too."""
+    return JSONResponse(
+        {"license": {**_LICENSE, "issued_to": NAME, "issuer": NAME, "max_nodes": 1000}},
+        headers=PRODUCT_HEADERS,
+    )
+
+
+async def xpack_info() -> Response:
+    """The older license endpoint (Filebeat 7), with no features enabled: the shippers then
+    skip ILM set-up."""
+    return JSONResponse(
+        {
+            "build": {"hash": "lms", "date": "2024-12-11T00:00:00.000Z"},
+            "license": _LICENSE,
+            "features": {},
+        },
+        headers=PRODUCT_HEADERS,
+    )
+
+
+def _route(
+    path: str,
+    endpoint: Callable[..., Awaitable[Response]],
+    methods: tuple[str, ...],
+    summary: str,
+    openapi_extra: dict[str, Any] | None = None,
+) -> None:
+    """One route per method, each with its own operation id: Elasticsearch serves several
+    methods on a path, and one FastAPI route for all would repeat its operation id."""
+    for method in methods:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            summary=summary,
+            operation_id=f"elastic_{endpoint.__name__}_{method.lower()}",
+            openapi_extra=openapi_extra,
+        )
+
+
+_route("/_bulk", bulk, ("POST", "PUT"), "Elasticsearch bulk", _BULK_BODY)
+_route("/{index}/_bulk", bulk_into, ("POST", "PUT"), "Elasticsearch bulk into an index", _BULK_BODY)
+_route("/", info, ("GET", "HEAD"), "Elasticsearch cluster info")
+_route("/_cluster/health", cluster_health, ("GET",), "Elasticsearch cluster health")
+_route("/_license", license_info, ("GET",), "Elasticsearch license")
+_route("/_xpack", xpack_info, ("GET",), "Elasticsearch X-Pack info")
