@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 from lms.ingest.http import logproto
 from lms.ingest.http.edge import Candidate, Refused, check
-from lms.ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from lms.ingest.http.errors import (
+    BadRequest,
+    IngestError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from lms.ingest.http.loki import DEFAULT_SERVICE, decode, parse_labels
 
 NS = 1_764_579_000_123_456_789
@@ -40,6 +45,12 @@ def proto_body(*streams: tuple[str, list[tuple[int, str, dict[str, str]]]]) -> b
             for name, value in metadata.items():
                 entry.structuredMetadata.add(name=name, value=value)
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def _json_children(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["stream", "values", "app", "level", "x"]), children, max_size=4
+    )
 
 
 def one(items: list[Candidate | Refused]) -> Candidate:
@@ -344,3 +355,29 @@ def test_other_content_types_are_unsupported() -> None:
 def test_an_empty_push_has_no_entries() -> None:
     assert decode(b'{"streams": []}', "application/json") == []
     assert decode(proto_body(), "application/x-protobuf") == []
+
+
+@given(
+    st.binary(max_size=300),
+    st.sampled_from(["application/json", "application/x-protobuf", None]),
+    st.booleans(),
+)
+def test_any_body_decodes_or_is_refused_as_a_request_error(
+    data: bytes, content_type: str | None, snappy: bool
+) -> None:
+    """Whatever arrives, the answer is entries or an IngestError (a 4xx), never a crash."""
+    body = bytes(cramjam.snappy.compress_raw(data)) if snappy else data
+    try:
+        items = decode(body, content_type)
+    except IngestError:
+        return
+    check(items)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), _json_children))
+def test_any_json_document_decodes_or_is_a_bad_request(document: object) -> None:
+    try:
+        items = decode(json.dumps({"streams": [document]}).encode(), "application/json")
+    except BadRequest:
+        return
+    check(items)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -156,7 +157,12 @@ async def test_refused_entries_are_reported_and_the_valid_ones_still_arrive(sett
             served.url, content=b"not snappy", headers={"Content-Type": "application/x-protobuf"}
         )
         wrong = await client.post(served.url, content=b"x", headers={"Content-Type": "text/csv"})
-        await served.published_keys(1)
+        valid = json.dumps({"streams": [{"stream": {"app": "web"}, "values": [[str(NS), "zip"]]}]})
+        packed = zlib.compress(valid.encode())
+        deflated = await client.post(served.url, content=packed, headers=encoded("deflate"))
+        cut = await client.post(served.url, content=packed[:-6], headers=encoded("deflate"))
+        brotli = await client.post(served.url, content=packed, headers=encoded("br"))
+        await served.published_keys(2)
         await served.store()
         rows = await served.rows()
 
@@ -167,4 +173,11 @@ async def test_refused_entries_are_reported_and_the_valid_ones_still_arrive(sett
     assert lines[2] == "total ignored: 2 out of 3"
     assert garbage.status_code == 400 and "snappy" in garbage.text
     assert wrong.status_code == 415
-    assert [r[:2] for r in rows] == [("web", "kept")]
+    assert deflated.status_code == 204
+    assert cut.status_code == 400 and "cut short" in cut.text
+    assert brotli.status_code == 415
+    assert [r[:2] for r in rows] == [("web", "kept"), ("web", "zip")]
+
+
+def encoded(encoding: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Content-Encoding": encoding}

@@ -33,6 +33,8 @@ from lms.ingest.http.publisher import LogPublisher
 PUSH_PATH = "/loki/api/v1/push"
 MAX_BODY = loki.MAX_DECODED
 """Bytes of a body once its Content-Encoding is undone (until the shared reader's limits)."""
+MAX_REPORTED = 100
+"""Refused entries a 400 names one by one."""
 _INFLATE_WBITS = 47
 """zlib's "gzip or zlib header, detected": HTTP's `deflate` is the zlib format."""
 
@@ -97,6 +99,8 @@ async def read_push_body(request: Request) -> bytes:
             data = inflater.decompress(body, MAX_BODY + 1)
         except zlib.error as exc:
             raise BadRequest(f"the body is not {encoding}: {exc}") from None
+        if not inflater.eof and len(data) <= MAX_BODY:
+            raise BadRequest(f"the {encoding} body is cut short")
     else:
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r}: gzip or deflate only")
     if len(data) > MAX_BODY:
@@ -105,7 +109,11 @@ async def read_push_body(request: Request) -> bytes:
 
 
 def _report(refused: Sequence[Refused], total: int) -> str:
-    lines = [f"entry {item.index}: {item.reason}: {item.detail}" for item in refused]
+    """Loki's validation-error text; a body of thousands of bad entries names the first
+    MAX_REPORTED, the count says how many there are."""
+    lines = [f"entry {item.index}: {item.reason}: {item.detail}" for item in refused[:MAX_REPORTED]]
+    if len(refused) > MAX_REPORTED:
+        lines.append(f"... and {len(refused) - MAX_REPORTED} more refused entries")
     lines.append(f"total ignored: {len(refused)} out of {total}")
     return "\n".join(lines) + "\n"
 
