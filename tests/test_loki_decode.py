@@ -207,7 +207,7 @@ def test_severity_prefers_the_entry_then_the_stream(
 
 def test_no_metadata_when_every_label_was_used() -> None:
     item = one(
-        decode(json_body(stream({"app": "a", "level": "info"}, [NS, "x"])), "application/json")
+        decode(json_body(stream({"app": "a", "level": "info"}, [str(NS), "x"])), "application/json")
     )
     assert "metadata" not in item.fields
 
@@ -244,18 +244,19 @@ def test_keys_differ_by_labels_timestamp_and_line_but_not_metadata() -> None:
 
 def test_entries_are_numbered_across_streams_and_bad_ones_refused_alone() -> None:
     body = json_body(
-        stream({"app": "a"}, [str(NS), "0"], ["yesterday", "1"], [str(NS), "2"]),
-        {"stream": {"app": 5}, "values": [[str(NS), "3"], [str(NS), "4"]]},
-        stream({"app": "b"}, [str(NS), 6], [str(NS)], [str(NS), "7", {"n": 1}], [str(NS), "8"]),
+        stream({"app": "a"}, [str(NS), "0"], ["yesterday", "1"], [NS, "2"], [str(NS), "3"]),
+        stream({"app": "w" * 101}, [str(NS), "4"], [str(NS), "5"]),
+        stream({"app": "b"}, [str(NS), 6], [str(NS)], [str(NS), "8", {"n": 1}], [str(NS), "9"]),
     )
-    items = decode(body, "application/json")
-    assert [i.index for i in items] == list(range(9))
+    accepted, refused_list = check(decode(body, "application/json"))
+    items = sorted([*accepted, *refused_list], key=lambda i: i.index)
+    assert [i.index for i in items] == list(range(10))
     refused = {i.index: i for i in items if isinstance(i, Refused)}
-    assert sorted(refused) == [1, 3, 4, 5, 6, 7]
-    assert "unix nanoseconds" in refused[1].detail
-    assert refused[3].detail.startswith("stream 1:") and "string labels" in refused[3].detail
+    assert sorted(refused) == [1, 2, 4, 5, 6, 7, 8]
+    assert "unix nanoseconds" in refused[1].detail and "unix nanoseconds" in refused[2].detail
+    assert "service_name" in refused[4].detail and "service_name" in refused[5].detail
     assert all(r.reason == "invalid_field" for r in refused.values())
-    assert [i.fields["payload"] for i in items if isinstance(i, Candidate)] == ["0", "2", "8"]
+    assert [json.loads(a.data)["payload"] for a in accepted] == ["0", "3", "9"]
 
 
 def test_the_edge_refuses_what_lms_mon_would() -> None:
@@ -324,6 +325,8 @@ def test_bad_labels_refuse_their_stream_only() -> None:
         b"[]",
         b'{"streams": [{"stream": {}}]}',
         b'{"streams": [1]}',
+        b'{"streams": [{"stream": {"app": 5}, "values": []}]}',
+        b'{"streams": [{"stream": [], "values": []}]}',
         b"\xff",
     ],
 )

@@ -50,10 +50,41 @@ _ERRORS: dict[int | str, dict[str, object]] = {
         (503, "Pub/Sub did not confirm in time; nothing is promised, retry after Retry-After"),
     )
 }
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_JSON_PUSH = {
+    "type": "object",
+    "required": ["streams"],
+    "properties": {
+        "streams": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["values"],
+                "properties": {
+                    "stream": _LABELS,
+                    "values": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "description": "[unix nanoseconds, line] or [ns, line, {metadata}]",
+                            "prefixItems": [
+                                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                                {"type": "string"},
+                                _LABELS,
+                            ],
+                            "minItems": 2,
+                            "maxItems": 3,
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
 _BODY = {
     "required": True,
     "content": {
-        loki.JSON: {"schema": {"type": "object", "required": ["streams"]}},
+        loki.JSON: {"schema": _JSON_PUSH},
         loki.PROTOBUF[0]: {"schema": {"type": "string", "format": "binary"}},
     },
 }

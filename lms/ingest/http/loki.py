@@ -10,9 +10,10 @@ Two forms, told apart by Content-Type as Loki does:
   only this form.
 
 Entries are numbered 0, 1, ... in order across all streams; that number is the index of a
-`Refused`. A structure that is not the push schema at all is a BadRequest (the whole body),
-while one stream's unreadable labels or one entry's bad timestamp refuse only those entries,
-so valid lines are never dropped for an invalid neighbour.
+`Refused`. A body whose structure is not the push schema (down to each JSON stream's labels) is a
+BadRequest as a whole, as Loki refuses what it cannot unmarshal; past that, one protobuf
+stream's unparsable label string or one entry's bad timestamp or line refuses only those
+entries, so valid lines are never dropped for an invalid neighbour.
 
 Mapping to the native fields (README "Loki push"):
 
@@ -79,7 +80,8 @@ _SEVERITIES: dict[str, Severity] = {
     "alert": Severity.FATAL,
 }
 _EPOCH = datetime(1970, 1, 1)
-_NANOS = re.compile(r"-?\d{1,19}")
+_NANOS = re.compile(r"\d{1,19}")
+"""Loki's JSON timestamps: a string of digits (an int64 of nanoseconds), never a number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,17 +221,14 @@ def _json_streams(body: bytes) -> list[_Stream]:
     parsed: list[_Stream] = []
     for number, stream in enumerate(streams):
         values = stream.get("values") if isinstance(stream, dict) else None
-        if not isinstance(values, list):
-            raise BadRequest(f'stream {number} must be an object with a "values" array')
-        parsed.append(_Stream(_json_labels(stream.get("stream", {})), _json_values(values)))
+        labels = _string_pairs(stream.get("stream", {})) if isinstance(stream, dict) else None
+        if not isinstance(values, list) or labels is None:
+            raise BadRequest(
+                f'stream {number} must be an object with a "values" array and its labels'
+                ' as "stream", an object of strings'
+            )
+        parsed.append(_Stream(labels, _json_values(values)))
     return parsed
-
-
-def _json_labels(value: object) -> dict[str, str] | _Problem:
-    pairs = _string_pairs(value)
-    if pairs is None:
-        return _Problem(Reason.INVALID_FIELD, '"stream" must be an object of string labels')
-    return pairs
 
 
 def _string_pairs(value: object) -> dict[str, str] | None:
@@ -247,10 +246,7 @@ def _json_values(values: list[Any]) -> list[_Entry | _Problem]:
             continue
         stamp, line = value[0], value[1]
         structured = _string_pairs(value[2] if len(value) == 3 else {})
-        if type(stamp) is int or (isinstance(stamp, str) and _NANOS.fullmatch(stamp)):
-            ns: int | None = int(stamp)
-        else:
-            ns = None
+        ns = int(stamp) if isinstance(stamp, str) and _NANOS.fullmatch(stamp) else None
         if ns is None:
             detail = f"timestamp {stamp!r} is not unix nanoseconds (a string of digits)"
             entries.append(_Problem(Reason.INVALID_FIELD, detail))
