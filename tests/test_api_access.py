@@ -63,6 +63,8 @@ def test_ingestion_paths_are_told_apart_from_the_query_api() -> None:
     assert not is_ingestion("GET", "/v1/logs")
     for path in ("/otlp/v1/logs", "/loki/api/v1/push", "/api/prom/push", "/_bulk", "/idx/_bulk"):
         assert is_ingestion("POST", path), path
+    for path in ("/", "/_cluster/health", "/_license", "/_xpack"):  # Elasticsearch probes
+        assert is_ingestion("GET", path), path
     assert not is_ingestion("GET", "/v1/services")
 
 

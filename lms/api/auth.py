@@ -39,6 +39,8 @@ INGEST_BEARER = "IngestBearer"
 INGEST_BASIC = "IngestBasic"
 INGEST_PREFIXES = ("/otlp/", "/loki/", "/api/prom/push")
 """Paths of the ingestion protocols; with POST /v1/logs and any `.../_bulk`."""
+ELASTIC_PROBES = frozenset({"/", "/_cluster/health", "/_license", "/_xpack"})
+"""What Elasticsearch shippers read at start-up, with the credentials they write with."""
 _READ_DETAIL = "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)"
 _INGEST_DETAIL = (
     "missing or wrong ingestion token (Authorization: Bearer <token>, or HTTP Basic with the"
@@ -50,7 +52,7 @@ def is_ingestion(method: str, path: str) -> bool:
     """Whether a request is ingestion (write), as opposed to the query API (read)."""
     if method == "POST" and path == "/v1/logs":
         return True
-    return path.startswith(INGEST_PREFIXES) or path.endswith("/_bulk")
+    return path.startswith(INGEST_PREFIXES) or path.endswith("/_bulk") or path in ELASTIC_PROBES
 
 
 def is_loopback(host: str) -> bool:
