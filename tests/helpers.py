@@ -1,4 +1,4 @@
-"""Async helpers for integration tests: publish, build logs, query MySQL, poll, check drained."""
+"""Async helpers for integration tests: publish, pull, build logs, query MySQL, poll, drain."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiomysql
+from google.api_core.exceptions import DeadlineExceeded
 
 from lms.devtools.resources import ensure_resources as ensure_resources  # for the tests
-from lms.ingest.sources.pubsub.client import publisher_client
+from lms.ingest.sources.pubsub.client import publisher_client, subscriber_client
 from lms.settings import Settings
 from lms.store.connection import connect_kwargs
 
@@ -113,3 +114,31 @@ async def wait_until(
                 f"condition not met within {timeout}s: {what} (last value {value!r})"
             )
         await asyncio.sleep(interval)
+
+
+async def pull_all(settings: Settings, expected: int) -> list[Any]:
+    """Pull until `expected` messages came and then a pull finds nothing more; ack them."""
+    received: list = []
+    async with subscriber_client(settings) as client:
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    response = await client.pull(
+                        subscription=settings.subscription_path,
+                        max_messages=1000,
+                        timeout=3,
+                        retry=None,
+                    )
+                except DeadlineExceeded:
+                    response = None
+                if response is None or not response.received_messages:
+                    if len(received) >= expected:
+                        break
+                    continue
+                received.extend(response.received_messages)
+        if received:
+            await client.acknowledge(
+                subscription=settings.subscription_path,
+                ack_ids=[rm.ack_id for rm in received],
+            )
+    return received

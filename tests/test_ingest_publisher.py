@@ -10,13 +10,11 @@ import asyncio
 import time
 
 import pytest
-from google.api_core.exceptions import DeadlineExceeded
 
 from lms.ingest.http.edge import Accepted, Candidate, check
 from lms.ingest.http.errors import Overloaded, PublishUnavailable
 from lms.ingest.http.publisher import KEY_ATTRIBUTE, LogPublisher
-from lms.ingest.sources.pubsub.client import subscriber_client
-from tests.helpers import ensure_resources, make_log
+from tests.helpers import ensure_resources, make_log, pull_all
 
 pytestmark = pytest.mark.integration
 
@@ -28,34 +26,6 @@ def accepted(
         Accepted(i, make_log(service, "info", "x" * size), f"key-{i}" if keyed else None)
         for i in range(count)
     ]
-
-
-async def pull_all(settings, expected: int) -> list:
-    """Pull until `expected` messages came and then a pull finds nothing more; ack them."""
-    received: list = []
-    async with subscriber_client(settings) as client:
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    response = await client.pull(
-                        subscription=settings.subscription_path,
-                        max_messages=1000,
-                        timeout=3,
-                        retry=None,
-                    )
-                except DeadlineExceeded:
-                    response = None
-                if response is None or not response.received_messages:
-                    if len(received) >= expected:
-                        break
-                    continue
-                received.extend(response.received_messages)
-        if received:
-            await client.acknowledge(
-                subscription=settings.subscription_path,
-                ack_ids=[rm.ack_id for rm in received],
-            )
-    return received
 
 
 async def test_confirmed_logs_are_on_the_topic_with_their_keys(settings) -> None:

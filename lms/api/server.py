@@ -1,4 +1,9 @@
-"""`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`."""
+"""`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`.
+
+With API_WORKERS > 1 uvicorn forks that many workers on one socket; each builds its own app
+from the environment (`app_from_environment`, an import string is the only way to hand an
+app to a worker), so each has its own publisher, pool and metrics.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import signal
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from lms.api.app import create_app
-from lms.settings import Settings
+from lms.settings import Settings, load_settings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -23,8 +30,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     re-raise lands in `stop`: the stop is done already, and `lms api` returns to exit 0. A
     signal before uvicorn has taken over asks it to stop as soon as it starts.
     """
+    workers = settings.api_workers
     config = uvicorn.Config(
-        create_app(settings),
+        f"{__name__}:{app_from_environment.__name__}" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level,
@@ -37,7 +47,15 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        server.run()
+        if workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process, configured like its parent: from the environment."""
+    return create_app(load_settings())
