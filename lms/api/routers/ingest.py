@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from lms.api.dependencies import AppSettings, Publisher
 from lms.api.ingestion import IngestRoute, endpoint_of, publish_checked
 from lms.api.schemas import IngestResult, Problem, RejectedLog
-from lms.domain.record import MAX_PAYLOAD, MAX_SERVICE_NAME
+from lms.domain.record import MAX_CONTEXT, MAX_PAYLOAD, MAX_SERVICE_NAME
 from lms.domain.severity import SEVERITY_ORDER
 from lms.ingest.http import native
 from lms.ingest.http.body import ENCODINGS, BodyLimits, read_body
@@ -23,12 +23,13 @@ from lms.ingest.http.edge import MAX_KEY
 
 router = APIRouter(route_class=IngestRoute)
 
+_CONTEXT: dict[str, Any] = {"type": ["string", "null"], "maxLength": MAX_CONTEXT}
 _LOG: dict[str, Any] = {
     "type": "object",
     "description": "A log, with the fields of a Pub/Sub message (see the README's Message"
     " format: `message`/`level` are accepted for `payload`/`severity`, camelCase for the"
-    " tracing context); other fields go to `metadata`. A log lacking a required field is"
-    " refused by itself (`rejected`), not the whole body.",
+    " tracing context); other fields are ignored. A log breaking a rule is refused by itself"
+    " (`rejected`), not the whole body.",
     "properties": {
         "id": {
             "type": "string",
@@ -41,11 +42,8 @@ _LOG: dict[str, Any] = {
         "payload": {"type": "string", "maxLength": MAX_PAYLOAD},
         "severity": {"type": "string", "enum": list(SEVERITY_ORDER)},
         "timestamp": {"type": "string", "format": "date-time"},
-        "trace_id": {"type": "string"},
-        "span_id": {"type": "string"},
-        "resource_id": {"type": "string"},
-        "commit": {"type": "string"},
-        "metadata": {"type": "object"},
+        **{name: _CONTEXT for name in ("trace_id", "span_id", "resource_id", "commit")},
+        "metadata": {"type": ["object", "null"]},
     },
 }
 _REQUEST_BODY: dict[str, Any] = {
