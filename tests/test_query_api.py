@@ -709,7 +709,7 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
-PATHS = ["/v1/logs", "/v1/services", "/v1/severity", "/v1/consistency", "/readyz"]
+PATHS = ["/v1/logs", "/v1/services", "/v1/severity", "/v1/consistency", "/readyz", "/metrics"]
 
 
 @pytest.mark.parametrize("path", [*PATHS, "/openapi.json", "/docs", "/v1/nothing"])

@@ -28,7 +28,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     signal it caught, so that a process left with the default handler dies by it (exit -15).
     The handlers installed here before `run()` are the ones it finds and restores, so that
     re-raise lands in `stop`: the stop is done already, and `lms api` returns to exit 0. A
-    signal before uvicorn has taken over asks it to stop as soon as it starts.
+    signal before uvicorn has taken over asks it to stop as soon as it starts. With workers,
+    uvicorn's supervisor queues the signals itself, stops every worker and returns.
     """
     workers = settings.api_workers
     config = uvicorn.Config(
