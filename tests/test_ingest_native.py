@@ -38,6 +38,7 @@ from lms.ingest.http.body import BodyLimits, read_body
 from lms.ingest.http.errors import IngestError
 from lms.ingest.http.native import decode
 from lms.ingest.http.publisher import KEY_ATTRIBUTE
+from lms.ops import api_metrics
 from lms.settings import Settings, load_settings
 from tests.helpers import SettingsFactory, db_query, ensure_resources, pull_all, wait_until
 from tests.lms_process import (
@@ -456,3 +457,11 @@ def test_openapi_fuzz(case: Any, fuzz_client: Any) -> None:
         excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
     )
     assert response.status_code < 500, response.text
+
+
+def test_readme_documents_every_api_metric() -> None:
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for metric in api_metrics.REGISTRY.collect():
+        if not metric.name.startswith("process_"):
+            exposed = metric.name + ("_total" if metric.type == "counter" else "")
+            assert exposed in text, f"README does not document {exposed}"

@@ -1,4 +1,4 @@
-"""`lms api`: the HTTP query API, a thin FastAPI layer over `lms.query.reader`.
+"""`lms api`: the HTTP query API over `lms.query.reader` and HTTP ingestion to Pub/Sub.
 
 - GET /v1/logs         logs, newest first, filtered, keyset-paginated
 - GET /v1/services     per service, total counts per severity
