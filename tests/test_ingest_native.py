@@ -465,3 +465,14 @@ def test_readme_documents_every_api_metric() -> None:
         if not metric.name.startswith("process_"):
             exposed = metric.name + ("_total" if metric.type == "counter" else "")
             assert exposed in text, f"README does not document {exposed}"
+
+
+async def test_ingestion_without_pub_sub_credentials_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    app = create_app(load_settings(_env_file=None, pubsub_emulator_host=None))
+    with pytest.raises(RuntimeError, match="API_INGEST=false"):
+        async with app.router.lifespan_context(app):
+            pass

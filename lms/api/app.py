@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from google.auth.exceptions import DefaultCredentialsError
 
 from lms import __version__
 from lms.api.auth import BearerTokenMiddleware, document_bearer
@@ -82,7 +83,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     which a worker of API_WORKERS > 1 is not until it runs) and flushes at shutdown."""
     settings: Settings = app.state.settings
     if settings.api_ingest:
-        publisher = LogPublisher(settings)
+        try:
+            publisher = LogPublisher(settings)
+        except DefaultCredentialsError as exc:
+            raise RuntimeError(
+                "API_INGEST is on, but there are no Pub/Sub credentials to publish with: set"
+                " PUBSUB_EMULATOR_HOST or Google credentials, or API_INGEST=false for a"
+                " query-only lms api"
+            ) from exc
         app.state.publisher = publisher
         api_metrics.watch_inflight(lambda: publisher.inflight_bytes)
     try:
