@@ -476,3 +476,11 @@ async def test_ingestion_without_pub_sub_credentials_says_what_to_set(
     with pytest.raises(RuntimeError, match="API_INGEST=false"):
         async with app.router.lifespan_context(app):
             pass
+
+
+def test_openapi_documents_the_ingestion_endpoint() -> None:
+    operation = fuzzed_app.openapi()["paths"]["/v1/logs"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert [p["name"] for p in operation["parameters"]] == ["Content-Encoding"]
+    assert set(operation["responses"]) >= {"202", "400", "413", "415", "429", "503"}
+    assert "Retry-After" in operation["responses"]["503"]["headers"]

@@ -64,6 +64,10 @@ _CONTENT_ENCODING: dict[str, Any] = {
     "description": "compression of the body",
     "schema": {"type": "string", "enum": list(ENCODINGS)},
 }
+_RETRY_AFTER: dict[str, Any] = {
+    "description": "seconds to wait before retrying",
+    "schema": {"type": "integer", "minimum": 1},
+}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {
         "model": IngestResult | Problem,
@@ -72,8 +76,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     413: {"model": Problem, "description": "body, decompressed body or log count over a limit"},
     415: {"model": Problem, "description": "a Content-Encoding not read here"},
-    429: {"model": Problem, "description": "too much being published: retry after Retry-After"},
-    503: {"model": Problem, "description": "Pub/Sub did not confirm: retry after Retry-After"},
+    429: {
+        "model": Problem,
+        "description": "too much being published; nothing of the request was: retry it",
+        "headers": {"Retry-After": _RETRY_AFTER},
+    },
+    503: {
+        "model": Problem,
+        "description": "Pub/Sub did not confirm in time; nothing is promised: retry it",
+        "headers": {"Retry-After": _RETRY_AFTER},
+    },
 }
 
 
