@@ -164,7 +164,9 @@ def cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
 async def time_queries(
     database: str, runs: int, only: str | None = None
 ) -> list[tuple[str, float, float, float, int]]:
-    settings = load_settings(_env_file=None, mysql_database=database, api_query_timeout=60)
+    settings = load_settings(
+        _env_file=None, mysql_database=database, api_query_timeout=60, api_ingest=False
+    )
     values = sample_values(database)
     app = create_app(settings)
     results = []

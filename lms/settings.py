@@ -94,12 +94,6 @@ class Settings(BaseSettings):
         description="when set, `lms api` requires `Authorization: Bearer <API_TOKEN>`"
         " on every endpoint but /healthz",
     )
-    api_query: bool = Field(
-        default=True, description="serve the query API (/v1/logs GET, /v1/services, ...)"
-    )
-    api_ingest: bool = Field(
-        default=True, description="serve the ingestion endpoints (POST /v1/logs, OTLP, Loki, bulk)"
-    )
     ingest_tokens: SecretStr | None = Field(
         default=None,
         description="comma-separated tokens accepted by the ingestion endpoints, as"
@@ -124,6 +118,16 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=3600, description="seconds a query of `lms api` may run"
     )
 
+    api_query: bool = Field(
+        default=True, description="`lms api` serves the query API (/v1/logs GET, /v1/services, ...)"
+    )
+    api_ingest: bool = Field(
+        default=True, description="`lms api` serves HTTP ingestion (POST /v1/logs, ...)"
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes of `lms api`"
+    )
+
     ingest_publish_timeout: float = Field(
         default=10.0,
         gt=0,
@@ -143,6 +147,20 @@ class Settings(BaseSettings):
         le=1,
         description="seconds the publisher collects logs of concurrent requests into one"
         " Publish request",
+    )
+
+    ingest_max_body_bytes: int = Field(
+        default=10 << 20,
+        ge=1024,
+        description="bytes of an ingestion request body as sent (compressed); over it: 413",
+    )
+    ingest_max_decoded_bytes: int = Field(
+        default=64 << 20,
+        ge=1024,
+        description="bytes of an ingestion request body once decompressed; over it: 413",
+    )
+    ingest_max_logs: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="logs per ingestion request; over it: 413"
     )
 
     metrics_host: str = Field(

@@ -7,23 +7,30 @@ end-to-end run); here are only what tests add to it:
   `lms_mon(settings, name="mon", start=True, **env) -> MonitorProcess` whose monitors log at
   debug level (the "pulled" lines that `received` counts) and are killed at the end;
 * `RssSampler`: the resident set size of whichever run of a monitor is alive, every `interval`;
-* `MetricsSampler`: a gauge of its /metrics (when started with METRICS_PORT), and its maximum.
+* `MetricsSampler`: a gauge of its /metrics (when started with METRICS_PORT), and its maximum;
+* `lms_api`: a real `lms api` child on a free port, for the tests of the API and ingestion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
+import httpx
 import psutil
 import pytest
 
-from lms.devtools.monitor_process import MonitorProcess
+from lms.devtools.monitor_process import MonitorProcess, child_environment
+from lms.devtools.ports import free_port
 from lms.settings import Settings
+from tests.helpers import wait_until
 
 LmsFactory = Callable[..., MonitorProcess]
 
@@ -129,3 +136,43 @@ def lms_mon_fixture(tmp_path: Path) -> Iterator[LmsFactory]:
     for process in started:
         if process.alive:
             process.kill_blocking()
+
+
+@contextlib.asynccontextmanager
+async def lms_api(
+    settings: Settings, workdir: Path, **env: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A real `lms api` child on a free port, configured by `settings` then `env`; yields a
+    client of it once /healthz answers. SIGTERMed at the end, and it must exit 0 (a clean
+    stop, like `lms mon`)."""
+    port = free_port()
+    log_path = workdir / "api.log"
+    output = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("lms")),
+        "api",
+        "--port",
+        str(port),
+        env=child_environment(settings, env),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+
+            async def serving() -> bool:
+                assert proc.returncode is None, log_path.read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    return (await client.get("/healthz")).status_code == 200
+                return False
+
+            await wait_until(serving, timeout=30, interval=0.05, message="lms api serving")
+            yield client
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await proc.wait()
+        output.close()
+    assert code == 0, log_path.read_text()

@@ -13,7 +13,6 @@ import json
 import random
 import re
 import secrets
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -34,7 +33,6 @@ from schemathesis.python.asgi import get_client
 
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
-from lms.devtools.ports import free_port
 from lms.domain.record import LogRecord, parse_message
 from lms.query.cursor import Cursor
 from lms.query.filters import LogQuery
@@ -43,7 +41,7 @@ from lms.settings import Settings, load_settings
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.writer import BatchWriter, StoredLog
 from tests.conftest import mysql_config
-from tests.helpers import wait_until
+from tests.lms_process import lms_api
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +142,7 @@ def _settings(database: str, **overrides: object) -> Settings:
         # In-process clients call made-up hosts (http://lms, schemathesis' testserver); the
         # Host check has its own tests (tests/test_api_access.py).
         "api_allowed_hosts": "*",
+        "api_ingest": False,  # ingestion (and its Pub/Sub publisher) is test_ingest_native's
     }
     return load_settings(**{**values, **overrides})
 
@@ -716,7 +715,7 @@ def _secret(value: str) -> Any:
 PATHS = ["/v1/logs", "/v1/services", "/v1/severity", "/v1/consistency", "/readyz"]
 
 
-@pytest.mark.parametrize("path", [*PATHS, "/openapi.json", "/docs", "/v1/nothing"])
+@pytest.mark.parametrize("path", [*PATHS, "/metrics", "/openapi.json", "/docs", "/v1/nothing"])
 @pytest.mark.parametrize(
     "authorization",
     [None, "", "Bearer", "Bearer ", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}",
@@ -732,7 +731,7 @@ async def test_token_is_required(
     assert "token" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("path", [*PATHS, "/openapi.json"])
+@pytest.mark.parametrize("path", [*PATHS, "/metrics", "/openapi.json"])
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
 async def test_right_token_is_accepted(secured: httpx.AsyncClient, path: str, scheme: str) -> None:
     response = await secured.get(path, headers={"Authorization": f"{scheme} {TOKEN}"})
@@ -900,40 +899,13 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def test_lms_api_serves_on_a_port(seeded: Seeded, tmp_path: Path) -> None:
-    port = free_port()
-    output = (tmp_path / "api.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        LMS,
-        "api",
-        "--port",
-        str(port),
-        env=_env(seeded.settings, API_TOKEN=TOKEN),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-
-            async def serving() -> bool:
-                assert proc.returncode is None, (tmp_path / "api.log").read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    return (await c.get("/healthz")).status_code == 200
-                return False
-
-            await wait_until(serving, timeout=30, interval=0.05, message="lms api serving")
-            assert (await c.get("/v1/logs")).status_code == 401
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            body = (await c.get("/v1/logs", params={"service": "api"}, headers=auth)).json()
-            assert [log["message_id"] for log in body["logs"]] == seeded.expect(service="api")[:100]
-            assert (await c.get("/openapi.json", headers=auth)).json()["info"]["title"]
-            assert "server" not in (await c.get("/healthz")).headers
-    finally:
-        proc.send_signal(signal.SIGTERM)  # a clean stop: exit status 0, like `lms mon`
-        async with asyncio.timeout(20):
-            code = await proc.wait()
-        output.close()
-    assert code == 0, (tmp_path / "api.log").read_text()
+    async with lms_api(seeded.settings, tmp_path, API_TOKEN=TOKEN) as c:
+        assert (await c.get("/v1/logs")).status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        body = (await c.get("/v1/logs", params={"service": "api"}, headers=auth)).json()
+        assert [log["message_id"] for log in body["logs"]] == seeded.expect(service="api")[:100]
+        assert (await c.get("/openapi.json", headers=auth)).json()["info"]["title"]
+        assert "server" not in (await c.get("/healthz")).headers
 
 
 def _lms(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,11 +1,17 @@
-"""`lms api`: the HTTP query API, a thin FastAPI layer over `lms.query.reader`.
+"""`lms api`: the HTTP query API over `lms.query.reader` and HTTP ingestion to Pub/Sub.
 
 - GET /v1/logs         logs, newest first, filtered, keyset-paginated
 - GET /v1/services     per service, total counts per severity
 - GET /v1/severity     counts per (service, severity) over minute/hour/day buckets
 - GET /v1/consistency  service_logs vs service_severity, per (service, severity)
+- POST /v1/logs        HTTP ingestion of native JSON/NDJSON logs, published to Pub/Sub
 - GET /healthz         liveness (never needs the token); GET /readyz pings the database
+- GET /metrics         Prometheus metrics of this process (lms.ops.api_metrics)
 - GET /openapi.json    the OpenAPI document (also /docs)
+
+The parts are separate routers: API_QUERY turns the query API (and its database pool) off,
+API_INGEST the ingestion endpoints (and their Pub/Sub publisher), so one fleet can ingest
+only and another node only answer queries.
 
 When API_TOKEN is set, every path but /healthz needs `Authorization: Bearer <API_TOKEN>`
 (lms.api.auth). Unknown query parameters and bad values are answered with 422 and a
@@ -15,37 +21,59 @@ cannot answer gives 503 `{"detail": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from google.auth.exceptions import DefaultCredentialsError
 
 from lms import __version__
 from lms.api.auth import AccessMiddleware, allowed_hosts, document_security
-from lms.api.routers import health, logs, stats
+from lms.api.ingestion import ingest_error
+from lms.api.routers import elastic, health, ingest, logs, loki, metrics, otlp, stats
 from lms.api.schemas import ERRORS
+from lms.ingest.http.errors import IngestError
+from lms.ingest.http.publisher import LogPublisher
+from lms.ops import api_metrics
 from lms.query.errors import DatabaseUnavailable, QueryError
 from lms.query.reader import LogReader
 from lms.settings import Settings
 
 
 def create_app(settings: Settings, reader: LogReader | None = None) -> FastAPI:
-    """The API app; `reader` defaults to a pooled LogReader on `settings`' database."""
+    """The API app with the parts `settings` turn on; `reader` defaults to a pooled
+    LogReader on `settings`' database (made only with API_QUERY on)."""
     app = FastAPI(
-        title="LMS query API",
+        title="LMS API",
         version=__version__,
-        description="Read the logs LMS stored: filter, search and page through them, and"
-        " check the per-severity counters. Timestamps are RFC 3339, in UTC.",
+        description="Send logs to LMS over HTTP, and read the logs it stored: filter, search"
+        " and page through them, and check the per-severity counters. Timestamps are"
+        " RFC 3339, in UTC.",
         lifespan=_lifespan,
-        exception_handlers={QueryError: _invalid_query, DatabaseUnavailable: _unavailable},
+        exception_handlers={
+            QueryError: _invalid_query,
+            DatabaseUnavailable: _unavailable,
+            IngestError: ingest_error,
+        },
     )
-    app.state.reader = reader or LogReader(
-        settings, pool_size=settings.api_pool_size, timeout=settings.api_query_timeout
-    )
-    app.include_router(logs.router, prefix="/v1", responses=ERRORS)
-    app.include_router(stats.router, prefix="/v1", responses=ERRORS)
+    app.state.settings = settings
+    app.state.reader = None
+    app.state.publisher = None
+    if settings.api_query:
+        app.state.reader = reader or LogReader(
+            settings, pool_size=settings.api_pool_size, timeout=settings.api_query_timeout
+        )
+        app.include_router(logs.router, prefix="/v1", responses=ERRORS)
+        app.include_router(stats.router, prefix="/v1", responses=ERRORS)
+    if settings.api_ingest:
+        app.include_router(ingest.router, prefix="/v1")
+        app.include_router(otlp.router)
+        app.include_router(loki.router)
+        app.include_router(elastic.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     read_token = settings.api_token.get_secret_value() if settings.api_token else None
     ingest_tokens = settings.ingest_token_list
     hosts = allowed_hosts(settings)
@@ -62,11 +90,28 @@ def create_app(settings: Settings, reader: LogReader | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The publisher starts with the app (its client threads belong to the serving process,
+    which a worker of API_WORKERS > 1 is not until it runs) and flushes at shutdown."""
+    settings: Settings = app.state.settings
+    if settings.api_ingest:
+        try:
+            publisher = LogPublisher(settings)
+        except DefaultCredentialsError as exc:
+            raise RuntimeError(
+                "API_INGEST is on, but there are no Pub/Sub credentials to publish with: set"
+                " PUBSUB_EMULATOR_HOST or Google credentials, or API_INGEST=false for a"
+                " query-only lms api"
+            ) from exc
+        app.state.publisher = publisher
+        api_metrics.watch_inflight(lambda: publisher.inflight_bytes)
     try:
         yield
     finally:
-        reader: LogReader = app.state.reader
-        await reader.close()
+        if app.state.publisher is not None:
+            await asyncio.to_thread(app.state.publisher.close)
+            app.state.publisher = None
+        if app.state.reader is not None:
+            await app.state.reader.close()
 
 
 async def _invalid_query(_request: Request, exc: QueryError) -> Response:

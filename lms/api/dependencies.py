@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from lms.ingest.http.publisher import LogPublisher
 from lms.query.reader import LogReader
+from lms.settings import Settings
 
 
 def get_reader(request: Request) -> LogReader:
@@ -15,5 +17,20 @@ def get_reader(request: Request) -> LogReader:
     return reader
 
 
+def get_publisher(request: Request) -> LogPublisher:
+    publisher: LogPublisher = request.app.state.publisher
+    return publisher
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 Reader = Annotated[LogReader, Depends(get_reader)]
 """The app's one LogReader (`app.state.reader`), whose pool every request shares."""
+Publisher = Annotated[LogPublisher, Depends(get_publisher)]
+"""The app's one LogPublisher (`app.state.publisher`, made by the lifespan when API_INGEST
+is on), whose batches every request shares."""
+AppSettings = Annotated[Settings, Depends(get_settings)]
+"""The settings the app was made with (`app.state.settings`), e.g. ingestion's limits."""

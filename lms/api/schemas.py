@@ -177,3 +177,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "the database cannot answer"},
 }
 """The error every endpoint that reads the database may answer."""
+
+
+# --- ingestion -----------------------------------------------------------------------------
+
+
+class RejectedLog(BaseModel):
+    index: int = Field(description="position in the array, or line number (from 0) of NDJSON")
+    reason: str = Field(description="a fixed word: invalid_field, missing_field, invalid_id, ...")
+    detail: str = Field(description="what is wrong, for people")
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="logs published and confirmed by Pub/Sub")
+    rejected: list[RejectedLog] = Field(description="the logs not published, in body order")

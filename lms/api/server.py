@@ -1,15 +1,23 @@
-"""`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`."""
+"""`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`.
+
+With API_WORKERS > 1 uvicorn forks that many workers on one socket; each builds its own app
+from the environment (`app_from_environment`, an import string is the only way to hand an
+app to a worker), so each has its own publisher, pool and metrics.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from lms.api.app import create_app
 from lms.api.auth import check_exposure
-from lms.settings import Settings
+from lms.settings import Settings, load_settings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -24,14 +32,23 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     signal it caught, so that a process left with the default handler dies by it (exit -15).
     The handlers installed here before `run()` are the ones it finds and restores, so that
     re-raise lands in `stop`: the stop is done already, and `lms api` returns to exit 0. A
-    signal before uvicorn has taken over asks it to stop as soon as it starts.
+    signal before uvicorn has taken over asks it to stop as soon as it starts. With workers,
+    uvicorn's supervisor queues the signals itself, stops every worker and returns.
     """
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
     )
     check_exposure(settings)
+    workers = settings.api_workers
+    if workers > 1:
+        # Each worker builds its app from the environment: it must see the --host and
+        # --port of this command too (the Host check depends on the address).
+        os.environ["API_HOST"] = settings.api_host
+        os.environ["API_PORT"] = str(settings.api_port)
     config = uvicorn.Config(
-        create_app(settings),
+        f"{__name__}:{app_from_environment.__name__}" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level,
@@ -44,7 +61,15 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        server.run()
+        if workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process, configured like its parent: from the environment."""
+    return create_app(load_settings())

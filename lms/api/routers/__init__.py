@@ -1,1 +1,1 @@
-"""One router per area of the API: logs, stats (counters), health."""
+"""One router per area of the API: logs, stats (counters), ingest (native), health, metrics."""

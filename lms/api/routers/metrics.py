@@ -1,0 +1,19 @@
+"""GET /metrics: lms.ops.api_metrics in the Prometheus text format, or OpenMetrics when the
+scraper asks. Operational data, so under API_TOKEN like everything but /healthz (Prometheus
+sends it with `authorization: {credentials: ...}` in its scrape config)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client.exposition import choose_encoder
+
+from lms.ops.api_metrics import REGISTRY
+
+router = APIRouter()
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """The metrics of this `lms api` process."""
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encoder(REGISTRY), media_type=content_type)
