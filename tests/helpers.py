@@ -15,7 +15,7 @@ from google.api_core.exceptions import DeadlineExceeded
 
 from lms.devtools.resources import ensure_resources as ensure_resources  # for the tests
 from lms.ingest.sources.pubsub.client import publisher_client, subscriber_client
-from lms.settings import Settings
+from lms.settings import Settings, load_settings
 from lms.store.connection import connect_kwargs
 
 SettingsFactory = Callable[..., Settings]
@@ -142,3 +142,12 @@ async def pull_all(settings: Settings, expected: int) -> list[Any]:
                 ack_ids=[rm.ack_id for rm in received],
             )
     return received
+
+
+def ingest_app(publisher: object, **overrides: object) -> Any:
+    """An ingestion-only `lms api` app publishing through `publisher` (a stand-in for tests
+    of a protocol's answers without Pub/Sub); made-up hosts allowed (http://test)."""
+    from lms.api.app import create_app  # FastAPI loads only for the tests that use it
+
+    settings = load_settings(_env_file=None, api_query=False, api_allowed_hosts="*", **overrides)
+    return create_app(settings, publisher=publisher)  # type: ignore[arg-type]

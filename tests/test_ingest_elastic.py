@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lms.api.routers import elastic
 from lms.domain.record import LogRecord, parse_object
 from lms.ingest.http.edge import Accepted, Candidate, Refused, check
 from lms.ingest.http.elastic import (
@@ -26,6 +25,7 @@ from lms.ingest.http.elastic import (
     parse_bulk,
 )
 from lms.ingest.http.errors import BadRequest, Overloaded, PayloadTooLarge
+from tests.helpers import ingest_app
 
 STAMP = "2026-11-23T09:30:00.123Z"
 
@@ -374,10 +374,7 @@ def test_any_body_is_refused_whole_or_answered_item_by_item(lines, url_index) ->
 
 
 def probe_app(publisher: object = None) -> FastAPI:
-    app = FastAPI()
-    app.state.publisher = publisher
-    app.include_router(elastic.router)
-    return app
+    return ingest_app(publisher)
 
 
 async def test_the_probes_answer_as_elasticsearch_with_its_product_header() -> None:
@@ -399,18 +396,21 @@ async def test_the_probes_answer_as_elasticsearch_with_its_product_header() -> N
     assert xpack.json()["license"]["mode"] == "basic"
 
 
-async def test_a_bad_body_and_a_compressed_one_get_elasticsearch_errors() -> None:
+async def test_a_bad_body_and_a_bad_encoding_get_elasticsearch_errors() -> None:
     transport = httpx.ASGITransport(app=probe_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://lms") as client:
         bad = await client.post("/_bulk", content=b"{nope\n")
-        gzipped = await client.put(
+        truncated = await client.put(
             "/a/_bulk", content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"}
         )
+        unknown = await client.put("/a/_bulk", content=b"x", headers={"Content-Encoding": "br"})
     assert bad.status_code == 400
     assert bad.json()["error"]["type"] == "parse_exception"
     assert bad.headers["x-elastic-product"] == "Elasticsearch"
     assert "retry-after" not in bad.headers
-    assert gzipped.status_code == 415
+    assert truncated.status_code == 400
+    assert unknown.status_code == 415
+    assert unknown.headers["x-elastic-product"] == "Elasticsearch"
 
 
 async def test_a_body_of_refusals_only_publishes_nothing_and_is_200() -> None:

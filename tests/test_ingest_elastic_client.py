@@ -17,13 +17,12 @@ from elasticsearch.helpers import BulkIndexError, async_bulk
 from fastapi import FastAPI
 
 from lms.api.app import create_app
-from lms.api.routers import elastic
 from lms.devtools.ports import LOCALHOST, free_port
 from lms.ingest.http.edge import Accepted
 from lms.ingest.http.errors import Overloaded, PublishUnavailable
 from lms.ingest.http.publisher import LogPublisher
 from lms.ingest.supervisor import Supervisor
-from tests.helpers import db_query, ensure_resources, wait_until
+from tests.helpers import db_query, ensure_resources, ingest_app, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +55,7 @@ async def es_client(url: str, **options: object) -> AsyncIterator[AsyncElasticse
 async def test_the_bulk_helper_stores_valid_documents_and_gets_the_rest_back(settings) -> None:
     s = settings(batchsize=10, flushinterval=0.2)
     await ensure_resources(s)
-    app = create_app(s)
-    app.state.publisher = LogPublisher(s)
-    app.include_router(elastic.router)
+    app = create_app(s, publisher=LogPublisher(s))
     actions = [
         {"_index": "checkout", "_id": "c-1", "message": "paid", "@timestamp": STAMP},
         {
@@ -135,9 +132,7 @@ class RefusingPublisher:
     ],
 )
 async def test_429_and_503_reach_the_client_as_elasticsearchs(error, status, kind) -> None:
-    app = FastAPI()
-    app.state.publisher = RefusingPublisher(error)
-    app.include_router(elastic.router)
+    app = ingest_app(RefusingPublisher(error))
     async with serving(app) as url, es_client(url, max_retries=0) as client:
         with pytest.raises(ApiError) as raised:
             await async_bulk(client, [{"_index": "a", "message": "m", "@timestamp": STAMP}])
@@ -149,9 +144,7 @@ async def test_429_and_503_reach_the_client_as_elasticsearchs(error, status, kin
 
 
 async def test_the_helper_retries_a_429_with_max_retries() -> None:
-    app = FastAPI()
-    app.state.publisher = RefusingPublisher(Overloaded("busy", retry_after=1.0))
-    app.include_router(elastic.router)
+    app = ingest_app(RefusingPublisher(Overloaded("busy", retry_after=1.0)))
     async with serving(app) as url, es_client(url, max_retries=0) as client:
         with pytest.raises(ApiError):
             await async_bulk(

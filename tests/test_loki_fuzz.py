@@ -17,10 +17,9 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 from schemathesis.python.asgi import get_client
 
-from lms.api.app import create_app
 from lms.api.routers import loki as loki_router
 from lms.ingest.http.edge import Accepted
-from lms.settings import load_settings
+from tests.helpers import ingest_app
 
 
 class ConfirmingPublisher:
@@ -35,9 +34,7 @@ schemathesis.serializer.alias(loki_router.loki.PROTOBUF[0], "application/octet-s
 
 # The app connects to the database only on a query, which the Loki route never makes.
 # schemathesis calls the made-up host "testserver"; the Host check is tested on its own.
-fuzzed_app = create_app(load_settings(_env_file=None, api_allowed_hosts="*"))
-fuzzed_app.state.publisher = ConfirmingPublisher()
-fuzzed_app.include_router(loki_router.router)
+fuzzed_app = ingest_app(ConfirmingPublisher())
 schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app).include(
     path=loki_router.PUSH_PATH
 )

@@ -67,9 +67,7 @@ async def serving(settings) -> AsyncIterator[Served]:
     observer = settings(pubsub_subscription=f"{s.pubsub_subscription}-observer")
     await ensure_resources(s)
     await ensure_resources(observer)
-    app = create_app(s)
-    app.state.publisher = LogPublisher(s)
-    app.include_router(loki_router.router)
+    app = create_app(s, publisher=LogPublisher(s))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -174,7 +172,7 @@ async def test_refused_entries_are_reported_and_the_valid_ones_still_arrive(sett
     assert garbage.status_code == 400 and "snappy" in garbage.text
     assert wrong.status_code == 415
     assert deflated.status_code == 204
-    assert cut.status_code == 400 and "cut short" in cut.text
+    assert cut.status_code == 400 and "truncated" in cut.text
     assert brotli.status_code == 415
     assert [r[:2] for r in rows] == [("web", "kept"), ("web", "zip")]
 

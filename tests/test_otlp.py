@@ -11,7 +11,6 @@ import json
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -21,12 +20,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from lms.api.routers import otlp as otlp_router
-from lms.api.routers.otlp import router
 from lms.ingest.http import otlp
 from lms.ingest.http.edge import Accepted, Candidate, Refused, check
 from lms.ingest.http.errors import BadRequest, Overloaded, PayloadTooLarge, PublishUnavailable
 from lms.ingest.http.otlp import Encoding
+from tests.helpers import ingest_app
 
 NANOS = 1_764_547_200_123_456_789  # 2025-12-01T00:00:00.123456789Z
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -396,10 +394,10 @@ class StubPublisher:
         return [str(n) for n in range(len(logs))]
 
 
-async def post(publisher: StubPublisher, content: bytes, **headers: str) -> httpx.Response:
-    app = FastAPI()
-    app.include_router(router)
-    app.state.publisher = publisher
+async def post(
+    publisher: StubPublisher, content: bytes, limits: dict[str, int] | None = None, **headers: str
+) -> httpx.Response:
+    app = ingest_app(publisher, **(limits or {}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         return await client.post("/otlp/v1/logs", content=content, headers=headers)
@@ -423,15 +421,15 @@ async def test_publisher_refusals_are_retryable_answers_with_retry_after(
     assert status_pb2.Status.FromString(answer.content).code == code
 
 
-async def test_gzip_bodies_are_read_and_bombs_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_gzip_bodies_are_read_and_bombs_refused() -> None:
     publisher = StubPublisher()
     body = request(record(), record()).SerializeToString()
     answer = await post(publisher, gzip.compress(body), **PROTOBUF, **{"Content-Encoding": "gzip"})
     assert answer.status_code == 200 and len(publisher.published) == 2
-    monkeypatch.setattr(otlp_router, "MAX_BODY_BYTES", 1000)
     bomb = gzip.compress(b"\0" * 100_000)
     assert len(bomb) < 1000
-    refused = await post(publisher, bomb, **PROTOBUF, **{"Content-Encoding": "gzip"})
+    limits = {"ingest_max_decoded_bytes": 10_000}
+    refused = await post(publisher, bomb, limits, **PROTOBUF, **{"Content-Encoding": "gzip"})
     assert refused.status_code == 413
     unknown = await post(publisher, body, **PROTOBUF, **{"Content-Encoding": "br"})
     assert unknown.status_code == 415

@@ -40,7 +40,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from lms.api.app import create_app
-from lms.api.routers import otlp as otlp_router
 from lms.devtools.ports import LOCALHOST, free_port
 from lms.ingest.http.publisher import KEY_ATTRIBUTE, LogPublisher
 from lms.ingest.supervisor import Supervisor
@@ -67,9 +66,7 @@ async def served(settings) -> AsyncIterator[Served]:
     on a free port in a thread of its own (the SDK's exporters block: they run in threads)."""
     s = settings(batchsize=20, flushinterval=0.3)
     await ensure_resources(s)
-    app = create_app(s)
-    app.include_router(otlp_router.router)
-    app.state.publisher = LogPublisher(s)
+    app = create_app(s, publisher=LogPublisher(s))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

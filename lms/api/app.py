@@ -42,9 +42,13 @@ from lms.query.reader import LogReader
 from lms.settings import Settings
 
 
-def create_app(settings: Settings, reader: LogReader | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, reader: LogReader | None = None, publisher: LogPublisher | None = None
+) -> FastAPI:
     """The API app with the parts `settings` turn on; `reader` defaults to a pooled
-    LogReader on `settings`' database (made only with API_QUERY on)."""
+    LogReader on `settings`' database (made only with API_QUERY on), `publisher` to a
+    LogPublisher made when the app starts (with API_INGEST on); a given one is the caller's
+    to close."""
     app = FastAPI(
         title="LMS API",
         version=__version__,
@@ -60,7 +64,7 @@ def create_app(settings: Settings, reader: LogReader | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.reader = None
-    app.state.publisher = None
+    app.state.publisher = publisher
     if settings.api_query:
         app.state.reader = reader or LogReader(
             settings, pool_size=settings.api_pool_size, timeout=settings.api_query_timeout
@@ -93,7 +97,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The publisher starts with the app (its client threads belong to the serving process,
     which a worker of API_WORKERS > 1 is not until it runs) and flushes at shutdown."""
     settings: Settings = app.state.settings
-    if settings.api_ingest:
+    owned = settings.api_ingest and app.state.publisher is None
+    if owned:
         try:
             publisher = LogPublisher(settings)
         except DefaultCredentialsError as exc:
@@ -107,7 +112,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if app.state.publisher is not None:
+        if owned:
             await asyncio.to_thread(app.state.publisher.close)
             app.state.publisher = None
         if app.state.reader is not None:

@@ -52,29 +52,35 @@ def endpoint_of(request: Request) -> str:
 
 async def publish_checked(
     publisher: LogPublisher, items: Iterable[Candidate | Refused], endpoint: str
-) -> tuple[list[Accepted], list[Refused]]:
-    """Check `items`, publish the valid ones and wait for Pub/Sub; (published, refused).
+) -> tuple[list[Accepted], list[Refused], list[str]]:
+    """Check `items`, publish the valid ones and wait for Pub/Sub; (published, refused, and
+    the Pub/Sub message ids of the published, in their order).
 
     Raises the publisher's Overloaded (429) or PublishUnavailable (503): then nothing of the
     request is promised, and the refused logs are not counted either (the client retries
     the whole request, so they would be counted again).
     """
     accepted, refused = check(items)
+    message_ids: list[str] = []
     if accepted:
         started = time.perf_counter()
         try:
-            await publisher.publish(accepted)
+            message_ids = await publisher.publish(accepted)
         finally:
             api_metrics.PUBLISH_DURATION.observe(time.perf_counter() - started)
         api_metrics.LOGS_ACCEPTED.labels(endpoint).inc(len(accepted))
     for item in refused:
         api_metrics.LOGS_REJECTED.labels(endpoint, item.reason).inc()
-    return accepted, refused
+    return accepted, refused, message_ids
+
+
+def retry_after(exc: IngestError) -> dict[str, str]:
+    """The `Retry-After` header of a 429 or 503, in whole seconds as HTTP wants it."""
+    if exc.retry_after is None:
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
 
 
 async def ingest_error(_request: Request, exc: IngestError) -> Response:
     """An IngestError as its status, `{"detail": ...}` and, when set, `Retry-After`."""
-    headers = {}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=retry_after(exc))

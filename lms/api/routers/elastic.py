@@ -15,7 +15,6 @@ as the shippers need: LMS answers every item in full whatever `filter_path` asks
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,12 +23,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from lms import __version__
-from lms.ingest.http.edge import check
+from lms.api.dependencies import AppSettings, Publisher
+from lms.api.ingestion import IngestRoute, endpoint_of, publish_checked, retry_after
+from lms.ingest.http.body import BodyLimits, read_body
 from lms.ingest.http.elastic import bulk_response, error_response, parse_bulk
-from lms.ingest.http.errors import IngestError, UnsupportedMediaType
-from lms.ingest.http.publisher import LogPublisher
+from lms.ingest.http.errors import IngestError
+from lms.settings import Settings
 
-router = APIRouter(tags=["elasticsearch"])
+router = APIRouter(tags=["elasticsearch"], route_class=IngestRoute)
 
 VERSION = "8.17.0"
 """The Elasticsearch version LMS reports: 8.x is what the shippers' 8.x releases and
@@ -37,6 +38,16 @@ Vector's `api_version: auto` expect (Filebeat refuses an older minor than its ow
 `allow_older_versions`, true by default since 8.11)."""
 PRODUCT_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
 NAME = "lms"
+
+_ES_ERROR = {"application/json": {"schema": {"type": "object"}}}
+_BULK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "per item: 201 created, or its error; `errors` says whether any"},
+    400: {"description": "not a bulk body (no action, an unreadable line)", "content": _ES_ERROR},
+    413: {"description": "body or documents over a limit", "content": _ES_ERROR},
+    415: {"description": "a Content-Encoding not read here", "content": _ES_ERROR},
+    429: {"description": "too much being published; retry after Retry-After", "content": _ES_ERROR},
+    503: {"description": "Pub/Sub did not confirm in time; retry", "content": _ES_ERROR},
+}
 
 _BULK_BODY: dict[str, Any] = {
     "requestBody": {
@@ -46,38 +57,28 @@ _BULK_BODY: dict[str, Any] = {
 }
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body. The one place the shared, limited body reader (compressed and
-    decompressed bounds, gzip/deflate) replaces; until then a compressed body is refused
-    rather than inflated without a bound."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not read here")
-    return await request.body()
-
-
-def publisher(request: Request) -> LogPublisher:
-    """The process's publisher, set on the app at start-up."""
-    found: LogPublisher = request.app.state.publisher
-    return found
-
-
-async def bulk(request: Request) -> Response:
+async def bulk(request: Request, publisher: Publisher, settings: AppSettings) -> Response:
     """Store the documents of a bulk body as logs; see the module docstring."""
-    return await _bulk(request, None)
+    return await _bulk(request, publisher, settings, None)
 
 
-async def bulk_into(request: Request, index: str) -> Response:
+async def bulk_into(
+    request: Request, index: str, publisher: Publisher, settings: AppSettings
+) -> Response:
     """The same, with `index` for the actions that name none."""
-    return await _bulk(request, index)
+    return await _bulk(request, publisher, settings, index)
 
 
-async def _bulk(request: Request, index: str | None) -> Response:
+async def _bulk(
+    request: Request, publisher: Publisher, settings: Settings, index: str | None
+) -> Response:
     started = time.monotonic()
     try:
-        decoded = parse_bulk(await read_body(request), index)
-        accepted, refused = check(decoded.decoded)
-        ids = await publisher(request).publish(accepted) if accepted else []
+        body = await read_body(request, BodyLimits.from_settings(settings))
+        decoded = parse_bulk(body, index, settings.ingest_max_logs)
+        accepted, refused, ids = await publish_checked(
+            publisher, decoded.decoded, endpoint_of(request)
+        )
     except IngestError as exc:
         return _error(exc)
     took = int((time.monotonic() - started) * 1000)
@@ -86,9 +87,7 @@ async def _bulk(request: Request, index: str | None) -> Response:
 
 
 def _error(exc: IngestError) -> Response:
-    headers = dict(PRODUCT_HEADERS)
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    headers = {**PRODUCT_HEADERS, **retry_after(exc)}
     return JSONResponse(error_response(exc), status_code=exc.status, headers=headers)
 
 
@@ -167,6 +166,8 @@ def _route(
     methods: tuple[str, ...],
     summary: str,
     openapi_extra: dict[str, Any] | None = None,
+    name: str | None = None,
+    responses: dict[int | str, dict[str, Any]] | None = None,
 ) -> None:
     """One route per method, each with its own operation id: Elasticsearch serves several
     methods on a path, and one FastAPI route for all would repeat its operation id."""
@@ -178,11 +179,21 @@ def _route(
             summary=summary,
             operation_id=f"elastic_{endpoint.__name__}_{method.lower()}",
             openapi_extra=openapi_extra,
+            name=name or f"elastic_{endpoint.__name__}",
+            responses=responses,
         )
 
 
-_route("/_bulk", bulk, ("POST", "PUT"), "Elasticsearch bulk", _BULK_BODY)
-_route("/{index}/_bulk", bulk_into, ("POST", "PUT"), "Elasticsearch bulk into an index", _BULK_BODY)
+_route("/_bulk", bulk, ("POST", "PUT"), "Elasticsearch bulk", _BULK_BODY, "bulk", _BULK_RESPONSES)
+_route(
+    "/{index}/_bulk",
+    bulk_into,
+    ("POST", "PUT"),
+    "Elasticsearch bulk into an index",
+    _BULK_BODY,
+    "bulk",
+    _BULK_RESPONSES,
+)
 _route("/", info, ("GET", "HEAD"), "Elasticsearch cluster info")
 _route("/_cluster/health", cluster_health, ("GET",), "Elasticsearch cluster health")
 _route("/_license", license_info, ("GET",), "Elasticsearch license")

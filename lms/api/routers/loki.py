@@ -13,32 +13,30 @@ Loki's legacy `/api/prom/push` is not served: it takes another JSON shape (label
 RFC 3339 `ts`), has been deprecated since Loki 1.0, and every current shipper's Loki URL is
 `/loki/api/v1/push`.
 
-The body comes from `read_push_body` and the publisher from `app.state.publisher`; both are
-the seams where `lms api` wires the shared body reader and the one LogPublisher of the process.
+The body is read by the shared bounded reader (gzip, deflate, zstd; snappy is part of the
+protobuf form and undone by the decoder), and the entries go through the same edge check and
+publisher as every ingestion endpoint (lms.api.ingestion).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from lms.api.dependencies import AppSettings, Publisher
+from lms.api.ingestion import IngestRoute, endpoint_of, publish_checked, retry_after
 from lms.ingest.http import loki
-from lms.ingest.http.edge import Refused, check
-from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge, UnsupportedMediaType
-from lms.ingest.http.publisher import LogPublisher
+from lms.ingest.http.body import BodyLimits, read_body
+from lms.ingest.http.edge import Refused
+from lms.ingest.http.errors import IngestError, PayloadTooLarge
 
 PUSH_PATH = "/loki/api/v1/push"
-MAX_BODY = loki.MAX_DECODED
-"""Bytes of a body once its Content-Encoding is undone (until the shared reader's limits)."""
 MAX_REPORTED = 100
 """Refused entries a 400 names one by one."""
-_INFLATE_WBITS = 47
-"""zlib's "gzip or zlib header, detected": HTTP's `deflate` is the zlib format."""
 
-router = APIRouter(tags=["ingestion"])
+router = APIRouter(tags=["ingestion"], route_class=IngestRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"description": text, "content": {"text/plain": {}}}
@@ -92,51 +90,31 @@ _BODY = {
 
 @router.post(
     PUSH_PATH,
+    name="loki",
     status_code=204,
     response_class=Response,
     summary="Loki push",
     responses={204: {"description": "Every entry is published"}, **_ERRORS},
     openapi_extra={"requestBody": _BODY},
 )
-async def push(request: Request) -> Response:
+async def push(request: Request, publisher: Publisher, settings: AppSettings) -> Response:
     """Loki's push API, JSON or snappy protobuf (`logproto.PushRequest`); see the README
     section "Loki push" for how labels map to LMS fields."""
     try:
-        items = loki.decode(await read_push_body(request), request.headers.get("content-type"))
-        accepted, refused = check(items)
-        publisher: LogPublisher = request.app.state.publisher
-        if accepted:
-            await publisher.publish(accepted)
+        limits = BodyLimits.from_settings(settings)
+        body = await read_body(request, limits)
+        items = loki.decode(body, request.headers.get("content-type"), limits.max_decoded)
+        if len(items) > settings.ingest_max_logs:
+            raise PayloadTooLarge(
+                f"the push has {len(items)} entries, allowed at most {settings.ingest_max_logs}"
+                " (INGEST_MAX_LOGS)"
+            )
+        _published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
     except IngestError as exc:
         return _error(exc)
     if refused:
         return PlainTextResponse(_report(refused, len(items)), status_code=400)
     return Response(status_code=204)
-
-
-async def read_push_body(request: Request) -> bytes:
-    """The body with its Content-Encoding (gzip, deflate) undone, at most MAX_BODY bytes.
-
-    A snappy protobuf body comes without Content-Encoding (snappy is part of the format, undone
-    by the decoder); JSON may come gzip'ed. The shared limited body reader replaces this.
-    """
-    body = await request.body()
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        data = body
-    elif encoding in ("gzip", "x-gzip", "deflate"):
-        inflater = zlib.decompressobj(_INFLATE_WBITS)
-        try:
-            data = inflater.decompress(body, MAX_BODY + 1)
-        except zlib.error as exc:
-            raise BadRequest(f"the body is not {encoding}: {exc}") from None
-        if not inflater.eof and len(data) <= MAX_BODY:
-            raise BadRequest(f"the {encoding} body is cut short")
-    else:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r}: gzip or deflate only")
-    if len(data) > MAX_BODY:
-        raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes once decoded")
-    return data
 
 
 def _report(refused: Sequence[Refused], total: int) -> str:
@@ -150,5 +128,4 @@ def _report(refused: Sequence[Refused], total: int) -> str:
 
 
 def _error(exc: IngestError) -> Response:
-    headers = {"Retry-After": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
-    return PlainTextResponse(exc.detail + "\n", status_code=exc.status, headers=headers)
+    return PlainTextResponse(exc.detail + "\n", status_code=exc.status, headers=retry_after(exc))

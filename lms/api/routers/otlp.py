@@ -8,71 +8,29 @@ understood and retrying it cannot help), and for errors a `google.rpc.Status` bo
 undecodable, 413 too large, 415 another Content-Type (answered in JSON) or Content-Encoding,
 429/503 with Retry-After when the publisher is full or Pub/Sub does not confirm.
 
-Two seams are meant to be replaced by the shared ingestion parts when they are wired in:
-`read_body` (the limited body reader) and `get_publisher` (the app's publisher dependency).
+The body is read by the shared bounded reader (gzip, deflate, zstd), and the records go
+through the same edge check and publisher as every ingestion endpoint (lms.api.ingestion).
 """
 
 from __future__ import annotations
 
-import math
-import zlib
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from lms.api.dependencies import AppSettings, Publisher
+from lms.api.ingestion import IngestRoute, endpoint_of, publish_checked, retry_after
 from lms.ingest.http import otlp
-from lms.ingest.http.edge import check
-from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge, UnsupportedMediaType
-from lms.ingest.http.publisher import LogPublisher
+from lms.ingest.http.body import BodyLimits, read_body
+from lms.ingest.http.errors import IngestError, UnsupportedMediaType
 
-router = APIRouter()
-
-MAX_BODY_BYTES = 16 << 20
-"""Bytes of a body, compressed or not (placeholder of the shared body reader's limit)."""
-MAX_RECORDS = 50_000
-"""Log records of one export (placeholder of the shared per-request limit)."""
-
-
-def get_publisher(request: Request) -> LogPublisher:
-    """The app's one publisher; to be replaced by the shared publisher dependency."""
-    publisher: LogPublisher = request.app.state.publisher
-    return publisher
-
-
-Publisher = Annotated[LogPublisher, Depends(get_publisher)]
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body, gunzipped, at most MAX_BODY_BYTES either way.
-
-    TO BE REPLACED by the shared limited body reader (lms/ingest/http/body.py, gzip, deflate
-    and zstd with its limits): this minimal version exists only because the OTel exporters
-    send `Content-Encoding: gzip` when compression is on.
-    """
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body has {len(body)} bytes, at most {MAX_BODY_BYTES}")
-    coding = request.headers.get("content-encoding", "identity").strip().lower()
-    if coding == "identity":
-        return body
-    if coding != "gzip":
-        raise UnsupportedMediaType(f"Content-Encoding {coding!r} is not read; use gzip")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, MAX_BODY_BYTES + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the gzip body cannot be decompressed: {exc}") from None
-    if len(data) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the body decompresses to more than {MAX_BODY_BYTES} bytes")
-    return data
+router = APIRouter(route_class=IngestRoute)
 
 
 _OPENAPI = {
     "requestBody": {
         "required": True,
         "description": "An OTLP ExportLogsServiceRequest, binary protobuf or OTLP/JSON;"
-        " `Content-Encoding: gzip` accepted.",
+        " `Content-Encoding` gzip, deflate or zstd accepted.",
         "content": {
             otlp.Encoding.PROTOBUF.value: {"schema": {"type": "string", "format": "binary"}},
             otlp.Encoding.JSON.value: {"schema": {"type": "object"}},
@@ -98,11 +56,12 @@ _OPENAPI = {
 
 @router.post(
     "/otlp/v1/logs",
+    name="otlp",
     summary="Ingest OpenTelemetry logs (OTLP/HTTP)",
     response_class=Response,
     openapi_extra=_OPENAPI,
 )
-async def export_logs(request: Request, publisher: Publisher) -> Response:
+async def export_logs(request: Request, publisher: Publisher, settings: AppSettings) -> Response:
     """Publish the valid log records of an OTLP export; answer once Pub/Sub confirmed them."""
     encoding = otlp.encoding_of(request.headers.get("content-type"))
     if encoding is None:
@@ -111,22 +70,18 @@ async def export_logs(request: Request, publisher: Publisher) -> Response:
         )
         return _error(refusal, otlp.Encoding.JSON)
     try:
-        items = otlp.decode(await read_body(request), encoding, MAX_RECORDS)
-        accepted, refused = check(items)
-        if accepted:
-            await publisher.publish(accepted)
+        body = await read_body(request, BodyLimits.from_settings(settings))
+        items = otlp.decode(body, encoding, settings.ingest_max_logs)
+        _published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
     except IngestError as exc:
         return _error(exc, encoding)
     return Response(otlp.success_body(len(items), refused, encoding), media_type=encoding)
 
 
 def _error(error: IngestError, encoding: otlp.Encoding) -> Response:
-    headers = {}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return Response(
         otlp.error_body(error, encoding),
         status_code=error.status,
         media_type=encoding,
-        headers=headers,
+        headers=retry_after(error),
     )
