@@ -115,9 +115,10 @@ async def test_migrate_creates_tables_once(settings: SettingsFactory, mysql_data
         " WHERE table_schema = %s AND table_name = 'service_logs' ORDER BY ordinal_position",
         (mysql_database,),
     )
-    assert [c[0] for c in columns][:8] == [
+    assert [c[0] for c in columns][:9] == [
         "id",
         "message_id",
+        "idempotency_key",
         "batch_id",
         "service_name",
         "payload",
@@ -222,9 +223,9 @@ async def test_consistency_reads_the_three_places(settings: SettingsFactory) -> 
     for mid, service in (("1", "svc-a"), ("2", "svc-a"), ("3", "svc-b ")):
         await db_query(
             s,
-            "INSERT INTO service_logs (message_id, batch_id, service_name, payload, severity,"
-            " `timestamp`) VALUES (%s, 1, %s, 'p', 'info', %s)",
-            (mid, service, stamp),
+            "INSERT INTO service_logs (idempotency_key, message_id, batch_id, service_name,"
+            " payload, severity, `timestamp`) VALUES (%s, %s, 1, %s, 'p', 'info', %s)",
+            (mid, mid, service, stamp),
         )
     await db_query(
         s,

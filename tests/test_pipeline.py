@@ -17,7 +17,8 @@ from lms.devtools.backlog import subscription_backlog
 from lms.devtools.verify import check_consistency
 from lms.domain.record import LogRecord, parse_message
 from lms.ingest.sources.pubsub.client import subscriber_client
-from lms.ingest.supervisor import Supervisor
+from lms.ingest.sources.pubsub.keys import message_key
+from lms.ingest.supervisor import KEYS_MIGRATION, Supervisor
 from lms.settings import Settings
 from lms.store.connection import connect_kwargs
 from lms.store.migrations import Migrator
@@ -172,11 +173,18 @@ async def test_redelivered_message_is_stored_once(settings, run_monitor) -> None
         while len(pulled) < 4:
             response = await client.pull(subscription=s.subscription_path, max_messages=10)
             pulled += list(response.received_messages)
+        applied = await Migrator(s).applied_at(KEYS_MIGRATION)
+        assert applied is not None
         logs = []
         for rm in pulled:
             record = parse_message(rm.message.data)
             assert isinstance(record, LogRecord)
-            logs.append(StoredLog(rm.message.message_id, record))
+            message = rm.message
+            micros = int(message.publish_time.timestamp() * 1_000_000)
+            key = message_key(
+                message.message_id, micros, dict(message.attributes), int(applied * 1_000_000)
+            )
+            logs.append(StoredLog(message.message_id, record, key))  # as lms mon keys it
         first = await storage.write_batch(logs, [])  # committed, then "crash": no ack
         await storage.close()
         assert first.new == 4

@@ -18,8 +18,8 @@ from lms.store.writer import BatchWriter, StoredLog
 
 _BARE_INSERT = (
     "INSERT INTO service_logs"
-    " (message_id, batch_id, service_name, payload, severity, `timestamp`)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
+    " (idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 _BARE_SEVERITY = (
@@ -57,9 +57,8 @@ async def part_database(ctx: Context, fulltext: bool = True) -> dict:
             counts: Counter[tuple[str, str]] = Counter()
             for index in range(start, min(start + DB_BATCH, count)):
                 r = records[index % len(records)]
-                rows.append(
-                    (str(index + 1), batch, r.service_name, r.payload, r.severity, r.timestamp)
-                )
+                key = str(index + 1)
+                rows.append((key, key, batch, r.service_name, r.payload, r.severity, r.timestamp))
                 counts[r.service_name, r.severity] += 1
             now = datetime.now(UTC).replace(tzinfo=None)
             await conn.begin()

@@ -211,7 +211,11 @@ def bulk_load(
             indexes = secondary_indexes(cur)
             names = [index_name(line) for line in indexes]
             cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
-            sql = f"INSERT INTO service_logs ({COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
+            # Bulk rows are keyed by their message id, as rows stored before keys were.
+            sql = (
+                f"INSERT INTO service_logs (idempotency_key, {COLUMNS})"
+                f" VALUES ({', '.join(['%s'] * 12)})"
+            )
             batch: list[SeedRow] = []
             counts: dict[tuple[str, str], int] = {}
             for done, row in enumerate(generate(rows, seed), 1):
@@ -219,14 +223,14 @@ def bulk_load(
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
                 if len(batch) == chunk:
-                    cur.executemany(sql, batch)
+                    cur.executemany(sql, [(row.message_id, *row) for row in batch])
                     batch.clear()
                     if done % 100_000 == 0:
                         conn.commit()
                         rate = done / (time.monotonic() - started)
                         say(f"  loaded {done:,} rows ({rate:,.0f}/s)")
             if batch:
-                cur.executemany(sql, batch)
+                cur.executemany(sql, [(row.message_id, *row) for row in batch])
             cur.executemany(
                 "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
                 " VALUES (%s, %s, %s, %s)",

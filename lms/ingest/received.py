@@ -8,11 +8,17 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """`ack_id` settles it with its source, `message_id` is its idempotency key in the
-    database; `publish_time` is Unix seconds, for the end-to-end lag metric."""
+    """`ack_id` settles it with its source; `key` makes it stored once (its message id when
+    the source gives no other, lms.ingest.sources.pubsub.keys); `publish_time` is Unix
+    seconds, for the end-to-end lag metric."""
 
     ack_id: str
     message_id: str
     data: bytes
     publish_time: float
     received_at: datetime
+    key: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.key or self.message_id

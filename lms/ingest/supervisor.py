@@ -42,6 +42,9 @@ from lms.store.writer import BatchWriter
 
 log = structlog.get_logger(__name__)
 
+KEYS_MIGRATION = "005_idempotency_key.sql"
+"""The migration from which messages are keyed by `message id@publish time` (or their
+producer's key), lms.ingest.sources.pubsub.keys."""
 DRAIN_CHECK_SECONDS = 0.25
 """How often `--drain` looks whether the intake has gone idle."""
 HAND_BACK_SECONDS = 5.0
@@ -64,6 +67,9 @@ class Supervisor:
         self.subscriber: PullSubscriber | None = None
         self.flusher: Flusher | None = None
         self.dispatcher: Dispatcher | None = None
+        self.keyed_since: int | None = None
+        """When migration 005 (idempotency keys) was applied, Unix microseconds: messages
+        published earlier keep their bare message id as key."""
         self.abandoned: int | None = None
         """None after a graceful stop; after the shutdown deadline, how many held messages
         were handed back unacked."""
@@ -104,7 +110,11 @@ class Supervisor:
             deadline = await pubsub.subscription_ack_deadline(client, s)
             leaser = Leaser(client, s.subscription_path, deadline)
             dispatcher = self.dispatcher = Dispatcher(
-                client, s.subscription_path, FlowControl(s.outstanding_limit), leaser
+                client,
+                s.subscription_path,
+                FlowControl(s.outstanding_limit),
+                leaser,
+                keyed_since_micros=self.keyed_since,
             )
             # Flow control bounds what the queue can hold; a tighter bound would stall
             # intake while the flusher waits for a commit.
@@ -236,9 +246,12 @@ class Supervisor:
                 reraise=True,
             ):
                 with attempt:
-                    applied = await Migrator(self.settings).migrate()
+                    migrator = Migrator(self.settings)
+                    applied = await migrator.migrate()
                     if applied:
                         log.info("schema migrated", applied=applied)
+                    since = await migrator.applied_at(KEYS_MIGRATION)
+                    self.keyed_since = None if since is None else int(since * 1_000_000)
                     await self.writer.open()
         except StorageError as exc:
             if not (exc.retriable and stop.is_set()):

@@ -70,6 +70,28 @@ class Migrator:
         except DATABASE_ERRORS as exc:
             raise classify(exc, "migration") from exc
 
+    async def applied_at(self, version: str) -> float | None:
+        """When migration `version` was applied (Unix seconds), None if it was not.
+
+        UNIX_TIMESTAMP reads applied_at in the session's time zone, the one it was written
+        in, so the answer does not depend on the server's zone.
+        """
+        try:
+            conn = await connect(self._settings, self._settings.mysql_database)
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        "SELECT UNIX_TIMESTAMP(applied_at) FROM schema_migrations"
+                        " WHERE version = %s",
+                        (version,),
+                    )
+                    row = await cur.fetchone()
+            finally:
+                conn.close()
+        except DATABASE_ERRORS as exc:
+            raise classify(exc, "reading schema_migrations") from exc
+        return None if row is None else float(row[0])
+
     async def _ensure_database(self) -> None:
         """Create the database if missing; the name is validated by Settings, hence quoted."""
         conn = await connect(self._settings, None)

@@ -31,9 +31,9 @@ MAX_DETAIL = 1024
 
 _INSERT_LOG = (
     "INSERT IGNORE INTO service_logs"
-    " (message_id, batch_id, service_name, payload, severity, `timestamp`,"
+    " (idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`,"
     " resource_id, trace_id, span_id, `commit`, metadata)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _COUNT_NEW = (
     "SELECT service_name, severity, COUNT(*) FROM service_logs"
@@ -45,23 +45,37 @@ _INSERT_SEVERITY = (
 )
 _INSERT_REJECTED = (
     "INSERT IGNORE INTO rejected_messages"
-    " (message_id, reason, detail, data, data_size, received_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
+    " (idempotency_key, message_id, reason, detail, data, data_size, received_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class StoredLog:
+    """A log to store; `key` is its idempotency key (the message id when None)."""
+
     message_id: str
     record: LogRecord
+    key: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.key or self.message_id
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRejection:
+    """A rejected message to keep; `key` as for StoredLog."""
+
     message_id: str
     rejection: Rejection
     data: bytes
     received_at: datetime
+    key: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.key or self.message_id
 
 
 @dataclass(slots=True)
@@ -178,14 +192,15 @@ class BatchWriter:
 
 
 def _log_rows(logs: Sequence[StoredLog], batch_id: int) -> Iterable[tuple[object, ...]]:
-    """Rows in message-id order, so concurrent replicas lock the unique index in one order.
+    """Rows in key order, so concurrent replicas lock the unique index in one order.
 
     The timestamp goes as ISO text ('2026-11-23 10:00:00.123456', which DATETIME(6) reads
     exactly): the driver escapes a string several times faster than a datetime, once per row.
     """
-    for log in sorted(logs, key=lambda item: item.message_id):
+    for log in sorted(logs, key=lambda item: item.idempotency_key):
         r = log.record
         yield (
+            log.idempotency_key,
             log.message_id,
             batch_id,
             r.service_name,
@@ -201,8 +216,9 @@ def _log_rows(logs: Sequence[StoredLog], batch_id: int) -> Iterable[tuple[object
 
 
 def _rejection_rows(rejections: Sequence[StoredRejection]) -> Iterable[tuple[object, ...]]:
-    for item in sorted(rejections, key=lambda item: item.message_id):
+    for item in sorted(rejections, key=lambda item: item.idempotency_key):
         yield (
+            item.idempotency_key,
             item.message_id,
             item.rejection.reason.value,
             item.rejection.detail[:MAX_DETAIL],

@@ -23,12 +23,11 @@ from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 from lms.ingest.http.edge import Accepted
 from lms.ingest.http.errors import Overloaded, PublishUnavailable
 from lms.ingest.sources.pubsub.client import emulator_transport
+from lms.ingest.sources.pubsub.keys import KEY_ATTRIBUTE
 from lms.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-KEY_ATTRIBUTE = "lms_key"
-"""The Pub/Sub message attribute that carries a log's idempotency key, when it has one."""
 MAX_PUBLISH_BYTES = 9_000_000
 """Bytes of one Publish request: below Pub/Sub's 10 MB limit, with room for attributes."""
 MAX_PUBLISH_MESSAGES = 1000

@@ -144,13 +144,14 @@ class Flusher:
         rejections: dict[str, StoredRejection] = {}
         for item in batch:
             received, outcome = item.received, item.outcome
+            key = received.idempotency_key
             if isinstance(outcome, LogRecord):
-                logs.setdefault(received.message_id, StoredLog(received.message_id, outcome))
+                logs.setdefault(key, StoredLog(received.message_id, outcome, key))
             else:
                 rejections.setdefault(
-                    received.message_id,
+                    key,
                     StoredRejection(
-                        received.message_id, outcome, received.data, received.received_at
+                        received.message_id, outcome, received.data, received.received_at, key
                     ),
                 )
         result = await self._write(list(logs.values()), list(rejections.values()))

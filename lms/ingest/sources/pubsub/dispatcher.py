@@ -29,6 +29,7 @@ from tenacity import (
 from lms.ingest.received import Received
 from lms.ingest.sources.pubsub.client import TRANSIENT_ERRORS
 from lms.ingest.sources.pubsub.flow_control import FlowControl
+from lms.ingest.sources.pubsub.keys import message_key
 from lms.ingest.sources.pubsub.leaser import Leaser, ack_id_chunks
 from lms.ops import metrics
 
@@ -44,6 +45,7 @@ class Dispatcher:
         leaser: Leaser,
         attempts: int = 5,
         clock: Callable[[], float] = time.monotonic,
+        keyed_since_micros: int | None = None,
     ) -> None:
         self._client = client
         self._subscription = subscription
@@ -51,6 +53,7 @@ class Dispatcher:
         self._leaser = leaser
         self._attempts = attempts
         self._clock = clock
+        self._keyed_since = keyed_since_micros
         self.last_admitted = clock()
         """When a message was last admitted (or the dispatcher made): how long intake is idle."""
 
@@ -73,21 +76,25 @@ class Dispatcher:
     def admit(self, messages: Sequence[ReceivedMessage]) -> list[Received]:
         """Make pulled messages outstanding (their capacity is already taken) and lease them."""
         now = datetime.now(UTC).replace(tzinfo=None)
-        chunk = [
-            Received(
-                rm.ack_id,
-                rm.message.message_id,
-                rm.message.data,
-                rm.message.publish_time.seconds + rm.message.publish_time.nanos / 1e9,
-                now,
-            )
-            for rm in messages
-        ]
+        chunk = [self._received(rm, now) for rm in messages]
         self._leaser.add(item.ack_id for item in chunk)
         self.last_admitted = self._clock()
         metrics.MESSAGES_RECEIVED.inc(len(chunk))
         metrics.OUTSTANDING.set(self._leaser.held)
         return chunk
+
+    def _received(self, rm: ReceivedMessage, now: datetime) -> Received:
+        message = rm.message
+        published = message.publish_time
+        micros = published.seconds * 1_000_000 + published.nanos // 1000
+        return Received(
+            rm.ack_id,
+            message.message_id,
+            message.data,
+            published.seconds + published.nanos / 1e9,
+            now,
+            message_key(message.message_id, micros, message.attributes, self._keyed_since),
+        )
 
     async def ack(self, ack_ids: list[str]) -> None:
         """Acknowledge messages whose batch committed; they stop being outstanding."""
