@@ -5,6 +5,8 @@
 - GET /v1/severity     counts per (service, severity) over minute/hour/day buckets
 - GET /v1/consistency  service_logs vs service_severity, per (service, severity)
 - POST /v1/logs        HTTP ingestion of native JSON/NDJSON logs, published to Pub/Sub
+- POST /otlp/v1/logs, /loki/api/v1/push, /_bulk (and Elasticsearch's probes): the same for
+                       OpenTelemetry, Loki and Elasticsearch shippers
 - GET /healthz         liveness (never needs the token); GET /readyz pings the database
 - GET /metrics         Prometheus metrics of this process (lms.ops.api_metrics)
 - GET /openapi.json    the OpenAPI document (also /docs)
@@ -13,8 +15,8 @@ The parts are separate routers: API_QUERY turns the query API (and its database 
 API_INGEST the ingestion endpoints (and their Pub/Sub publisher), so one fleet can ingest
 only and another node only answer queries.
 
-When API_TOKEN is set, every path but /healthz needs `Authorization: Bearer <API_TOKEN>`
-(lms.api.auth). Unknown query parameters and bad values are answered with 422 and a
+Who may call what (lms.api.auth): ingestion needs one of INGEST_TOKENS when set, every other
+path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed. Unknown query parameters and bad values are answered with 422 and a
 FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body; a database that
 cannot answer gives 503 `{"detail": "..."}`.
 """

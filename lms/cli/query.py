@@ -34,10 +34,14 @@ def add_commands(commands: Commands) -> None:
         help="serve the HTTP query API and HTTP ingestion",
         description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
         "/v1/consistency; OpenAPI at /openapi.json) and HTTP ingestion (POST /v1/logs, "
-        "published to PUBSUB_TOPIC) on API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and "
-        "API_INGEST turn either off, API_WORKERS forks worker processes. With API_TOKEN set, "
-        "every endpoint but /healthz needs 'Authorization: Bearer <API_TOKEN>'. The query API "
-        "only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough.",
+        "/otlp/v1/logs, /loki/api/v1/push, /_bulk; published to PUBSUB_TOPIC) on "
+        "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
+        "API_WORKERS forks worker processes. Ingestion needs one of INGEST_TOKENS when set "
+        "(Bearer, or the password of HTTP Basic); with API_TOKEN set, every other endpoint "
+        "but /healthz needs 'Authorization: Bearer <API_TOKEN>'. On a loopback address, a "
+        "Host header outside API_ALLOWED_HOSTS is refused; on any other address, ingestion "
+        "without INGEST_TOKENS is refused (exit 2) unless INGEST_ALLOW_ANONYMOUS=true. The "
+        "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough.",
     )
     api.add_argument("--host", help="listen address (default API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=positive_int, help="listen port (default API_PORT, 3000)")
