@@ -16,7 +16,8 @@ API_INGEST the ingestion endpoints (and their Pub/Sub publisher), so one fleet c
 only and another node only answer queries.
 
 Who may call what (lms.api.auth): ingestion needs one of INGEST_TOKENS when set, every other
-path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed. Unknown query parameters and bad values are answered with 422 and a
+path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed.
+Unknown query parameters and bad values are answered with 422 and a
 FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body; a database that
 cannot answer gives 503 `{"detail": "..."}`.
 """
