@@ -56,7 +56,7 @@ faults: install  ## run only the long fault-injection tests (pytest -m slow), th
 	$(PYTEST) -m slow
 	$(PY) scripts/faults_table.py "$$FAULTS_REPORT"
 
-e2e: install  ## end-to-end: lms mon + lms sim for E2E_DURATION s (60) on a fresh emulator
+e2e: install  ## end-to-end: lms mon + lms api, lms sim direct and over HTTP, E2E_DURATION s (60)
 	@export EMULATOR_RUN_DIR=$(RUN_DIR)/e2e
 	trap '$(EMULATOR) stop' EXIT
 	host="$$($(EMULATOR) start)"

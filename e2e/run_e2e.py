@@ -4,13 +4,17 @@
 
 1. Makes its own topic, subscription and database (lms_e2e_<hex>) and runs `lms migrate`.
 2. Starts `lms mon` (BATCHSIZE=200, FLUSHINTERVAL=2, no DURATION), waits until it subscribes,
-   then runs `lms sim --report FILE` for E2E_DURATION seconds (default 60).
-3. Waits until `service_logs` holds every confirmed publish, then SIGTERMs `lms mon`, which
-   must exit 0.
-4. Proves, per (service, severity): published == COUNT(*) of service_logs == SUM(count) of
-   service_severity; no message id stored twice; nothing rejected; the subscription is drained.
-   Logs the message count and the batch sizes taken from `lms mon`'s JSON log lines.
-5. Drops the database and deletes the topic and subscription (E2E_KEEP=1 keeps them).
+   and `lms api` on a free port with an ingestion token.
+3. Runs, side by side for E2E_DURATION seconds (default 60), `lms sim --report FILE`
+   publishing straight to Pub/Sub and `lms sim --http URL --report FILE` sending the same kind
+   of traffic through `lms api`'s POST /v1/logs (E2E_VIA=pubsub or http runs only one).
+4. Waits until `service_logs` holds every confirmed publish, then SIGTERMs `lms mon` and
+   `lms api`, which must both exit 0.
+5. Proves, per (service, severity): accepted (by Pub/Sub, or by `lms api` with a 202) ==
+   COUNT(*) of service_logs == SUM(count) of service_severity; no message id stored twice;
+   nothing rejected; the subscription is drained. Logs the message count and the batch
+   sizes taken from `lms mon`'s JSON log lines.
+6. Drops the database and deletes the topic and subscription (E2E_KEEP=1 keeps them).
 
 The harness of `lms mon`, the totals check and the drained check are lms.devtools' (the ones
 the tests use); this script only strings them together and says what it sees.
@@ -18,18 +22,23 @@ the tests use); this script only strings them together and says what it sees.
 Exits 0 when every check holds, 1 with a clear message otherwise.
 
 Environment: PUBSUB_EMULATOR_HOST (required), MYSQL_* as for `lms`, E2E_DURATION (60),
-E2E_BATCHSIZE (200), E2E_FLUSHINTERVAL (2), E2E_DRAIN_TIMEOUT (120), E2E_KEEP (unset).
+E2E_VIA (both), E2E_BATCHSIZE (200), E2E_FLUSHINTERVAL (2), E2E_DRAIN_TIMEOUT (120),
+E2E_KEEP (unset).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +58,7 @@ from lms.devtools.verify import Key, SimReport, check_consistency
 from lms.settings import load_settings
 
 STARTED = time.monotonic()
+VIAS = {"both": ("pubsub", "http"), "pubsub": ("pubsub",), "http": ("http",)}
 
 
 class E2EFailure(Exception):
@@ -85,7 +95,13 @@ class Run:
         self.keep = bool(os.environ.get("E2E_KEEP"))
         self.database = f"lms_e2e_{suffix}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"lms-e2e-{suffix}-"))
-        self.report_path = self.workdir / "sim-report.json"
+        via = os.environ.get("E2E_VIA", "both")
+        if via not in VIAS:
+            raise SystemExit(f"e2e: E2E_VIA={via!r} is not one of {', '.join(VIAS)}")
+        self.vias = VIAS[via]
+        self.api_port = free_port()
+        self.api: subprocess.Popen[bytes] | None = None
+        self.via_http = 0
         self.settings = load_settings(
             pubsub_topic=f"lms-e2e-{suffix}",
             pubsub_subscription=f"lms-e2e-{suffix}",
@@ -95,6 +111,7 @@ class Run:
             duration=None,  # lms mon runs until SIGTERM; lms sim gets its own DURATION
             # Its own metrics port, so it never collides with another `lms mon` here.
             metrics_port=free_port(),
+            ingest_tokens=secrets.token_urlsafe(16),
         )
         self.mon = MonitorProcess(self.settings, self.workdir, "mon")
 
@@ -128,6 +145,45 @@ class Run:
             raise E2EFailure(f"`lms mon` exited {code} after SIGTERM, expected 0")
         say("lms mon exited 0")
 
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start_api(self) -> None:
+        log = (self.workdir / "api.log").open("wb")
+        self.api = subprocess.Popen(
+            [*lms_command(), "api", "--port", str(self.api_port)],
+            env=child_environment(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+        def serving() -> bool:
+            if self.api is None or self.api.poll() is not None:
+                raise E2EFailure(f"`lms api` exited at start:\n{self.api_log()}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_for(serving, 60, "lms api to serve /healthz", every=0.2)
+        say(f"lms api serves {self.api_url} (pid {self.api.pid})")
+
+    def stop_api(self) -> None:
+        if self.api is None:
+            return
+        self.api.send_signal(signal.SIGTERM)
+        code = self.api.wait(timeout=60)
+        if code != 0:
+            raise E2EFailure(f"`lms api` exited {code} after SIGTERM:\n{self.api_log()}")
+        say("lms api exited 0")
+
+    def api_log(self) -> str:
+        return (self.workdir / "api.log").read_text(errors="replace")[-3000:]
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -140,24 +196,10 @@ class Run:
         say("schema migrated")
         self.start_mon()
 
-        say(f"running lms sim for {self.duration:g}s")
-        sim = subprocess.Popen(
-            [*lms_command(), "sim", "--report", str(self.report_path)],
-            env=child_environment(self.settings, {"DURATION": f"{self.duration:g}"}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            sim_out, _ = sim.communicate(timeout=self.duration + 180)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            raise E2EFailure("`lms sim` did not finish in time") from None
-        if sim.returncode != 0:
-            raise E2EFailure(f"`lms sim` exited {sim.returncode}:\n{sim_out[-3000:]}")
-        published, expected = self.read_report()
-        say(f"lms sim confirmed {published} publishes over {len(expected)} (service, severity)")
+        if "http" in self.vias:
+            self.start_api()
+        published, expected = self.run_sims()
+        say(f"lms sim confirmed {published} logs over {len(expected)} (service, severity)")
 
         def all_stored() -> bool:
             if not self.mon.alive:
@@ -169,18 +211,55 @@ class Run:
 
         wait_for(all_stored, self.drain_timeout, f"service_logs to reach {published} rows")
         say(f"service_logs holds all {published} messages")
+        self.stop_api()
         self.stop_mon()
         self.check_tables(published, expected)
         self.check_drained()
         self.report_batches(published)
 
-    def read_report(self) -> tuple[int, dict[Key, int]]:
+    def run_sims(self) -> tuple[int, dict[Key, int]]:
+        """One `lms sim` per way in, side by side; what they confirmed, added up."""
+        sims: dict[str, tuple[subprocess.Popen[str], Path]] = {}
+        for via in self.vias:
+            report = self.workdir / f"sim-{via}.json"
+            http = ["--http", self.api_url] if via == "http" else []
+            say(f"running lms sim {' '.join(http) or 'to Pub/Sub'} for {self.duration:g}s")
+            sims[via] = (
+                subprocess.Popen(
+                    [*lms_command(), "sim", "--report", str(report), *http],
+                    env=child_environment(self.settings, {"DURATION": f"{self.duration:g}"}),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                ),
+                report,
+            )
+        published, expected = 0, Counter[Key]()
+        self.via_http = 0
+        for via, (sim, report) in sims.items():
+            try:
+                output, _ = sim.communicate(timeout=self.duration + 180)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                raise E2EFailure(f"`lms sim` ({via}) did not finish in time") from None
+            if sim.returncode != 0:
+                raise E2EFailure(f"`lms sim` ({via}) exited {sim.returncode}:\n{output[-3000:]}")
+            count, totals = self.read_report(report)
+            say(f"lms sim ({via}) confirmed {count} logs")
+            if via == "http":
+                self.via_http = count
+            published += count
+            expected.update(totals)
+        return published, dict(expected)
+
+    def read_report(self, path: Path) -> tuple[int, dict[Key, int]]:
         try:
-            report = SimReport.load(self.report_path)
+            report = SimReport.load(path)
         except ValueError as exc:
             raise E2EFailure(str(exc)) from None
         if report.published == 0:
-            raise E2EFailure("lms sim published nothing")
+            raise E2EFailure(f"lms sim published nothing ({path.name})")
         return report.published, report.totals
 
     def check_tables(self, published: int, expected: dict[Key, int]) -> None:
@@ -193,7 +272,7 @@ class Run:
             ]
             raise E2EFailure("per (service, severity) totals disagree:\n" + "\n".join(problems))
         say(
-            f"per (service, severity), {len(expected)} pairs: published == COUNT(*) "
+            f"per (service, severity), {len(expected)} pairs: accepted == COUNT(*) "
             f"service_logs == SUM(count) service_severity (total {published})"
         )
         if result.duplicate_ids:
@@ -205,6 +284,12 @@ class Run:
         say(f"no duplicate message ids ({distinct} distinct)")
         if result.rejected:
             raise E2EFailure(f"{result.rejected} of the simulator's valid messages were rejected")
+        if result.client_keyed != self.via_http:
+            raise E2EFailure(
+                f"{result.client_keyed} rows carry a client's id, but {self.via_http} logs came"
+                " through lms api"
+            )
+        say(f"{self.via_http} of them came through lms api, each stored under its client id")
 
     def check_drained(self) -> None:
         pending = asyncio.run(subscription_backlog(self.settings))
@@ -233,6 +318,9 @@ class Run:
     def cleanup(self) -> None:
         if self.mon.alive:
             self.mon.kill_blocking()
+        if self.api is not None and self.api.poll() is None:
+            self.api.kill()
+            self.api.wait()
         if self.keep:
             say(f"E2E_KEEP set: kept database {self.database} and work dir {self.workdir}")
             return

@@ -1,7 +1,8 @@
 """Test traffic: `lms pub N` and the `lms sim` service simulator.
 
-Both count only publishes that Pub/Sub confirmed, per (service, severity), so their totals are
-exactly what `lms mon` must end up storing.
+Both count only publishes that Pub/Sub confirmed (lms.devtools.sender), per (service,
+severity), so their totals are exactly what `lms mon` must end up storing. They publish
+straight to the topic, or with an HttpTarget through `lms api`'s HTTP ingestion.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import asyncio
 import json
 import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage
 
+from lms.devtools.http_traffic import HttpSender, HttpTarget, http_session
+from lms.devtools.sender import Message, Sender, Tally
 from lms.domain.severity import Severity
 from lms.ingest.sources.pubsub import client as pubsub
 from lms.settings import Settings
@@ -54,40 +57,6 @@ _WORDS = [
     "replica",
 ]
 
-Key = tuple[str, str]
-
-
-@dataclass
-class Tally:
-    """Confirmed publishes per (service, severity)."""
-
-    counts: Counter[Key] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def as_report(self) -> dict[str, object]:
-        return {
-            "published": self.total,
-            "seconds": round(self.seconds, 3),
-            "totals": [
-                {"service": service, "severity": severity, "count": count}
-                for (service, severity), count in sorted(self.counts.items())
-            ],
-        }
-
-    def table(self) -> str:
-        lines = [f"{'service':<24} {'severity':<8} {'count':>10}"]
-        lines += [
-            f"{service:<24} {severity:<8} {count:>10}"
-            for (service, severity), count in sorted(self.counts.items())
-        ]
-        rate = self.total / self.seconds if self.seconds else 0.0
-        lines.append(f"{'total':<33} {self.total:>10}  ({self.seconds:.2f} s, {rate:,.0f} msg/s)")
-        return "\n".join(lines)
-
 
 class LogFactory:
     """Random but valid log messages (payload sizes in `payload_chars`)."""
@@ -98,7 +67,7 @@ class LogFactory:
         self._severities = list(SEVERITY_WEIGHTS)
         self._weights = list(SEVERITY_WEIGHTS.values())
 
-    def make(self, service: str) -> tuple[bytes, Key]:
+    def make(self, service: str) -> Message:
         severity = self._rng.choices(self._severities, self._weights)[0].value
         body = {
             "service_name": service,
@@ -119,52 +88,52 @@ class LogFactory:
         return " ".join(words)[:target]
 
 
-class BatchPublisher:
-    """Publishes in requests of PUBLISH_BATCH_SIZE, PUBLISH_CONCURRENCY at a time."""
+class BatchPublisher(Sender):
+    """Publishes straight to the topic."""
 
     def __init__(self, client: PublisherAsyncClient, settings: Settings) -> None:
+        super().__init__(settings)
         self._client = client
         self._topic = settings.topic_path
-        self._batch_size = settings.publish_batch_size
-        self._slots = asyncio.Semaphore(settings.publish_concurrency)
-        self.tally = Tally()
 
-    async def publish(self, messages: list[tuple[bytes, Key]]) -> None:
-        """Publish all of `messages`, counting each request once it is confirmed."""
-        async with asyncio.TaskGroup() as group:
-            for start in range(0, len(messages), self._batch_size):
-                await self._slots.acquire()
-                group.create_task(self._request(messages[start : start + self._batch_size]))
-
-    async def _request(self, chunk: list[tuple[bytes, Key]]) -> None:
-        try:
-            await self._client.publish(
-                topic=self._topic, messages=[PubsubMessage(data=data) for data, _ in chunk]
-            )
-        finally:
-            self._slots.release()
-        self.tally.counts.update(key for _, key in chunk)
+    async def _request(self, chunk: list[Message]) -> None:
+        messages = [PubsubMessage(data=data) for data, _ in chunk]
+        await self._client.publish(topic=self._topic, messages=messages)
 
 
 def service_names(count: int) -> list[str]:
     return [f"service-{index:02d}" for index in range(1, count + 1)]
 
 
-async def publish_n(settings: Settings, count: int, seed: int | None = None) -> Tally:
+@asynccontextmanager
+async def open_sender(settings: Settings, http: HttpTarget | None) -> AsyncIterator[Sender]:
+    """A sender to the topic (made if missing), or through `lms api` at `http`."""
+    if http is not None:
+        async with http_session(settings) as session:
+            yield HttpSender(session, http, settings)
+        return
+    async with pubsub.publisher_client(settings) as client:
+        await pubsub.ensure_topic(client, settings)
+        yield BatchPublisher(client, settings)
+
+
+async def publish_n(
+    settings: Settings, count: int, seed: int | None = None, http: HttpTarget | None = None
+) -> Tally:
     rng = random.Random(seed)
     factory = LogFactory(rng)
     services = service_names(settings.sim_services)
     messages = [factory.make(rng.choice(services)) for _ in range(count)]
-    async with pubsub.publisher_client(settings) as client:
-        await pubsub.ensure_topic(client, settings)
-        publisher = BatchPublisher(client, settings)
+    async with open_sender(settings, http) as sender:
         started = time.monotonic()
-        await publisher.publish(messages)
-        publisher.tally.seconds = time.monotonic() - started
-        return publisher.tally
+        await sender.publish(messages)
+        sender.tally.seconds = time.monotonic() - started
+        return sender.tally
 
 
-async def simulate(settings: Settings, duration: float, seed: int | None = None) -> Tally:
+async def simulate(
+    settings: Settings, duration: float, seed: int | None = None, http: HttpTarget | None = None
+) -> Tally:
     """Each service publishes bursts at random (exponential) intervals for `duration` s.
 
     Bursts average a tenth of a second's worth of messages, so SIM_RATE holds on average
@@ -172,9 +141,7 @@ async def simulate(settings: Settings, duration: float, seed: int | None = None)
     """
     rng = random.Random(seed)
     factory = LogFactory(rng)
-    async with pubsub.publisher_client(settings) as client:
-        await pubsub.ensure_topic(client, settings)
-        publisher = BatchPublisher(client, settings)
+    async with open_sender(settings, http) as sender:
         started = time.monotonic()
         end = started + duration
         mean_burst = max(1.0, settings.sim_rate / 10)
@@ -185,10 +152,10 @@ async def simulate(settings: Settings, duration: float, seed: int | None = None)
                 if time.monotonic() >= end:
                     return
                 burst = rng.randint(1, int(2 * mean_burst) - 1 or 1)
-                await publisher.publish([factory.make(name) for _ in range(burst)])
+                await sender.publish([factory.make(name) for _ in range(burst)])
 
         async with asyncio.TaskGroup() as group:
             for name in service_names(settings.sim_services):
                 group.create_task(service(name))
-        publisher.tally.seconds = time.monotonic() - started
-        return publisher.tally
+        sender.tally.seconds = time.monotonic() - started
+        return sender.tally

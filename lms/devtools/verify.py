@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lms.ingest.sources.pubsub.keys import CLIENT_PREFIX
 from lms.settings import Settings
 from lms.store.connection import connect
 
@@ -62,6 +63,9 @@ class Consistency:
     """Message ids with more than one row, and their number of rows."""
     rejected: int
     """Rows of rejected_messages."""
+    client_keyed: int = 0
+    """Rows stored under a client's idempotency key (logs that came through HTTP ingestion
+    with an id, or another publisher setting lms_key), so a check can tell the ways in apart."""
 
     @property
     def pairs(self) -> list[Key]:
@@ -141,6 +145,11 @@ async def check_consistency(settings: Settings, published: Mapping[Key, int]) ->
                 " HAVING COUNT(*) > 1"
             )
             ((rejected,),) = await rows("SELECT COUNT(*) FROM rejected_messages")
+            await cur.execute(
+                "SELECT COUNT(*) FROM service_logs WHERE idempotency_key LIKE %s",
+                (CLIENT_PREFIX + "%",),
+            )
+            ((keyed,),) = await cur.fetchall()
     finally:
         conn.close()
     return Consistency(
@@ -149,6 +158,7 @@ async def check_consistency(settings: Settings, published: Mapping[Key, int]) ->
         counted=dict(group_pairs(_counts(sums))),
         duplicate_ids={str(mid): int(rows) for mid, rows in twice},
         rejected=int(rejected),
+        client_keyed=int(keyed),
     )
 
 
