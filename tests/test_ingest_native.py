@@ -34,6 +34,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lms.api.app import create_app
+from lms.devtools.ports import free_port
+from lms.devtools.resources import delete_resources
 from lms.ingest.http.body import BodyLimits, read_body
 from lms.ingest.http.errors import IngestError
 from lms.ingest.http.native import decode
@@ -501,3 +503,31 @@ def test_openapi_documents_the_ingestion_endpoint() -> None:
     assert [p["name"] for p in operation["parameters"]] == ["Content-Encoding"]
     assert set(operation["responses"]) >= {"202", "400", "413", "415", "429", "503"}
     assert "Retry-After" in operation["responses"]["503"]["headers"]
+
+
+# --- /readyz of an ingestion node ------------------------------------------------------------
+
+
+async def test_readyz_says_whether_pubsub_has_the_topic(api: Callable[..., Any]) -> None:
+    client, s = await api(api_query=False)
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    await delete_resources(s)
+    answer = await client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {"detail": "the Pub/Sub topic does not exist"}
+    assert answer.headers["Retry-After"] == "1"
+
+
+async def test_readyz_fails_fast_when_pubsub_cannot_be_reached(
+    settings: SettingsFactory,
+) -> None:
+    s = settings(api_query=False, pubsub_emulator_host=f"127.0.0.1:{free_port()}")
+    app = create_app(s)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
+    ):
+        started = time.monotonic()
+        answer = await c.get("/readyz")
+    assert (answer.status_code, answer.json()) == (503, {"detail": "Pub/Sub cannot be reached"})
+    assert time.monotonic() - started < 10  # bounded by PING_TIMEOUT, not the client's retries

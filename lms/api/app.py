@@ -8,6 +8,7 @@
 - POST /otlp/v1/logs, /loki/api/v1/push, /_bulk (and Elasticsearch's probes): the same for
                        OpenTelemetry, Loki and Elasticsearch shippers
 - GET /healthz         liveness (never needs the token); GET /readyz pings the database
+                       (API_QUERY) and asks Pub/Sub for the topic (API_INGEST)
 - GET /metrics         Prometheus metrics of this process (lms.ops.api_metrics)
 - GET /openapi.json    the OpenAPI document (also /docs)
 

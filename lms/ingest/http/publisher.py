@@ -34,6 +34,8 @@ MAX_PUBLISH_MESSAGES = 1000
 """Messages of one Publish request: Pub/Sub's limit."""
 RETRY_AFTER = 1.0
 """Seconds a 429 or 503 asks the client to wait before it retries."""
+PING_TIMEOUT = 5.0
+"""Seconds /readyz waits for Pub/Sub at most: a probe must answer before its own timeout."""
 
 
 class LogPublisher:
@@ -89,6 +91,23 @@ class LogPublisher:
                 f"Pub/Sub refused the publish ({exc.__class__.__name__}); retry it",
                 retry_after=RETRY_AFTER,
             ) from exc
+
+    async def ping(self) -> None:
+        """Ask Pub/Sub for the topic, once, without retries: raises PublishUnavailable when
+        it cannot be reached or the topic is missing, so /readyz takes an ingest node whose
+        publishes would fail out of the load balancer before clients see 503s."""
+        timeout = min(self._timeout, PING_TIMEOUT)
+        try:
+            await asyncio.to_thread(
+                self._client.get_topic, topic=self._topic, retry=None, timeout=timeout
+            )
+        except gexc.NotFound:
+            raise PublishUnavailable(
+                "the Pub/Sub topic does not exist", retry_after=RETRY_AFTER
+            ) from None
+        except (gexc.GoogleAPIError, TimeoutError) as exc:
+            log.warning("pubsub ping failed", error=str(exc))
+            raise PublishUnavailable("Pub/Sub cannot be reached", retry_after=RETRY_AFTER) from None
 
     def _publish(self, loop: asyncio.AbstractEventLoop, item: Accepted) -> asyncio.Future[str]:
         """Hand one message to the client's batcher. Its bytes count as in flight until the
