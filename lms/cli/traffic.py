@@ -51,8 +51,8 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
         "--http",
         metavar="URL",
         help="send through lms api's POST /v1/logs at URL (e.g. http://127.0.0.1:3000) instead"
-        " of publishing to Pub/Sub; each log carries an id and refused or failed requests are"
-        " retried, so a count is a log that lms api confirmed",
+        " of publishing to Pub/Sub; each log carries an id and requests answered 429 or 5xx, or"
+        " left unanswered, are retried, so a count is a log that lms api confirmed",
     )
     parser.add_argument(
         "--token",
