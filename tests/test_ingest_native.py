@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gzip
 import json
+import re
 import sys
 import time
 import tracemalloc
@@ -424,10 +425,24 @@ async def test_lms_api_ingests_and_lms_mon_stores(
             c.post("/v1/logs", json=[log(service="svc-e2e", payload="arr")] * 10),
         )
         assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+        # Any worker's /metrics reports every worker's (prometheus_client's multiprocess
+        # mode): both workers' RSS series, and the 60 logs whichever worker took them.
+        for _ in range(4):
+            text = await fresh_connection_get(c, "/metrics")
+            assert 'lms_api_logs_accepted_total{endpoint="native"} 60.0' in text
+            assert len(re.findall(r"^lms_api_worker_resident_memory_bytes\{", text, re.M)) == 2
     monitor = lms_mon(settings(flushinterval=0.2), args=("--drain", "1"))
     assert await monitor.wait(60) == 0
     rows = await db_query(s, "SELECT COUNT(*) FROM service_logs WHERE service_name = 'svc-e2e'")
     assert rows == [(60,)]
+
+
+async def fresh_connection_get(client: httpx.AsyncClient, path: str) -> str:
+    """GET on a new connection, so the kernel may hand it to any worker of the socket."""
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=30) as fresh:
+        answer = await fresh.get(path)
+    assert answer.status_code == 200, answer.text
+    return answer.text
 
 
 # --- schemathesis ----------------------------------------------------------------------------

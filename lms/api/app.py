@@ -104,7 +104,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     owned = settings.api_ingest and app.state.publisher is None
     if owned:
         try:
-            publisher = LogPublisher(settings)
+            publisher = LogPublisher(settings, on_inflight=api_metrics.inflight_changed)
         except DefaultCredentialsError as exc:
             raise RuntimeError(
                 "API_INGEST is on, but there are no Pub/Sub credentials to publish with: set"
@@ -112,15 +112,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 " query-only lms api"
             ) from exc
         app.state.publisher = publisher
-        api_metrics.watch_inflight(lambda: publisher.inflight_bytes)
+    sampler = (
+        asyncio.create_task(api_metrics.sample_worker_rss()) if api_metrics.MULTIPROCESS else None
+    )
     try:
         yield
     finally:
+        if sampler is not None:
+            sampler.cancel()
         if owned:
             await asyncio.to_thread(app.state.publisher.close)
             app.state.publisher = None
         if app.state.reader is not None:
             await app.state.reader.close()
+        api_metrics.worker_stopped()
 
 
 async def _invalid_query(_request: Request, exc: QueryError) -> Response:

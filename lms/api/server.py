@@ -1,14 +1,20 @@
 """`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`.
 
-With API_WORKERS > 1 uvicorn forks that many workers on one socket; each builds its own app
+With API_WORKERS > 1 uvicorn starts that many worker processes on one socket; each builds its own app
 from the environment (`app_from_environment`, an import string is the only way to hand an
-app to a worker), so each has its own publisher, pool and metrics.
+app to a worker), so each has its own publisher and pool. Their metrics meet in a directory
+of prometheus_client's multiprocess mode (`metrics_directory`), so any worker's /metrics
+reports them all.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
@@ -62,12 +68,33 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         if workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            with metrics_directory():
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             server.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory() -> Iterator[None]:
+    """A fresh, empty directory for the workers' metric files, removed afterwards; workers
+    are spawned, so they import prometheus_client anew and see it. One an operator set is
+    used as it is (it must be emptied between runs, as prometheus_client documents)."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="lms-api-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def app_from_environment() -> FastAPI:

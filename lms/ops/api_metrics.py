@@ -4,17 +4,30 @@ A registry of their own, not the default one: `lms mon`'s metrics live in the de
 registry (lms.ops.metrics), and an `lms api` that happened to import them must not report a
 monitor's counters as its own. The process collector comes along, for the RSS that must stay
 flat under load. `endpoint` is the route's name (`native` for POST /v1/logs), fixed by the code.
-With API_WORKERS > 1 each worker counts for itself and a scrape reaches one of them.
+
+With API_WORKERS > 1 a scrape reaches one worker, so the workers share their values through
+prometheus_client's multiprocess mode (lms.api.server sets PROMETHEUS_MULTIPROC_DIR before it
+starts them): a scrape of any worker reports the sum over all of them. Process metrics do not
+add up, so there each worker's RSS is sampled into `lms_api_worker_resident_memory_bytes`
+(one series per pid) instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""Read once, as prometheus_client reads it when it is imported."""
+RSS_SAMPLE_INTERVAL = 5.0
+"""Seconds between samples of a worker's RSS (multiprocess mode only)."""
 
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
+if not MULTIPROCESS:
+    ProcessCollector(registry=REGISTRY)
 
 INGEST_REQUESTS = Counter(
     "lms_api_ingest_requests",
@@ -48,7 +61,14 @@ PUBLISH_DURATION = Histogram(
 )
 INFLIGHT_BYTES = Gauge(
     "lms_api_publish_inflight_bytes",
-    "Bytes published and not yet confirmed (bounded by INGEST_MAX_INFLIGHT_BYTES)",
+    "Bytes published and not yet confirmed (bounded by INGEST_MAX_INFLIGHT_BYTES per worker)",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+WORKER_RSS = Gauge(
+    "lms_api_worker_resident_memory_bytes",
+    "Resident memory of each lms api worker, sampled every few seconds (API_WORKERS > 1)",
+    multiprocess_mode="liveall",
     registry=REGISTRY,
 )
 
@@ -62,6 +82,33 @@ def record_response(endpoint: str, status: int) -> None:
         INGEST_RETRY_LATER.labels(endpoint, str(status)).inc()
 
 
-def watch_inflight(inflight_bytes: Callable[[], int]) -> None:
-    """Report the publisher's bytes in flight at each scrape."""
-    INFLIGHT_BYTES.set_function(lambda: float(inflight_bytes()))
+def inflight_changed(delta: int) -> None:
+    """The publisher's bytes in flight grew or shrank by `delta` (kept exact, not sampled:
+    a worker's value must be in the shared files when another worker is scraped)."""
+    INFLIGHT_BYTES.inc(delta)
+
+
+def exposed() -> CollectorRegistry:
+    """What a scrape answers: this process's registry, or every worker's values."""
+    if not MULTIPROCESS:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
+async def sample_worker_rss() -> None:
+    """Until cancelled, put this worker's RSS into WORKER_RSS (multiprocess mode), read by
+    the process collector prometheus_client uses for process_resident_memory_bytes."""
+    collector = ProcessCollector(registry=None)
+    while True:
+        for metric in collector.collect():
+            if metric.name == "process_resident_memory_bytes":
+                WORKER_RSS.set(metric.samples[0].value)
+        await asyncio.sleep(RSS_SAMPLE_INTERVAL)
+
+
+def worker_stopped() -> None:
+    """Drop this worker's live gauges from the shared files, so they stop counting."""
+    if MULTIPROCESS:
+        mark_process_dead(os.getpid())

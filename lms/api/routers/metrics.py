@@ -7,13 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client.exposition import choose_encoder
 
-from lms.ops.api_metrics import REGISTRY
+from lms.ops import api_metrics
 
 router = APIRouter()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """The metrics of this `lms api` process."""
+    """The metrics of this `lms api` (all its workers, with API_WORKERS > 1)."""
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encoder(REGISTRY), media_type=content_type)
+    return Response(encoder(api_metrics.exposed()), media_type=content_type)

@@ -13,7 +13,7 @@ INGEST_MAX_INFLIGHT_BYTES together with everything still unconfirmed, all or not
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from google.api_core import exceptions as gexc
@@ -41,8 +41,12 @@ PING_TIMEOUT = 5.0
 class LogPublisher:
     """Publishes to `settings.topic_path`; one per `lms api` process, shared by requests."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_inflight: Callable[[int], None] | None = None
+    ) -> None:
+        """`on_inflight` hears every change of the bytes in flight (for a gauge)."""
         self._topic = settings.topic_path
+        self._on_inflight = on_inflight
         self._timeout = settings.ingest_publish_timeout
         self._max_inflight = settings.ingest_max_inflight_bytes
         self._inflight = 0
@@ -114,13 +118,18 @@ class LogPublisher:
         client is done with it, confirmed or failed, even after the request gave up."""
         attributes = {KEY_ATTRIBUTE: item.key} if item.key is not None else {}
         size = len(item.data)
-        self._inflight += size
+        self._change_inflight(size)
         future = self._client.publish(self._topic, item.data, **attributes)
         future.add_done_callback(lambda _done: loop.call_soon_threadsafe(self._release, size))
         return asyncio.wrap_future(future, loop=loop)
 
     def _release(self, size: int) -> None:
-        self._inflight -= size
+        self._change_inflight(-size)
+
+    def _change_inflight(self, delta: int) -> None:
+        self._inflight += delta
+        if self._on_inflight is not None:
+            self._on_inflight(delta)
 
     def close(self) -> None:
         """Publish what is batched, then release the client's threads and channel."""
