@@ -426,11 +426,16 @@ async def test_lms_api_ingests_and_lms_mon_stores(
         )
         assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
         # Any worker's /metrics reports every worker's (prometheus_client's multiprocess
-        # mode): both workers' RSS series, and the 60 logs whichever worker took them.
+        # mode): both workers' RSS series (once both are up), and the 60 logs whichever
+        # worker took them.
+        async def both_workers_reported() -> bool:
+            text = await fresh_connection_get(c, "/metrics")
+            return len(re.findall(r"^lms_api_worker_resident_memory_bytes\{", text, re.M)) == 2
+
+        await wait_until(both_workers_reported, timeout=30, message="two workers' RSS series")
         for _ in range(4):
             text = await fresh_connection_get(c, "/metrics")
             assert 'lms_api_logs_accepted_total{endpoint="native"} 60.0' in text
-            assert len(re.findall(r"^lms_api_worker_resident_memory_bytes\{", text, re.M)) == 2
     monitor = lms_mon(settings(flushinterval=0.2), args=("--drain", "1"))
     assert await monitor.wait(60) == 0
     rows = await db_query(s, "SELECT COUNT(*) FROM service_logs WHERE service_name = 'svc-e2e'")

@@ -1,8 +1,8 @@
 """`lms api` under uvicorn, stopped by SIGTERM/SIGINT with exit status 0, like `lms mon`.
 
-With API_WORKERS > 1 uvicorn starts that many worker processes on one socket; each builds its own app
-from the environment (`app_from_environment`, an import string is the only way to hand an
-app to a worker), so each has its own publisher and pool. Their metrics meet in a directory
+With API_WORKERS > 1 uvicorn starts that many worker processes on one socket; each builds its
+own app from the environment (`app_from_environment`, an import string is the only way to hand
+an app to a worker), so each has its own publisher and pool. Their metrics meet in a directory
 of prometheus_client's multiprocess mode (`metrics_directory`), so any worker's /metrics
 reports them all.
 """
