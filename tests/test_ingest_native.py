@@ -425,6 +425,7 @@ async def test_lms_api_ingests_and_lms_mon_stores(
             c.post("/v1/logs", json=[log(service="svc-e2e", payload="arr")] * 10),
         )
         assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+
         # Any worker's /metrics reports every worker's (prometheus_client's multiprocess
         # mode): both workers' RSS series (once both are up), and the 60 logs whichever
         # worker took them.
