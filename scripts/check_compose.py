@@ -2,10 +2,13 @@
 
     python3 scripts/check_compose.py [docker-compose.yml]     (make check-compose)
 
-Needs PyYAML. Checks that the four services exist, that `mon` waits for a healthy database and
-emulator, that `sim` waits for a ready `mon`, that every service with a health condition on it
-has a healthcheck, and that `mon` and `sim` are configured with valid LMS settings pointing at
-the compose services. Prints "compose OK" or each problem, exiting 1.
+Needs PyYAML. Checks that the services exist, that `mon` waits for a healthy database and
+emulator, that `sim` and `api` wait for a ready `mon` (it creates the subscription), that every
+service with a health condition on it has a healthcheck, and that `mon`, `sim` and `api` are
+configured with valid LMS settings pointing at the compose services. For `api`: it listens on
+all interfaces inside its container, takes its tokens from the environment with no default
+(`${VAR:?...}`: nothing anyone can read here), and would start (not refused as anonymous
+ingestion beyond loopback). Prints "compose OK" or each problem, exiting 1.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIRED = {"mysql", "pubsub", "mon", "sim"}
+REQUIRED = {"mysql", "pubsub", "mon", "sim", "api"}
+LMS_SERVICES = ("mon", "sim", "api")
+API_SECRETS = ("INGEST_TOKENS", "API_TOKEN")
+"""Settings of `api` that must come from the environment, never from a default in the file."""
 
 
 def check(compose: dict[str, Any]) -> list[str]:
@@ -36,7 +42,7 @@ def check(compose: dict[str, Any]) -> list[str]:
             elif spec.get("condition") == "service_healthy" and "healthcheck" not in services[dep]:
                 problems.append(f"{name}: waits for {dep} to be healthy, but it has no healthcheck")
 
-    expect_deps = {"mon": {"mysql", "pubsub"}, "sim": {"mon"}}
+    expect_deps = {"mon": {"mysql", "pubsub"}, "sim": {"mon"}, "api": {"mon"}}
     for name, deps in expect_deps.items():
         got = _depends_on(services[name])
         for dep in deps:
@@ -51,7 +57,7 @@ def check(compose: dict[str, Any]) -> list[str]:
         problems.append("Dockerfile is missing")
 
     mysql_env = _environment(services["mysql"])
-    for name in ("mon", "sim"):
+    for name in LMS_SERVICES:
         env = _environment(services[name])
         command = services[name].get("command")
         if not command or str(command[0] if isinstance(command, list) else command) != name:
@@ -63,7 +69,26 @@ def check(compose: dict[str, Any]) -> list[str]:
                 problems.append("mon: MYSQL_HOST should be the mysql service")
             if env.get("MYSQL_PASSWORD", "") != mysql_env.get("MYSQL_ROOT_PASSWORD", ""):
                 problems.append("mon: MYSQL_PASSWORD differs from mysql's MYSQL_ROOT_PASSWORD")
-        problems += [f"{name}: {p}" for p in _settings_problems(env)]
+        problems += [f"{name}: {p}" for p in _settings_problems(env, exposure=name == "api")]
+    problems += [f"api: {p}" for p in _api_problems(services["api"])]
+    return problems
+
+
+def _api_problems(service: dict[str, Any]) -> list[str]:
+    """Ingestion must not be anonymous, and no token may be written in the file itself."""
+    problems: list[str] = []
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    env = _environment(service)
+    if env.get("API_HOST") != "0.0.0.0":
+        problems.append("API_HOST should be 0.0.0.0: loopback inside a container is unreachable")
+    for key in API_SECRETS:
+        value = str(raw.get(key, ""))
+        if not (value.startswith("${") and ":?" in value and value.endswith("}")):
+            problems.append(f"{key} should be ${{VAR:?...}}: required, with no default here")
+    if env.get("INGEST_ALLOW_ANONYMOUS", "false").lower() not in ("false", "0", "no", "off"):
+        problems.append("INGEST_ALLOW_ANONYMOUS must stay off")
     return problems
 
 
@@ -81,21 +106,31 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: _interpolate(str(value)) for key, value in env.items()}
 
 
+REQUIRED_VALUE = "set-in-env"
+"""What a required `${VAR:?message}` stands for here: the value an operator must give."""
+
+
 def _interpolate(value: str) -> str:
-    """Compose's ${VAR:-default}, taking the default (what an unset environment gives)."""
+    """Compose's ${VAR:-default}, taking the default (what an unset environment gives), and
+    ${VAR:?message}, taking REQUIRED_VALUE (compose refuses to start without it)."""
     while "${" in value:
         start = value.index("${")
         end = value.index("}", start)
         inner = value[start + 2 : end]
-        default = inner.split(":-", 1)[1] if ":-" in inner else ""
+        if ":?" in inner:
+            default = REQUIRED_VALUE
+        else:
+            default = inner.split(":-", 1)[1] if ":-" in inner else ""
         value = value[:start] + default + value[end + 1 :]
     return value
 
 
-def _settings_problems(env: dict[str, str]) -> list[str]:
-    """Load LMS's own settings from this environment, if the package is importable."""
+def _settings_problems(env: dict[str, str], exposure: bool = False) -> list[str]:
+    """Load LMS's own settings from this environment, if the package is importable; with
+    `exposure`, also whether `lms api` would refuse to start with them (lms.api.auth)."""
     sys.path.insert(0, str(ROOT))
     try:
+        from lms.api.auth import check_exposure
         from lms.settings import Settings, SettingsError, load_settings
     except ImportError:
         return []
@@ -103,7 +138,9 @@ def _settings_problems(env: dict[str, str]) -> list[str]:
     problems = [f"{key} is not an LMS setting" for key in env if key not in known]
     overrides = {key.lower(): value for key, value in env.items() if key in known}
     try:
-        load_settings(**overrides)
+        settings = load_settings(**overrides)
+        if exposure:
+            check_exposure(settings)
     except SettingsError as exc:
         problems.append(str(exc))
     return problems
