@@ -6,7 +6,8 @@ docker-compose.yml has no default for any password or token (a default everyone 
 the repository is no secret): it refuses to start until each is set. This writes the missing
 ones into the file Compose reads by itself, `.env` beside docker-compose.yml, with random
 values, and never changes one that is there, so a MySQL volume initialised with them keeps
-working and an operator's own values win. The file is created readable by its owner only.
+working (MySQL reads its passwords only when its data directory is first made) and an
+operator's own values win. The file is created readable by its owner only.
 Standard library only: it runs before any virtualenv exists.
 """
 
@@ -19,6 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = (
+    "LMS_MYSQL_ROOT_PASSWORD",
+    "LMS_MIGRATE_PASSWORD",
+    "LMS_MON_PASSWORD",
+    "LMS_API_DB_PASSWORD",
     "LMS_INGEST_TOKENS",
     "LMS_API_TOKEN",
 )

@@ -5,7 +5,9 @@ the secrets the file requires, once, without touching an operator's own."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import stat
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,28 +39,68 @@ def test_the_compose_file_passes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "expected"),
+    ("service", "key", "value", "expected"),
     [
-        ("INGEST_TOKENS", "", "without INGEST_TOKENS"),
-        ("INGEST_TOKENS", "${LMS_INGEST_TOKENS:-dev-token}", "no default here"),
-        ("API_TOKEN", "a-token-in-the-file", "no default here"),
-        ("INGEST_ALLOW_ANONYMOUS", "true", "INGEST_ALLOW_ANONYMOUS must stay off"),
-        ("API_HOST", "127.0.0.1", "API_HOST should be 0.0.0.0"),
+        ("api", "INGEST_TOKENS", "", "without INGEST_TOKENS"),
+        ("api", "INGEST_TOKENS", "${LMS_INGEST_TOKENS:-dev-token}", "no default in this file"),
+        ("api", "API_TOKEN", "a-token-in-the-file", "no default in this file"),
+        ("api", "INGEST_ALLOW_ANONYMOUS", "true", "INGEST_ALLOW_ANONYMOUS must stay off"),
+        ("api", "API_HOST", "127.0.0.1", "API_HOST should be 0.0.0.0"),
+        ("mysql", "MYSQL_ROOT_PASSWORD", "lms", "no default in this file"),
+        ("mon", "MYSQL_USER", "root", "MYSQL_USER should be lms_mon"),
+        ("api", "MYSQL_USER", "lms_mon", "MYSQL_USER should be lms_api"),
+        ("mon", "MYSQL_PASSWORD", "${LMS_API_DB_PASSWORD:?x}", "${LMS_MON_PASSWORD:?...}"),
+        ("migrate", "MYSQL_PASSWORD", "${LMS_MIGRATE_PASSWORD:-lms}", "no default"),
     ],
 )
-def test_unsafe_api_settings_are_refused(key: str, value: str, expected: str) -> None:
+def test_unsafe_settings_are_refused(service: str, key: str, value: str, expected: str) -> None:
     compose = _compose()
-    compose["services"]["api"]["environment"][key] = value
+    compose["services"][service]["environment"][key] = value
     problems = check_compose.check(compose)
     assert any(expected in problem for problem in problems), problems
 
 
-def test_api_must_wait_for_the_subscription() -> None:
+@pytest.mark.parametrize("service", ["mysql", "pubsub", "mon", "api", "prometheus"])
+@pytest.mark.parametrize("form", ["short", "long"])
+def test_ports_published_beyond_loopback_are_refused(service: str, form: str) -> None:
     compose = _compose()
-    del compose["services"]["api"]["depends_on"]
-    assert "api: should depend on mon with condition service_healthy" in check_compose.check(
-        compose
-    )
+    [port] = compose["services"][service]["ports"]
+    container = port.rsplit(":", 1)[1]
+    compose["services"][service]["ports"] = [
+        f"{container}:{container}" if form == "short" else {"target": int(container)}
+    ]
+    problems = check_compose.check(compose)
+    assert any(p.startswith(f"{service}: port") for p in problems), problems
+
+
+def test_only_the_api_may_be_opened_by_a_variable() -> None:
+    services = _compose()["services"]
+    ports = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert set(ports) == {"mysql", "pubsub", "mon", "api", "prometheus"}
+    for name, [port] in ports.items():
+        assert port.startswith("${LMS_API_BIND:-127.0.0.1}:" if name == "api" else "127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("service", "dependency", "condition"),
+    [
+        ("api", "mon", "service_healthy"),
+        ("sim", "mon", "service_healthy"),
+        ("mon", "migrate", "service_completed_successfully"),
+        ("migrate", "mysql", "service_healthy"),
+    ],
+)
+def test_start_up_order_is_checked(service: str, dependency: str, condition: str) -> None:
+    compose = _compose()
+    del compose["services"][service]["depends_on"][dependency]
+    expected = f"{service}: should depend on {dependency} with condition {condition}"
+    assert expected in check_compose.check(compose)
+
+
+def test_the_users_script_must_be_mounted() -> None:
+    compose = _compose()
+    compose["services"]["mysql"]["volumes"] = ["mysql-data:/var/lib/mysql"]
+    assert any("lms-users.sh should be mounted" in p for p in check_compose.check(compose))
 
 
 def test_every_required_secret_is_generated(tmp_path: Path) -> None:
@@ -93,3 +135,19 @@ def _strings(node: object) -> list[str]:
     if isinstance(node, list):
         return [s for value in node for s in _strings(value)]
     return [node] if isinstance(node, str) else []
+
+
+def test_the_users_script_makes_the_users_compose_connects_as() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LMS_")}
+    passwords = {variable: f"pw-{variable}" for _user, variable in check_compose.DB_USERS.values()}
+    sql = subprocess.run(
+        ["bash", str(ROOT / check_compose.USERS_SCRIPT), "--print"],
+        env={**env, **passwords, "MYSQL_DATABASE": "lms"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    for user, variable in check_compose.DB_USERS.values():
+        assert f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw-{variable}';" in sql
+        assert f"TO '{user}'@'%';" in sql
