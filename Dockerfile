@@ -1,5 +1,8 @@
-# lms: `docker run IMAGE mon|pub N|sim|migrate`; configured by environment variables (README).
-FROM python:3.11-slim
+# lms: `docker run IMAGE mon|api|pub N|sim|migrate`; configured by environment variables (README).
+# Pinned by version and by digest (the multi-architecture index), so a rebuild gets the same
+# interpreter and Debian packages. To move on: `docker buildx imagetools inspect
+# python:3.11.X-slim-bookworm` prints the digest of a newer tag.
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -7,16 +10,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY lms ./lms
-# A regular install: the migrations ship inside the package (lms/store/sql/).
-RUN pip install . && useradd --system --uid 10001 lms
+# A regular install (the migrations ship inside the package, lms/store/sql/), every dependency
+# at the version of constraints.txt (scripts/lock.py).
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 lms
 USER lms
 
-# The metrics/health server must be reachable from outside the container.
+# The metrics/health server and `lms api` must be reachable from outside the container. On a
+# non-loopback address `lms api` refuses to start without INGEST_TOKENS (or API_INGEST=false).
 ENV METRICS_HOST=0.0.0.0 \
-    METRICS_PORT=9464
-EXPOSE 9464
+    METRICS_PORT=9464 \
+    API_HOST=0.0.0.0
+EXPOSE 9464 3000
 
 ENTRYPOINT ["lms"]
 CMD ["--help"]

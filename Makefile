@@ -26,19 +26,23 @@ RUN_FLUSHINTERVAL ?= 2
 # 1 again, and LMS stores each message id once.
 RUN_DATABASE ?= lms_run
 
-.PHONY: help install test e2e run sim lint format up down faults bench bench-query \
+.PHONY: help install lock test e2e run sim lint format up down faults bench bench-query \
 	emulator-start emulator-stop check-compose clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv (if missing) and install lms with its dev tools
+install: $(VENV)/.installed  ## create .venv (if missing) and install lms with its dev tools (constraints.txt)
 
-$(VENV)/.installed: pyproject.toml
+# Every package at the version of constraints.txt (scripts/lock.py; `make lock` rewrites it).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+lock: install  ## rewrite constraints.txt from .venv: the versions of everything '.[dev]' needs
+	@$(PY) scripts/lock.py
 
 # `make test` runs the suite on this many pytest-xdist workers (each starts its own emulator
 # when it first needs one). The tests mostly wait on the emulator, MariaDB and subprocesses,
@@ -113,10 +117,11 @@ emulator-start: install  ## start a Pub/Sub emulator in the background (state in
 emulator-stop: install  ## stop the emulator of emulator-start
 	@EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) stop
 
-lint: install  ## ruff check, ruff format --check and mypy --strict over lms/
+lint: install  ## ruff check, ruff format --check, mypy --strict over lms/, constraints.txt up to date
 	@$(RUFF) check $(LINT_PATHS)
 	$(RUFF) format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+	$(PY) scripts/lock.py --check
 
 format: install  ## apply ruff's fixes and formatting
 	@$(RUFF) check --fix $(LINT_PATHS)
@@ -152,17 +157,22 @@ bench-write: install  ## rows/s of Storage.write_batch at schema versions 3 and 
 	@$(PY) bench/write_cost.py --runs 3
 
 check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
-	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet pyyaml
+	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet -c constraints.txt pyyaml
 	$(PY) scripts/check_compose.py
 	for compose in "$(DOCKER_COMPOSE)" docker-compose; do
 		if $$compose version >/dev/null 2>&1; then
-			$$compose config -q && echo "$$compose config: OK"
+			# The secrets compose requires, made up for the check (the real .env is not read).
+			env_file="$$(mktemp)"
+			trap 'rm -f "$$env_file"' EXIT
+			python3 scripts/compose_env.py "$$env_file" >/dev/null
+			$$compose --env-file "$$env_file" config -q && echo "$$compose config: OK"
 			break
 		fi
 	done
 
-up:  ## docker compose: MySQL 8, the emulator, lms mon and lms sim
-	@$(DOCKER_COMPOSE) up -d --build
+up:  ## docker compose: MySQL 8, the emulator, lms mon, lms api and lms sim (secrets in .env)
+	@python3 scripts/compose_env.py
+	$(DOCKER_COMPOSE) up -d --build
 
 down:  ## stop and remove the docker compose services
 	@$(DOCKER_COMPOSE) down

@@ -32,7 +32,8 @@ def add_commands(commands: Commands) -> None:
         run_mon,
         help="run the monitor daemon",
         description="Subscribe to PUBSUB_TOPIC and write logs to MySQL in batches of BATCHSIZE "
-        "or every FLUSHINTERVAL seconds. Applies the schema first. Stops cleanly on "
+        "or every FLUSHINTERVAL seconds. Applies pending migrations first (an up-to-date "
+        "schema is only read, so a MySQL user without DDL rights will do). Stops cleanly on "
         "SIGTERM/SIGINT or after DURATION seconds (flushing and acking what it holds); a "
         "second signal exits at once (unacked messages are redelivered, nothing is lost). "
         "Exit status: 0 stopped cleanly, 1 failed, 2 bad configuration, 3 stopped at "

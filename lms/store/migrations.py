@@ -17,7 +17,7 @@ import structlog
 
 from lms.settings import Settings
 from lms.store.connection import connect
-from lms.store.errors import DATABASE_ERRORS, TerminalStorageError, classify
+from lms.store.errors import DATABASE_ERRORS, TerminalStorageError, classify, error_code
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +30,10 @@ LOCK_SECONDS = 60
 # name, can't DROP a missing column or key. Skipping it lets the rest of the file run;
 # otherwise every later start-up would fail on it forever. (Each ALTER is atomic.)
 _ALREADY_APPLIED = frozenset({1050, 1060, 1061, 1091})
+_UNKNOWN_DATABASE = 1049
+_NO_SUCH_TABLE = 1146
+_DENIED = frozenset({1044, 1142, 1143})
+"""Access denied to the database, to a table (command denied), to a column."""
 
 
 def migration_files(directory: Traversable = MIGRATIONS) -> list[Traversable]:
@@ -52,15 +56,23 @@ class Migrator:
     async def migrate(self) -> list[str]:
         """Apply the files not applied yet; returns their names.
 
-        A named lock serialises replicas starting together, so each file runs exactly once.
-        Raises StorageError (retriable or terminal, see lms.store.errors).
+        An up-to-date schema is recognised by reading `schema_migrations` alone, so a user
+        with no DDL rights (`lms mon`'s own, README "Database users") starts without error;
+        only when a migration is pending is anything created. A named lock serialises
+        replicas starting together, so each file runs exactly once. Raises StorageError
+        (retriable or terminal, see lms.store.errors); a pending migration that this user may
+        not apply is terminal and says so.
         """
         scripts = migration_files(self._directory)
         if not scripts:
             raise TerminalStorageError(
                 f"no migrations found in {self._directory}: the lms package is incomplete"
             )
+        pending: list[str] = []
         try:
+            pending = await self._pending(scripts)
+            if not pending:
+                return []
             await self._ensure_database()
             conn = await connect(self._settings, self._settings.mysql_database)
             try:
@@ -68,7 +80,37 @@ class Migrator:
             finally:
                 conn.close()
         except DATABASE_ERRORS as exc:
+            if pending and error_code(exc) in _DENIED:
+                raise TerminalStorageError(
+                    f"migration failed: {len(pending)} migration(s) pending ({pending[0]} ...),"
+                    f" which MYSQL_USER {self._settings.mysql_user!r} may not apply: run"
+                    f" `lms migrate` as a user with DDL rights: {exc}",
+                    error_code(exc),
+                ) from exc
             raise classify(exc, "migration") from exc
+
+    async def _pending(self, scripts: list[Traversable]) -> list[str]:
+        """The names of `scripts` not recorded as applied: all of them when the database or
+        `schema_migrations` does not exist yet. Reads only, without the lock: migrations are
+        only ever added, so a schema seen complete stays complete."""
+        names = [script.name for script in scripts]
+        try:
+            conn = await connect(self._settings, self._settings.mysql_database)
+        except pymysql.err.OperationalError as exc:
+            if error_code(exc) == _UNKNOWN_DATABASE:
+                return names
+            raise
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT version FROM schema_migrations")
+                done = {row[0] for row in await cur.fetchall()}
+        except pymysql.err.ProgrammingError as exc:
+            if error_code(exc) == _NO_SUCH_TABLE:
+                return names
+            raise
+        finally:
+            conn.close()
+        return [name for name in names if name not in done]
 
     async def applied_at(self, version: str) -> float | None:
         """When migration `version` was applied (Unix seconds), None if it was not.
