@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.ingestion.report import complete, ratio, verdict
+from bench.ingestion.report import closed_loop_rate, complete, ratio, verdict
 from bench.ingestion.wrk import parse_output
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,12 @@ def test_ratio_and_verdict() -> None:
     assert verdict(0.5, 0.5) == "target >= 0.5: met"
     assert verdict(0.49, 0.5) == "target >= 0.5: BELOW"
     assert verdict(None, 0.5) == "no figure"
+
+
+def test_closed_loop_rate_counts_what_is_still_in_flight() -> None:
+    part = {"connections": 8, "logs_per_request": 1000, "latency_us": {"mean": 2_000_000.0}}
+    assert closed_loop_rate(part) == 4000.0  # 8 requests of 1,000 logs every 2 s
+    assert closed_loop_rate({**part, "logs_per_request": 0}) == 4.0  # requests/s
 
 
 def test_complete_needs_the_baseline_and_every_load_of_one_server() -> None:
