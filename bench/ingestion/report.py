@@ -178,12 +178,13 @@ def section(results: dict, rows: list[Row]) -> str:
         " and (b) move the same messages; (a) is `lms pub`'s own rate (publishes confirmed,"
         " start-up excluded), run between the two servers.",
         "- (d) is `GET /healthz` with the same 64 connections and the same server: the cost of"
-        " uvicorn, the access middleware (its Host check) and FastAPI's routing and response,"
-        " which every request pays, so (c) / (d) is the share of the server's capacity left"
-        " once a request also reads its body, validates its log and waits for the Pub/Sub"
-        " confirmation. It is an existing route, answered without I/O; no route was added for"
-        " the benchmark. (d2) sends a log the edge refuses (400): everything of (c) but the"
-        " publish, which splits the gap between (c) and (d).",
+        " uvicorn, the access middleware (its Host check; /healthz needs no token, the one"
+        " thing of it (c) pays more: a constant-time compare) and FastAPI's routing and"
+        " response, which every request pays, so (c) / (d) is the share of the server's"
+        " capacity left once a request also reads its body, validates its log and waits for the"
+        " Pub/Sub confirmation. It is an existing route, answered without I/O; no route was"
+        " added for the benchmark. (d2) sends a log the edge refuses (400): everything of (c)"
+        " but the publish, which splits the gap between (c) and (d).",
         "- Rates count the answers wrk received within the run; requests still in flight"
         " at its end are left out, which for (b)'s bodies of 1,000 logs, acknowledged in"
         " seconds here, lowers the figure: the note gives connections / mean latency"
