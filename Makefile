@@ -127,8 +127,9 @@ format: install  ## apply ruff's fixes and formatting
 	@$(RUFF) check --fix $(LINT_PATHS)
 	$(RUFF) format $(LINT_PATHS)
 
-bench: install  ## throughput benchmark (bench/run.py), then the query benchmark
+bench: install  ## throughput benchmark (bench/run.py), the ingestion benchmark, the query benchmark
 	@$(PY) bench/run.py
+	$(MAKE) --no-print-directory bench-ingest
 	$(MAKE) --no-print-directory bench-query
 
 # The query benchmark loads this many logs (bulk INSERTs, ~7 min for 5M on 2 CPUs), times
@@ -139,7 +140,12 @@ BENCH_QUERY_POOL_MB ?= 4096
 bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
 	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS) --pool-mb $(BENCH_QUERY_POOL_MB)
 
-.PHONY: bench-pipeline bench-rss bench-tune bench-write
+.PHONY: bench-pipeline bench-ingest bench-rss bench-tune bench-write
+
+# The ingestion benchmark needs wrk (Debian's package: `sudo apt-get install -y wrk`); it says
+# so and fails when it is missing. Its knobs are BENCH_INGEST_* variables (bench/ingest.py).
+bench-ingest: install  ## HTTP ingestion (bench/ingest.py): POST /v1/logs under wrk vs lms pub, ~2.5 min
+	@$(PY) bench/ingest.py
 
 bench-pipeline: install  ## only the pipeline benchmark (bench/run.py): a, b, c, profile, latency, pub
 	@$(PY) bench/run.py

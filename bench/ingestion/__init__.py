@@ -1,0 +1,1 @@
+"""The HTTP ingestion benchmark (bench/ingest.py): wrk against `lms api`."""
