@@ -84,7 +84,7 @@ async def test_a_retried_http_request_with_ids_stores_nothing_twice(settings) ->
                 answer = await client.post("/v1/logs", json=logs)
                 assert answer.status_code == 202 and answer.json()["accepted"] == 3
     finally:
-        publisher.close()
+        await publisher.close()
     await _drain(s)
     assert sorted(key for key, _mid in await _rows(s)) == ["key:req-0", "key:req-1", "key:req-2"]
     counted = await db_query(s, "SELECT SUM(`count`) FROM service_severity")

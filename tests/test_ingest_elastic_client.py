@@ -93,7 +93,7 @@ async def test_the_bulk_helper_stores_valid_documents_and_gets_the_rest_back(set
             [error] = raised.value.errors
             assert error["index"]["status"] == 400
     finally:
-        app.state.publisher.close()
+        await app.state.publisher.close()
 
     supervisor = Supervisor(s, drain_idle=1.0)
     await asyncio.wait_for(supervisor.run(asyncio.Event()), 60)

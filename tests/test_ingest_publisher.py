@@ -37,7 +37,7 @@ async def test_confirmed_logs_are_on_the_topic_with_their_keys(settings) -> None
         assert len(set(ids)) == 5
         assert publisher.inflight_bytes == 0
     finally:
-        publisher.close()
+        await publisher.close()
     messages = await pull_all(s, 5)
     assert sorted(rm.message.message_id for rm in messages) == sorted(ids)
     assert sorted(rm.message.attributes[KEY_ATTRIBUTE] for rm in messages) == [
@@ -74,7 +74,7 @@ async def test_a_full_bound_refuses_the_whole_request_and_silence_is_a_503(
         assert unavailable.value.status == 503
     finally:
         await proxy.restore()
-        publisher.close()
+        await publisher.close()
     # The first log arrives (and the 8 timed-out ones may: a 503 promises nothing either
     # way); none of the 3 refused with 429 was published.
     bodies = [rm.message.data for rm in await pull_all(base, 1)]

@@ -121,7 +121,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sampler is not None:
             sampler.cancel()
         if owned:
-            await asyncio.to_thread(app.state.publisher.close)
+            await app.state.publisher.close()
             app.state.publisher = None
         if app.state.reader is not None:
             await app.state.reader.close()

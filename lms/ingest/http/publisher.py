@@ -1,13 +1,15 @@
 """Publishing accepted logs to Pub/Sub for HTTP ingestion: 2xx only once Pub/Sub confirmed.
 
-The Pub/Sub client library's own batcher collects messages of concurrent requests for a few
-milliseconds (INGEST_LINGER) or up to the Publish limit, so many single-log POSTs share one
-Publish RPC. Its futures say when each message is confirmed; a request waits for all of its
-own, at most INGEST_PUBLISH_TIMEOUT seconds, and is otherwise answered 503 (nothing promised).
+The messages of concurrent requests share Publish RPCs (lms.ingest.http.batcher: a batch
+collects for INGEST_LINGER seconds or up to the Publish limit), sent on the event loop with the
+async client. A request waits until every batch it landed in is confirmed, at most
+INGEST_PUBLISH_TIMEOUT seconds, and is otherwise answered 503 (nothing promised); a batch's
+RPC is given up at the same bound, so nothing is retried behind a client's back for longer.
 
 Memory is bounded by bytes: a request is admitted only if its bytes fit under
 INGEST_MAX_INFLIGHT_BYTES together with everything still unconfirmed, all or nothing, so a
-429 never means "some of it was published".
+429 never means "some of it was published". Bytes stay in flight until their batch's RPC
+ended, confirmed or failed, even after the request gave up.
 """
 
 from __future__ import annotations
@@ -17,19 +19,19 @@ from collections.abc import Callable, Sequence
 
 import structlog
 from google.api_core import exceptions as gexc
-from google.cloud.pubsub_v1 import PublisherClient
-from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+from google.pubsub_v1 import PubsubMessage
 
+from lms.ingest.http.batcher import Batch, Batcher
 from lms.ingest.http.edge import Accepted
 from lms.ingest.http.errors import Overloaded, PublishUnavailable
-from lms.ingest.sources.pubsub.client import emulator_transport
+from lms.ingest.sources.pubsub.client import publisher_client
 from lms.ingest.sources.pubsub.keys import KEY_ATTRIBUTE
 from lms.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 MAX_PUBLISH_BYTES = 9_000_000
-"""Bytes of one Publish request: below Pub/Sub's 10 MB limit, with room for attributes."""
+"""Bytes of one Publish request: below Pub/Sub's 10 MB limit, with room for its framing."""
 MAX_PUBLISH_MESSAGES = 1000
 """Messages of one Publish request: Pub/Sub's limit."""
 RETRY_AFTER = 1.0
@@ -38,8 +40,15 @@ PING_TIMEOUT = 5.0
 """Seconds /readyz waits for Pub/Sub at most: a probe must answer before its own timeout."""
 
 
+def message_size(item: Accepted) -> int:
+    """Bytes of a log as a Pub/Sub message: its body and its key attribute."""
+    key = len(KEY_ATTRIBUTE) + len(item.key.encode()) if item.key is not None else 0
+    return len(item.data) + key
+
+
 class LogPublisher:
-    """Publishes to `settings.topic_path`; one per `lms api` process, shared by requests."""
+    """Publishes to `settings.topic_path`; one per `lms api` process, shared by requests.
+    Made and closed on the event loop that serves the requests."""
 
     def __init__(
         self, settings: Settings, on_inflight: Callable[[int], None] | None = None
@@ -50,14 +59,14 @@ class LogPublisher:
         self._timeout = settings.ingest_publish_timeout
         self._max_inflight = settings.ingest_max_inflight_bytes
         self._inflight = 0
-        self._client = PublisherClient(
-            **emulator_transport(settings),
-            batch_settings=BatchSettings(
-                max_bytes=MAX_PUBLISH_BYTES,
-                max_latency=settings.ingest_linger,
-                max_messages=MAX_PUBLISH_MESSAGES,
-            ),
-            publisher_options=PublisherOptions(timeout=settings.ingest_publish_timeout),
+        self._closed = False
+        self._client = publisher_client(settings)
+        self._batcher = Batcher(
+            self._send,
+            linger=settings.ingest_linger,
+            max_messages=MAX_PUBLISH_MESSAGES,
+            max_bytes=MAX_PUBLISH_BYTES,
+            on_done=self._release,
         )
 
     @property
@@ -71,24 +80,29 @@ class LogPublisher:
         Raises Overloaded (429) before publishing anything when the bytes do not fit, and
         PublishUnavailable (503) when Pub/Sub does not confirm in time or fails.
         """
-        size = sum(len(item.data) for item in logs)
+        if self._closed:
+            raise PublishUnavailable("lms api is shutting down; retry", retry_after=RETRY_AFTER)
+        sizes = [message_size(item) for item in logs]
+        size = sum(sizes)
         if self._inflight + size > self._max_inflight and self._inflight > 0:
             raise Overloaded(
                 f"{self._inflight} bytes are being published, the bound is"
                 f" {self._max_inflight} (INGEST_MAX_INFLIGHT_BYTES); retry later",
                 retry_after=RETRY_AFTER,
             )
-        loop = asyncio.get_running_loop()
-        futures = [self._publish(loop, item) for item in logs]
+        self._change_inflight(size)
+        slots = [
+            self._batcher.add(self._message(item), item_size)
+            for item, item_size in zip(logs, sizes, strict=True)
+        ]
+        results = [batch.result for batch in Batcher.batches(slots)]
+        _done, pending = await asyncio.wait(results, timeout=self._timeout)
+        if pending:
+            raise self._unconfirmed()
         try:
-            async with asyncio.timeout(self._timeout):
-                return list(await asyncio.gather(*futures))
+            return Batcher.message_ids(slots)
         except TimeoutError:
-            raise PublishUnavailable(
-                f"Pub/Sub did not confirm within {self._timeout:g} s"
-                " (INGEST_PUBLISH_TIMEOUT); nothing of this request is promised, retry it",
-                retry_after=RETRY_AFTER,
-            ) from None
+            raise self._unconfirmed() from None
         except gexc.GoogleAPICallError as exc:
             log.warning("publish failed", error=str(exc), logs=len(logs))
             raise PublishUnavailable(
@@ -96,15 +110,36 @@ class LogPublisher:
                 retry_after=RETRY_AFTER,
             ) from exc
 
+    def _unconfirmed(self) -> PublishUnavailable:
+        return PublishUnavailable(
+            f"Pub/Sub did not confirm within {self._timeout:g} s"
+            " (INGEST_PUBLISH_TIMEOUT); nothing of this request is promised, retry it",
+            retry_after=RETRY_AFTER,
+        )
+
+    @staticmethod
+    def _message(item: Accepted) -> PubsubMessage:
+        if item.key is None:
+            return PubsubMessage(data=item.data)
+        return PubsubMessage(data=item.data, attributes={KEY_ATTRIBUTE: item.key})
+
+    async def _send(self, messages: list[PubsubMessage]) -> Sequence[str]:
+        """One Publish RPC, retried by the client on transient errors, given up at the
+        bound a request waits for, so bytes in flight are never held much longer."""
+        async with asyncio.timeout(self._timeout):
+            response = await self._client.publish(
+                topic=self._topic, messages=messages, timeout=self._timeout
+            )
+        return list(response.message_ids)
+
     async def ping(self) -> None:
         """Ask Pub/Sub for the topic, once, without retries: raises PublishUnavailable when
         it cannot be reached or the topic is missing, so /readyz takes an ingest node whose
         publishes would fail out of the load balancer before clients see 503s."""
         timeout = min(self._timeout, PING_TIMEOUT)
         try:
-            await asyncio.to_thread(
-                self._client.get_topic, topic=self._topic, retry=None, timeout=timeout
-            )
+            async with asyncio.timeout(timeout):
+                await self._client.get_topic(topic=self._topic, retry=None, timeout=timeout)
         except gexc.NotFound:
             raise PublishUnavailable(
                 "the Pub/Sub topic does not exist", retry_after=RETRY_AFTER
@@ -113,24 +148,17 @@ class LogPublisher:
             log.warning("pubsub ping failed", error=str(exc))
             raise PublishUnavailable("Pub/Sub cannot be reached", retry_after=RETRY_AFTER) from None
 
-    def _publish(self, loop: asyncio.AbstractEventLoop, item: Accepted) -> asyncio.Future[str]:
-        """Hand one message to the client's batcher. Its bytes count as in flight until the
-        client is done with it, confirmed or failed, even after the request gave up."""
-        attributes = {KEY_ATTRIBUTE: item.key} if item.key is not None else {}
-        size = len(item.data)
-        self._change_inflight(size)
-        future = self._client.publish(self._topic, item.data, **attributes)
-        future.add_done_callback(lambda _done: loop.call_soon_threadsafe(self._release, size))
-        return asyncio.wrap_future(future, loop=loop)
-
-    def _release(self, size: int) -> None:
-        self._change_inflight(-size)
+    def _release(self, batch: Batch) -> None:
+        self._change_inflight(-batch.size)
 
     def _change_inflight(self, delta: int) -> None:
         self._inflight += delta
         if self._on_inflight is not None:
             self._on_inflight(delta)
 
-    def close(self) -> None:
-        """Publish what is batched, then release the client's threads and channel."""
-        self._client.stop()
+    async def close(self) -> None:
+        """Refuse new requests, send what is batched and wait for every batch (each ends
+        within INGEST_PUBLISH_TIMEOUT), then close the channel."""
+        self._closed = True
+        await self._batcher.drain()
+        await self._client.transport.close()
