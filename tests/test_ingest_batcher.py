@@ -34,11 +34,11 @@ class Recorder:
         return Batcher(self.send, linger, max_messages, max_bytes, self.done.append)
 
 
-def add(batcher: Batcher, *payloads: bytes) -> list[Slot]:
+def add(batcher: Batcher[PubsubMessage], *payloads: bytes) -> list[Slot[PubsubMessage]]:
     return [batcher.add(PubsubMessage(data=p), len(p)) for p in payloads]
 
 
-async def wait(slots: list[Slot]) -> list[str]:
+async def wait(slots: list[Slot[PubsubMessage]]) -> list[str]:
     await asyncio.wait([b.result for b in Batcher.batches(slots)])
     return Batcher.message_ids(slots)
 

@@ -41,7 +41,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from lms.api.app import create_app
 from lms.devtools.ports import LOCALHOST, free_port
-from lms.ingest.http.publisher import KEY_ATTRIBUTE, LogPublisher
+from lms.ingest.http.publisher import KEY_ATTRIBUTE
 from lms.ingest.supervisor import Supervisor
 from lms.settings import Settings
 from tests.helpers import db_query, ensure_resources, pull_all, wait_until
@@ -66,7 +66,7 @@ async def served(settings) -> AsyncIterator[Served]:
     on a free port in a thread of its own (the SDK's exporters block: they run in threads)."""
     s = settings(batchsize=20, flushinterval=0.3)
     await ensure_resources(s)
-    app = create_app(s, publisher=LogPublisher(s))
+    app = create_app(s)  # its lifespan, in uvicorn's loop, opens and closes the publisher
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -77,7 +77,6 @@ async def served(settings) -> AsyncIterator[Served]:
     finally:
         server.should_exit = True
         await asyncio.to_thread(thread.join, 15)
-        app.state.publisher.close()
 
 
 def emit_through_sdk(exporter: LogRecordExporter, service: str, batch: bool) -> None:

@@ -105,6 +105,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if owned:
         try:
             publisher = LogPublisher(settings, on_inflight=api_metrics.inflight_changed)
+            publisher.connect()
         except DefaultCredentialsError as exc:
             raise RuntimeError(
                 "API_INGEST is on, but there are no Pub/Sub credentials to publish with: set"

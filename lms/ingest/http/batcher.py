@@ -16,41 +16,40 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from google.pubsub_v1 import PubsubMessage
-
-Send = Callable[[list[PubsubMessage]], Awaitable[Sequence[str]]]
-"""Publishes one batch and returns its message ids, in order."""
+M = TypeVar("M")
+"""A message as the sender wants it (a protobuf PubsubMessage for the publisher)."""
 
 
 @dataclass(eq=False)
-class Batch:
+class Batch(Generic[M]):
     """An open or sent batch; `result` is its message ids once Pub/Sub confirmed it."""
 
     result: asyncio.Future[Sequence[str]]
-    messages: list[PubsubMessage] = field(default_factory=list)
+    messages: list[M] = field(default_factory=list)
     size: int = 0
     """Bytes of the batch's messages, as the Publish limit counts them (data + attributes)."""
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(Generic[M]):
     """Where one message went: its batch and its position there."""
 
-    batch: Batch
+    batch: Batch[M]
     position: int
 
 
-class Batcher:
+class Batcher(Generic[M]):
     """Owns the open batch; sends each closed one as a task of its own."""
 
     def __init__(
         self,
-        send: Send,
+        send: Callable[[list[M]], Awaitable[Sequence[str]]],
         linger: float,
         max_messages: int,
         max_bytes: int,
-        on_done: Callable[[Batch], None],
+        on_done: Callable[[Batch[M]], None],
     ) -> None:
         """`on_done` hears of every batch once its send ended, confirmed or not."""
         self._send = send
@@ -58,10 +57,10 @@ class Batcher:
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._on_done = on_done
-        self._open: Batch | None = None
+        self._open: Batch[M] | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    def add(self, message: PubsubMessage, size: int) -> Slot:
+    def add(self, message: M, size: int) -> Slot[M]:
         """Put `message` (`size` bytes) into the open batch, opening or closing batches as
         the limits say."""
         batch = self._open
@@ -76,9 +75,9 @@ class Batcher:
         batch.size += size
         return Slot(batch, len(batch.messages) - 1)
 
-    def _open_batch(self) -> Batch:
+    def _open_batch(self) -> Batch[M]:
         loop = asyncio.get_running_loop()
-        batch = Batch(loop.create_future())
+        batch: Batch[M] = Batch(loop.create_future())
         # A batch whose every request gave up is still awaited by nobody: read its error so
         # asyncio does not report it as never retrieved.
         batch.result.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -89,7 +88,7 @@ class Batcher:
             loop.call_soon(self._close_if_open, batch)
         return batch
 
-    def _close_if_open(self, batch: Batch) -> None:
+    def _close_if_open(self, batch: Batch[M]) -> None:
         if self._open is batch:
             self._close()
 
@@ -101,7 +100,7 @@ class Batcher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _deliver(self, batch: Batch[M]) -> None:
         try:
             ids = await self._send(batch.messages)
         except asyncio.CancelledError:
@@ -121,11 +120,11 @@ class Batcher:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     @staticmethod
-    def message_ids(slots: Sequence[Slot]) -> list[str]:
+    def message_ids(slots: Sequence[Slot[M]]) -> list[str]:
         """The ids of `slots`, once all their batches are done (raises a batch's error)."""
         return [slot.batch.result.result()[slot.position] for slot in slots]
 
     @staticmethod
-    def batches(slots: Sequence[Slot]) -> list[Batch]:
+    def batches(slots: Sequence[Slot[M]]) -> list[Batch[M]]:
         """The distinct batches `slots` landed in, in order."""
         return list({id(slot.batch): slot.batch for slot in slots}.values())
