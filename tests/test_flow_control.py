@@ -120,3 +120,65 @@ async def test_cancelled_waiter_takes_nothing() -> None:
         await waiter
     await flow.release(2)
     assert flow.outstanding == 0
+
+
+async def test_arrived_messages_take_bytes_and_the_rest_is_refused() -> None:
+    flow = FlowControl(100, max_bytes=1000)
+    reserved = await flow.reserve(10)
+    assert reserved == 10
+    # A pull reserved 10 and brought 5 messages; only the first 3 fit 1000 bytes.
+    assert await flow.admit([300, 300, 300, 300, 10], reserved) == 3
+    assert (flow.outstanding, flow.outstanding_bytes) == (3, 900)  # unused count released
+    assert flow.peak_bytes == 900
+    await flow.release(3, 900)
+    assert (flow.outstanding, flow.outstanding_bytes) == (0, 0)
+
+
+async def test_an_overflow_blocks_pulls_until_something_is_released() -> None:
+    """Without this, a full byte budget would turn into pulls that only hand back."""
+    flow = FlowControl(100, max_bytes=1000)
+    assert await flow.admit([600]) == 1
+    assert await flow.admit([600]) == 0  # 1200 > 1000: handed back
+    waiter = asyncio.create_task(flow.reserve(10))
+    await settle()
+    assert not waiter.done()  # bytes (600) are below the bound, but the last one overflowed
+    await flow.release(1, 600)
+    assert await asyncio.wait_for(waiter, 5) == 10
+
+
+async def test_reserve_waits_while_the_bytes_are_exhausted() -> None:
+    flow = FlowControl(100, max_bytes=1000)
+    assert await flow.admit([500, 500]) == 2
+    waiter = asyncio.create_task(flow.reserve(10))
+    await settle()
+    assert not waiter.done()  # message room is left, byte room is not
+    await flow.release(1, 500)
+    assert await asyncio.wait_for(waiter, 5) == 10
+
+
+async def test_a_message_larger_than_the_byte_bound_is_taken_alone() -> None:
+    flow = FlowControl(100, max_bytes=1000)
+    assert await flow.admit([5000, 10]) == 1  # alone, so it is not starved forever
+    assert flow.outstanding_bytes == 5000
+    assert await flow.admit([10]) == 0  # nothing joins it
+    await flow.release(1, 5000)
+    assert await flow.admit([10, 5000]) == 1  # not alone: refused this time
+
+
+async def test_bytes_never_exceed_the_bound_under_concurrency() -> None:
+    flow = FlowControl(1000, max_bytes=10_000)
+    rng = random.Random(99)
+
+    async def worker() -> None:
+        for _ in range(40):
+            reserved = await flow.reserve(rng.randint(1, 8))
+            sizes = [rng.randint(100, 3000) for _ in range(reserved)]
+            admitted = await flow.admit(sizes, reserved)
+            taken = sum(sizes[:admitted])
+            assert flow.outstanding_bytes <= 10_000
+            await asyncio.sleep(0)
+            await flow.release(admitted, taken)
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(10))), 30)
+    assert 9000 < flow.peak_bytes <= 10_000  # the bound was reached and held
+    assert (flow.outstanding, flow.outstanding_bytes) == (0, 0)
