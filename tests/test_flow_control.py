@@ -143,7 +143,7 @@ async def test_an_overflow_blocks_pulls_until_something_is_released() -> None:
     await settle()
     assert not waiter.done()  # bytes (600) are below the bound, but the last one overflowed
     await flow.release(1, 600)
-    assert await asyncio.wait_for(waiter, 5) == 10
+    assert await asyncio.wait_for(waiter, 5) == 1  # 1000 free bytes hold one 600-byte message
 
 
 async def test_reserve_waits_while_the_bytes_are_exhausted() -> None:
@@ -153,7 +153,21 @@ async def test_reserve_waits_while_the_bytes_are_exhausted() -> None:
     await settle()
     assert not waiter.done()  # message room is left, byte room is not
     await flow.release(1, 500)
-    assert await asyncio.wait_for(waiter, 5) == 10
+    assert await asyncio.wait_for(waiter, 5) == 1
+
+
+async def test_a_pull_asks_for_what_the_free_bytes_hold_at_the_mean_size() -> None:
+    """Asking for more would only bring messages to hand back."""
+    flow = FlowControl(1000, max_bytes=10_000)
+    assert await flow.reserve(100) == 100  # nothing known of the sizes yet
+    assert await flow.admit([1000, 1000], reserved=100) == 2
+    assert await flow.reserve(100) == 8  # 8,000 bytes free, 1,000 bytes a message
+    await flow.release(8)
+    await flow.release(2, 2000)
+    assert await flow.reserve(100) == 10
+    flow_without_bytes = FlowControl(1000)
+    assert await flow_without_bytes.admit([1000, 1000]) == 2
+    assert await flow_without_bytes.reserve(100) == 100
 
 
 async def test_a_message_larger_than_the_byte_bound_is_taken_alone() -> None:

@@ -6,7 +6,9 @@ taken on arrival: the longest prefix of a response that fits is admitted and the
 back to Pub/Sub, so the byte bound holds exactly too. A message larger than the whole byte
 bound is admitted when nothing else is outstanding (as python-pubsub's own flow control does),
 so it is processed alone instead of starving. After a response overflowed, no pull starts until
-something is released, so a full budget does not turn into pulls that only hand back.
+something is released, and a pull asks for no more messages than the free bytes hold at the
+mean size of those admitted so far, so a full budget does not turn into pulls that only hand
+back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class FlowControl:
         self._outstanding = 0
         self._bytes = 0
         self._overflowed = False
+        self._mean_size: float | None = None
         self.peak = 0
         """The most messages ever outstanding at once (reservations included): proof of the
         bound."""
@@ -44,6 +47,9 @@ class FlowControl:
         async with self._changed:
             await self._changed.wait_for(self._has_room)
             granted = min(at_most, self.max_outstanding - self._outstanding)
+            if self.max_bytes is not None and self._mean_size:
+                expected = int((self.max_bytes - self._bytes) // self._mean_size)
+                granted = min(granted, max(1, expected))
             self._take(granted, 0)
             return granted
 
@@ -67,6 +73,9 @@ class FlowControl:
                 admitted += 1
                 total += size
             self._take(admitted - reserved, total)
+            if admitted:
+                mean = total / admitted
+                self._mean_size = mean if self._mean_size is None else (self._mean_size + mean) / 2
             if admitted < reserved:
                 self._changed.notify_all()
             return admitted
