@@ -18,9 +18,11 @@ from lms.ingest.received import Received
 from lms.settings import Settings
 from lms.store.connection import connect_kwargs
 from lms.store.errors import DataStorageError, RetriableStorageError
-from lms.store.migrations import Migrator
+from lms.store.migrations import Migrator, migration_files
 from lms.store.writer import MAX_REJECTED_DATA, BatchWriter, StoredLog, StoredRejection
 from tests.helpers import db_query, wait_until
+
+DIGEST_MIGRATION = "006_rejected_digest.sql"
 
 
 def stored(number: int, service: str, severity: str, timestamp: datetime) -> StoredLog:
@@ -242,3 +244,28 @@ async def test_a_timed_out_write_is_killed_on_the_server_and_its_retry_commits(s
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_migration_006_gives_whole_rejected_bodies_their_digest(settings, tmp_path) -> None:
+    """Rows rejected before it keep their data; a body that was kept whole gets its SHA-256,
+    one that was cut at 1 MiB (its digest unknowable now) keeps NULL."""
+    s = settings()
+    older = tmp_path / "sql"
+    older.mkdir()
+    for script in migration_files():
+        if script.name < DIGEST_MIGRATION:
+            (older / script.name).write_text(script.read_text())
+    await Migrator(s, older).migrate()
+    whole, cut = b"not json", bytes(1 << 20)
+    for key, data, size in [("m1", whole, len(whole)), ("m2", cut, 5 << 20)]:
+        await db_query(
+            s,
+            "INSERT INTO rejected_messages (idempotency_key, message_id, reason, detail, data,"
+            " data_size, received_at) VALUES (%s, %s, 'invalid_json', 'd', %s, %s, %s)",
+            (key, key, data, size, moment()),
+        )
+    assert (await Migrator(s).migrate())[0] == DIGEST_MIGRATION  # then any later ones
+    rows = await db_query(
+        s, "SELECT message_id, data_size, data_sha256 FROM rejected_messages ORDER BY message_id"
+    )
+    assert rows == [("m1", len(whole), hashlib.sha256(whole).hexdigest()), ("m2", 5 << 20, None)]
