@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(
         default=16 << 20,
         ge=1024,
-        description="bytes a batch writes at most (valid bodies, the kept prefix of rejected"
-        " ones): a full batch flushes at once, so one transaction stays well within DB_TIMEOUT",
+        description="bytes of the message bodies of one batch: a buffer holding that much"
+        " flushes at once, so one transaction stays well within DB_TIMEOUT",
     )
     shutdown_timeout: float = Field(
         default=30.0,

@@ -315,8 +315,8 @@ class Scenario:
         logs = await db_query(s, "SELECT message_id, service_name, severity FROM service_logs")
         rejected = await db_query(
             s,
-            "SELECT message_id, reason, detail, data_size, CONCAT(MD5(data), ':', CAST(data_sha256 AS CHAR))"
-            " FROM rejected_messages",
+            "SELECT message_id, reason, detail, data_size,"
+            " CONCAT(MD5(data), ':', CAST(data_sha256 AS CHAR)) FROM rejected_messages",
         )
         backlog = await subscription_backlog(s)
 

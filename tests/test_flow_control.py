@@ -74,14 +74,14 @@ async def test_outstanding_never_exceeds_the_bound_under_concurrency() -> None:
     assert flow.outstanding == 0
 
 
-async def test_peak_is_the_high_water_mark_of_reserve_and_take() -> None:
+async def test_peak_is_the_high_water_mark_of_reserve_and_admit() -> None:
     """What the pipeline test reads instead of sampling a gauge: the most ever outstanding,
     reservations and a stream's unasked messages alike, never lowered by a release."""
     flow = FlowControl(10)
     assert flow.peak == 0
     assert await flow.reserve(4) == 4
     assert (flow.outstanding, flow.peak) == (4, 4)
-    assert await flow.take(3) == 3  # pushed by a stream, unasked: counts the same
+    assert await flow.admit([1] * 3) == 3  # pushed by a stream, unasked: counts the same
     assert (flow.outstanding, flow.peak) == (7, 7)
     await flow.release(5)
     assert (flow.outstanding, flow.peak) == (2, 7)  # a release leaves the mark
@@ -89,9 +89,9 @@ async def test_peak_is_the_high_water_mark_of_reserve_and_take() -> None:
     assert (flow.outstanding, flow.peak) == (5, 7)  # below the mark: unchanged
     assert await flow.reserve(100) == 5
     assert (flow.outstanding, flow.peak) == (10, 10)
-    assert await flow.take(4) == 0  # an overshoot is handed back, never counted
+    assert await flow.admit([1] * 4) == 0  # an overshoot is handed back, never counted
     await flow.release(10)
-    assert await flow.take(12) == 10
+    assert await flow.admit([1] * 12) == 10
     assert (flow.outstanding, flow.peak) == (10, 10)  # never above the bound
 
 

@@ -25,7 +25,7 @@ import structlog
 
 from lms.domain.record import parse_message
 from lms.ingest.pipeline.batcher import Batcher, Trigger
-from lms.ingest.pipeline.storing import BatchStore, Parsed, Writer, written_bytes
+from lms.ingest.pipeline.storing import BatchStore, Parsed, Writer
 from lms.ingest.received import Received
 from lms.ops import metrics
 from lms.store.writer import BatchResult
@@ -70,7 +70,7 @@ class Flusher:
         self._store = BatchStore(writer, max_backoff)
         self._acker = acker
         self._batcher: Batcher[Parsed] = Batcher(
-            batchsize, flushinterval, clock, batch_max_bytes, written_bytes
+            batchsize, flushinterval, clock, batch_max_bytes, _body_bytes
         )
         self._writing: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
@@ -163,6 +163,13 @@ class Flusher:
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
         for item in committed.batch:
             metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)
+
+
+def _body_bytes(item: Parsed) -> int:
+    """What BATCH_MAX_BYTES counts: the message's body, which bounds what storing it writes
+    (a log's fields are no larger, a rejected body is kept as a prefix). Counting what is
+    held, not what is written, keeps a buffer that fills MAX_OUTSTANDING_BYTES due at once."""
+    return len(item.received.data)
 
 
 async def _finished(task: asyncio.Task[None] | None) -> None:

@@ -25,10 +25,8 @@ from lms.ingest.received import Received
 from lms.ops import metrics
 from lms.store.errors import StorageError
 from lms.store.writer import (
-    MAX_DETAIL,
     MAX_KEY,
     MAX_MESSAGE_ID,
-    MAX_REJECTED_DATA,
     BatchResult,
     StoredLog,
     StoredRejection,
@@ -52,15 +50,6 @@ class Writer(Protocol):
 class Parsed:
     received: Received
     outcome: LogRecord | Rejection
-
-
-def written_bytes(item: Parsed) -> int:
-    """What storing `item` writes, at most: a log's body (its fields are no larger), or the
-    kept prefix of a rejected body with its detail. What BATCH_MAX_BYTES counts."""
-    size = len(item.received.data)
-    if isinstance(item.outcome, LogRecord):
-        return size
-    return min(size, MAX_REJECTED_DATA) + min(len(item.outcome.detail), MAX_DETAIL)
 
 
 class BatchStore:

@@ -80,10 +80,6 @@ class FlowControl:
                 self._changed.notify_all()
             return admitted
 
-    async def take(self, count: int) -> int:
-        """Take up to `count` messages of unknown size without waiting (count only)."""
-        return await self.admit([0] * count)
-
     async def release(self, count: int, nbytes: int = 0) -> None:
         if count <= 0 and nbytes <= 0:
             return
