@@ -284,7 +284,10 @@ async def test_database_error_mid_run_rolls_back_and_retries(
     proxy = await tcp_proxy(base.mysql_host, base.mysql_port)
     s = settings(mysql_port=proxy.port, batchsize=10, flushinterval=0.3)
     await prepare(s)
-    run_monitor(s)
+    running = run_monitor(s)
+    # Ready: start-up (migrations, the writer's connection) is over, so the cut below hits
+    # the flusher's writes and not the start-up, whose waiting counts no DB error.
+    await wait_until(lambda: running.monitor.ready, timeout=10, message="monitor started")
     await wait_until(lambda: proxy.connections, timeout=10, message="writer connected")
     errors = metric("lms_db_errors_total")
     await proxy.cut(reset=True)
