@@ -2,8 +2,8 @@
 
 Unary Pull with explicit flow control: capacity is reserved before each pull, so the number of
 received-but-unacked messages never exceeds MAX_OUTSTANDING, and what a response brings beyond
-MAX_OUTSTANDING_BYTES is handed back at once. In-flight pulls are never
-cancelled (the emulator would hand their messages to a dead call); stopping waits for them.
+MAX_OUTSTANDING_BYTES is handed back at once. In-flight pulls are never cancelled (the
+emulator would hand their messages to a dead call); stopping waits for them.
 """
 
 from __future__ import annotations
