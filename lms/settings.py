@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     max_outstanding: int | None = Field(
         default=None, ge=1, description="received-but-unacked messages (default 2 x BATCHSIZE)"
     )
+    max_outstanding_bytes: int = Field(
+        default=100 << 20,
+        ge=1024,
+        description="bytes of received-but-unacked messages (as python-pubsub's flow control:"
+        " 100 MiB); a message larger than this is taken alone",
+    )
+    batch_max_bytes: int = Field(
+        default=16 << 20,
+        ge=1024,
+        description="bytes of the message bodies of one batch: a buffer holding that much"
+        " flushes at once, so one transaction stays well within DB_TIMEOUT",
+    )
     shutdown_timeout: float = Field(
         default=30.0,
         gt=0,
@@ -186,6 +198,11 @@ class Settings(BaseSettings):
         elif self.max_outstanding < self.batchsize:
             raise ValueError(
                 "MAX_OUTSTANDING must be at least BATCHSIZE, or a batch could never fill up"
+            )
+        if self.max_outstanding_bytes < self.batch_max_bytes:
+            raise ValueError(
+                "MAX_OUTSTANDING_BYTES must be at least BATCH_MAX_BYTES, or a batch could never"
+                " fill up"
             )
         return self
 

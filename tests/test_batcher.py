@@ -150,3 +150,57 @@ def test_leftover_items_keep_their_arrival_time(clock: FakeClock) -> None:
     assert batcher.take() == [1, 2]
     clock.advance(6)  # item 3 has now waited 10 s
     assert batcher.due() is Trigger.INTERVAL
+
+
+def weighed(max_bytes: int, clock: FakeClock, size: int = 100) -> Batcher[int]:
+    """A batcher whose items weigh what they are (the item 300 weighs 300 bytes)."""
+    return Batcher(size=size, interval=5.0, clock=clock, max_bytes=max_bytes, weight=lambda n: n)
+
+
+def test_a_batch_is_cut_at_the_byte_cap_oldest_first(clock: FakeClock) -> None:
+    batcher = weighed(1000, clock)
+    batcher.add([300, 300])
+    assert batcher.due() is None  # 600 bytes: not full yet
+    batcher.add([300, 300, 50])
+    assert batcher.nbytes == 1250
+    assert batcher.due() is Trigger.BYTES
+    assert batcher.take() == [300, 300, 300]  # the fourth would pass 1000 bytes
+    assert (len(batcher), batcher.nbytes) == (2, 350)
+    assert batcher.due() is None  # the rest waits for more, or for the interval
+    clock.advance(5.0)
+    assert batcher.due() is Trigger.INTERVAL
+    assert batcher.take() == [300, 50]
+    assert (len(batcher), batcher.nbytes, batcher.time_left()) == (0, 0, None)
+
+
+def test_exactly_the_byte_cap_is_a_full_batch(clock: FakeClock) -> None:
+    batcher = weighed(1000, clock)
+    batcher.add([400, 600])
+    assert batcher.due() is Trigger.BYTES
+    assert batcher.take() == [400, 600]
+
+
+def test_a_message_heavier_than_the_cap_goes_alone(clock: FakeClock) -> None:
+    batcher = weighed(1000, clock)
+    batcher.add([5000, 10, 20])
+    assert batcher.due() is Trigger.BYTES
+    assert batcher.take() == [5000]  # never an empty batch, never stuck
+    assert batcher.due() is None
+    assert batcher.take() == [10, 20]
+
+
+def test_the_count_cap_still_applies_under_the_byte_cap(clock: FakeClock) -> None:
+    batcher = weighed(10_000, clock, size=3)
+    batcher.add([1, 2, 3, 4])
+    assert batcher.due() is Trigger.SIZE
+    assert batcher.take() == [1, 2, 3]
+    assert batcher.nbytes == 4
+
+
+def test_the_interval_of_the_rest_is_its_own_after_a_byte_cut(clock: FakeClock) -> None:
+    batcher = weighed(1000, clock)
+    batcher.add([600])
+    clock.advance(3.0)
+    batcher.add([600])
+    assert batcher.take() == [600]  # cut by bytes: the second stays
+    assert batcher.time_left() == pytest.approx(5.0)  # its own arrival, not the first's

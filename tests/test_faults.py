@@ -8,8 +8,9 @@ and ends with the same full check (`Scenario.verify`):
 * per (service, severity): published == COUNT(*) of service_logs == SUM(count) of
   service_severity; and per message id, the stored service and severity are the published ones;
 * every invalid message published is in rejected_messages, once, with the reason declared where
-  the message was made (tests/poison.py), its original size and (the first MiB of) its exact
-  bytes; a message hypothesis invented, whose fate nobody declared, is stored or rejected, once;
+  the message was made (tests/poison.py), its original size, the SHA-256 of its whole body and
+  (the first 16 KiB of) its exact bytes; a message hypothesis invented, whose fate nobody
+  declared, is stored or rejected, once;
 * no message id is stored twice, nothing is stored that was not published;
 * the subscription is drained (lms.pubsub.subscription_backlog), after the monitors stopped
   with SIGTERM and exit code 0.
@@ -113,9 +114,10 @@ class Ledger:
     valid: dict[str, tuple[str, str]] = field(default_factory=dict)
     """message id -> (service_name, severity) it must be stored with."""
     invalid: dict[str, tuple[str, int, str]] = field(default_factory=dict)
-    """message id -> (reason, size, md5 of the first MiB) it must be rejected with."""
+    """message id -> (reason, size, digests) it must be rejected with: the MD5 of the kept
+    prefix (MAX_REJECTED_DATA) and the SHA-256 of the whole body, as `md5:sha256`."""
     undeclared: dict[str, tuple[int, str]] = field(default_factory=dict)
-    """message id -> (size, md5 of the first MiB) of a message stored or rejected, either way."""
+    """message id -> (size, digests) of a message stored or rejected, either way."""
 
     @property
     def published(self) -> int:
@@ -130,7 +132,11 @@ class Ledger:
         """Publish the bodies, and note under each message id the outcome declared for it."""
         ids = await publish(settings, [body for body, _outcome in messages], attributes)
         for message_id, (body, outcome) in zip(ids, messages, strict=True):
-            digest = hashlib.md5(body[:MAX_REJECTED_DATA]).hexdigest()
+            digest = (
+                hashlib.md5(body[:MAX_REJECTED_DATA]).hexdigest()
+                + ":"
+                + hashlib.sha256(body).hexdigest()
+            )
             if isinstance(outcome, Stored):
                 self.valid[message_id] = (outcome.service_name, outcome.severity)
             elif isinstance(outcome, Rejected):
@@ -308,7 +314,9 @@ class Scenario:
         s = self.base
         logs = await db_query(s, "SELECT message_id, service_name, severity FROM service_logs")
         rejected = await db_query(
-            s, "SELECT message_id, reason, detail, data_size, MD5(data) FROM rejected_messages"
+            s,
+            "SELECT message_id, reason, detail, data_size,"
+            " CONCAT(MD5(data), ':', CAST(data_sha256 AS CHAR)) FROM rejected_messages",
         )
         backlog = await subscription_backlog(s)
 

@@ -17,7 +17,12 @@ from typing import Any
 
 from lms.ingest.pipeline.flusher import Flusher
 from lms.ingest.received import Received
-from lms.store.errors import RetriableStorageError, StorageError, TerminalStorageError
+from lms.store.errors import (
+    DataStorageError,
+    RetriableStorageError,
+    StorageError,
+    TerminalStorageError,
+)
 from lms.store.writer import BatchResult
 
 
@@ -215,4 +220,67 @@ async def test_a_terminal_error_ends_the_flusher_unacked_without_retrying() -> N
     acker, error = await run_one_batch(writer)
     assert error is terminal
     assert writer.calls == 1
+    assert acker.acked == []
+
+
+class RefusingWriter:
+    """Refuses any transaction holding a log whose payload says BAD, as a database refuses a
+    value it cannot store; keeps what it committed."""
+
+    def __init__(self) -> None:
+        self.logs: list[str] = []
+        self.rejections: list[tuple[str, str]] = []
+        self.calls = 0
+
+    async def write_batch(self, logs: Sequence[Any], rejections: Sequence[Any]) -> BatchResult:
+        self.calls += 1
+        if any("BAD" in item.record.payload for item in logs):
+            raise DataStorageError(
+                "batch write failed: (1406, ...)", 1406, "(1406) Data too long for column"
+            )
+        self.logs.extend(item.message_id for item in logs)
+        self.rejections.extend((r.message_id, r.rejection.detail) for r in rejections)
+        result = BatchResult(new_by_key={("svc", "info"): len(logs)} if logs else {})
+        if rejections:
+            result.rejected_by_reason = {"invalid_field": len(rejections)}
+        return result
+
+
+def log_saying(number: int, payload: str) -> Received:
+    data = json.dumps(
+        {
+            "service_name": "svc",
+            "payload": payload,
+            "severity": "info",
+            "timestamp": "2026-11-23T10:00:00Z",
+        }
+    ).encode()
+    return Received(f"ack-{number}", str(number), data, 0.0, datetime(2026, 11, 23))
+
+
+async def test_a_batch_the_database_refuses_is_split_and_the_refused_kept_as_rejected() -> None:
+    writer, acker = RefusingWriter(), ListAcker()
+    queue: asyncio.Queue[list[Received] | None] = asyncio.Queue()
+    flusher = Flusher(queue, writer, acker, batchsize=64, flushinterval=60, max_backoff=0.01)
+    bad = {3, 41}
+    await queue.put([log_saying(n, "BAD" if n in bad else f"log {n}") for n in range(64)])
+    await queue.put(None)
+    await asyncio.wait_for(flusher.run(), 10)
+    assert sorted(writer.logs, key=int) == [str(n) for n in range(64) if n not in bad]
+    assert sorted(mid for mid, _ in writer.rejections) == ["3", "41"]
+    assert all(
+        detail == "refused by the database: (1406) Data too long for column"
+        for _, detail in writer.rejections
+    )
+    assert sorted(acker.acked) == sorted(f"ack-{n}" for n in range(64))  # all settled
+    assert writer.calls <= 1 + 2 * 2 * 6  # bisected (two paths of depth 6), not one by one
+    assert flusher.batches == 1
+
+
+async def test_a_terminal_error_that_is_not_a_data_error_is_not_split() -> None:
+    terminal = TerminalStorageError("batch write failed: (1142, INSERT denied)", 1142)
+    writer = FailingWriter(terminal, 100)
+    acker, error = await run_one_batch(writer)
+    assert error is terminal
+    assert writer.calls == 1  # no split: every part would fail the same way
     assert acker.acked == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -283,7 +284,10 @@ async def test_database_error_mid_run_rolls_back_and_retries(
     proxy = await tcp_proxy(base.mysql_host, base.mysql_port)
     s = settings(mysql_port=proxy.port, batchsize=10, flushinterval=0.3)
     await prepare(s)
-    run_monitor(s)
+    running = run_monitor(s)
+    # Ready: start-up (migrations, the writer's connection) is over, so the cut below hits
+    # the flusher's writes and not the start-up, whose waiting counts no DB error.
+    await wait_until(lambda: running.monitor.ready, timeout=10, message="monitor started")
     await wait_until(lambda: proxy.connections, timeout=10, message="writer connected")
     errors = metric("lms_db_errors_total")
     await proxy.cut(reset=True)
@@ -361,4 +365,71 @@ async def test_pull_modes_store_everything_within_flow_control(settings, run_mon
     assert 0 < running.monitor.dispatcher.flow.peak <= 100
     await running.shutdown()
     await assert_consistent(s, {("svc-j", "info"): 600})
+    assert await subscription_backlog(s) == 0
+
+
+async def test_large_messages_are_held_to_the_byte_bound(settings, run_monitor) -> None:
+    """Count bounds alone would let these 80 messages (4 MB) all be held at once; the byte
+    bound holds them to 250 kB, batches are cut by bytes, and each is stored once."""
+    s = settings(
+        batchsize=1000,
+        flushinterval=0.5,
+        max_outstanding=2000,
+        max_outstanding_bytes=250_000,
+        batch_max_bytes=60_000,
+    )
+    await prepare(s)
+    by_bytes = metric("lms_batches_flushed_total", trigger="bytes")
+    valid = [
+        make_log("svc-big", "info", f"m{i}", metadata={"blob": "x" * 15_000}) for i in range(40)
+    ]
+    invalid = [b"{" + b"x" * 50_000 for _ in range(40)]  # rejected: invalid JSON
+    await publish(s, [body for pair in zip(valid, invalid, strict=True) for body in pair])
+    running = run_monitor(s)
+    await wait_until(
+        lambda: _equals(_count(s, "rejected_messages"), 40), timeout=60, message="40 rejected"
+    )
+    await wait_until(lambda: _equals(count_logs(s), 40), timeout=30, message="40 stored")
+    flow = running.monitor.dispatcher.flow if running.monitor.dispatcher else None
+    assert flow is not None
+    assert 150_000 < flow.peak_bytes <= 250_000  # reached, never passed
+    await running.shutdown()
+    assert metric("lms_batches_flushed_total", trigger="bytes") - by_bytes >= 10
+    await assert_consistent(s, {("svc-big", "info"): 40})
+    rows = await db_query(
+        s, "SELECT COUNT(DISTINCT message_id), MAX(LENGTH(data)) FROM rejected_messages"
+    )
+    assert (int(rows[0][0]), int(rows[0][1])) == (40, 16 << 10)  # each once, a 16 KiB prefix
+    assert await subscription_backlog(s) == 0
+
+
+async def test_a_log_the_database_refuses_is_rejected_and_the_pipeline_goes_on(
+    settings, run_monitor
+) -> None:
+    """A producer key longer than the key column: valid to the parser, refused only by the
+    database. Its batch is split, it is kept as rejected with the database's reason (under
+    the key's digest), the other logs of the batch are stored, and the monitor goes on."""
+    s = settings(batchsize=100, flushinterval=1.0)
+    await prepare(s)
+    long_key = "k" * 300
+    await publish(s, [make_log("svc-k", "info", f"m{i}") for i in range(20)])
+    await publish(s, [make_log("svc-k", "error", "its key is too long")], {"lms_key": long_key})
+    running = run_monitor(s)
+    await wait_until(lambda: _equals(count_logs(s), 20), timeout=30, message="20 stored")
+    await wait_until(
+        lambda: _equals(_count(s, "rejected_messages"), 1), timeout=30, message="1 rejected"
+    )
+    rows = await db_query(s, "SELECT idempotency_key, reason, detail, data FROM rejected_messages")
+    key, reason, detail, data = rows[0]
+    assert reason == "invalid_field"
+    assert detail.startswith("refused by the database: (1406) Data too long")
+    assert "idempotency_key" in detail
+    assert key == "sha256:" + hashlib.sha256(f"key:{long_key}".encode()).hexdigest()
+    assert b"its key is too long" in bytes(data)
+    # Nothing of it was stored altered (a truncated key would be a row of 255 characters).
+    assert await db_query(s, "SELECT COUNT(*) FROM service_logs WHERE severity = 'error'") == [(0,)]
+    await publish(s, [make_log("svc-k", "info", "still going")])
+    await wait_until(lambda: _equals(count_logs(s), 21), timeout=30, message="the monitor goes on")
+    await running.shutdown()
+    await assert_consistent(s, {("svc-k", "info"): 21})
     assert await subscription_backlog(s) == 0

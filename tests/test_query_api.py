@@ -815,6 +815,7 @@ async def test_migration_keeps_existing_rows(
         "003_service_in_filter_indexes.sql",
         "004_short_payload_in_indexes.sql",
         "005_idempotency_key.sql",
+        "006_rejected_digest.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

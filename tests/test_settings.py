@@ -44,6 +44,14 @@ def test_max_outstanding_defaults_to_twice_batchsize() -> None:
     assert load_settings(batchsize=7).outstanding_limit == 14
 
 
+def test_byte_bounds_default_to_python_pubsubs_flow_control_and_16_mib_batches() -> None:
+    settings = load_settings()
+    assert settings.max_outstanding_bytes == 100 << 20
+    assert settings.batch_max_bytes == 16 << 20
+    equal = load_settings(max_outstanding_bytes=4096, batch_max_bytes=4096)
+    assert equal.max_outstanding_bytes == equal.batch_max_bytes == 4096
+
+
 def test_max_outstanding_default_follows_batchsize_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -136,6 +144,10 @@ def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPa
         ({"BATCHSIZE": "100", "MAX_OUTSTANDING": "99"}, "MAX_OUTSTANDING"),
         ({"MAX_OUTSTANDING": "4999"}, "MAX_OUTSTANDING"),  # below the default BATCHSIZE
         ({"MAX_OUTSTANDING": "0"}, "MAX_OUTSTANDING"),
+        ({"MAX_OUTSTANDING_BYTES": "2000", "BATCH_MAX_BYTES": "3000"}, "MAX_OUTSTANDING_BYTES"),
+        ({"MAX_OUTSTANDING_BYTES": "1000000"}, "MAX_OUTSTANDING_BYTES"),  # below the default
+        ({"MAX_OUTSTANDING_BYTES": "100"}, "MAX_OUTSTANDING_BYTES"),
+        ({"BATCH_MAX_BYTES": "0"}, "BATCH_MAX_BYTES"),
         ({"MYSQL_DATABASE": "lms-prod"}, "MYSQL_DATABASE"),
         ({"MYSQL_DATABASE": "lms;drop"}, "MYSQL_DATABASE"),
         ({"MYSQL_DATABASE": "a`b"}, "MYSQL_DATABASE"),

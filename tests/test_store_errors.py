@@ -10,6 +10,7 @@ import pymysql
 import pytest
 
 from lms.store.errors import (
+    DataStorageError,
     RetriableStorageError,
     StorageError,
     TerminalStorageError,
@@ -37,9 +38,18 @@ TERMINAL = [
     pymysql.err.OperationalError(1142, "INSERT command denied to user"),
     pymysql.err.ProgrammingError(1146, "Table 'lms.service_logs' doesn't exist"),
     pymysql.err.OperationalError(1054, "Unknown column 'commit' in 'field list'"),
-    pymysql.err.DataError(1406, "Data too long for column 'service_name'"),
-    pymysql.err.IntegrityError(1048, "Column 'payload' cannot be null"),
     pymysql.err.ProgrammingError(1064, "You have an error in your SQL syntax"),
+    pymysql.err.IntegrityError(1062, "Duplicate entry 'x' for key 'uq_service_logs_key'"),
+]
+DATA = [
+    pymysql.err.DataError(1406, "Data too long for column 'service_name' at row 3"),
+    pymysql.err.DataError(1265, "Data truncated for column 'severity' at row 1"),
+    pymysql.err.IntegrityError(1048, "Column 'payload' cannot be null"),
+    pymysql.err.DataError(1366, "Incorrect string value: '\\xF0\\x9F' for column 'payload'"),
+    pymysql.err.OperationalError(4025, "CONSTRAINT `service_logs.metadata` failed"),
+    pymysql.err.OperationalError(3819, "Check constraint 'metadata' is violated."),
+    pymysql.err.DataError(1292, "Incorrect datetime value: '0000-00-00' for column"),
+    pymysql.err.OperationalError(1153, "Got a packet bigger than 'max_allowed_packet' bytes"),
 ]
 
 
@@ -76,3 +86,18 @@ def test_only_client_side_codes_count_as_a_lost_connection() -> None:
     assert is_connection_lost(classify(pymysql.err.OperationalError(2013, "Lost"), "query"))
     assert not is_connection_lost(classify(pymysql.err.OperationalError(1205, "Lock"), "query"))
     assert not is_connection_lost(classify(TimeoutError(), "query"))
+
+
+@pytest.mark.parametrize("exc", DATA, ids=repr)
+def test_data_errors_are_terminal_and_marked_for_splitting(exc: BaseException) -> None:
+    """A retry cannot fix them (the same rows fail the same way), but storing the batch
+    without the rows at fault can: whatever class the driver raised them as."""
+    error = classify(exc, "batch write")
+    assert isinstance(error, DataStorageError)
+    assert (error.retriable, error.data_error, error.code) == (False, True, exc.args[0])
+    assert error.reason == f"({exc.args[0]}) {exc.args[1]}"  # the database's own words
+
+
+@pytest.mark.parametrize("exc", RETRIABLE + TERMINAL, ids=repr)
+def test_other_errors_are_not_data_errors(exc: BaseException) -> None:
+    assert not classify(exc, "batch write").data_error

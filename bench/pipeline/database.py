@@ -77,7 +77,8 @@ async def part_database(ctx: Context, fulltext: bool = True) -> dict:
 
 
 async def part_write_batch(ctx: Context) -> dict:
-    """The same rows through Storage.write_batch: INSERT IGNORE, the new-row count, severity."""
+    """The same rows through Storage.write_batch: the duplicate-ignoring INSERT, the new-row
+    count, severity."""
     settings = ctx.settings("b2")
     await Migrator(settings).migrate()
     storage = BatchWriter(settings)

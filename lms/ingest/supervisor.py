@@ -112,7 +112,7 @@ class Supervisor:
             dispatcher = self.dispatcher = Dispatcher(
                 client,
                 s.subscription_path,
-                FlowControl(s.outstanding_limit),
+                FlowControl(s.outstanding_limit, s.max_outstanding_bytes),
                 leaser,
                 keyed_since_micros=self.keyed_since,
             )
@@ -123,13 +123,22 @@ class Supervisor:
             self.subscriber = intake(
                 client, s.subscription_path, dispatcher, queue, pullers=s.pullers
             )
-            self.flusher = Flusher(queue, self.writer, dispatcher, s.batchsize, s.flushinterval)
+            self.flusher = Flusher(
+                queue,
+                self.writer,
+                dispatcher,
+                s.batchsize,
+                s.flushinterval,
+                batch_max_bytes=s.batch_max_bytes,
+            )
             log.info(
                 "monitor started",
                 subscription=s.subscription_path,
                 batchsize=s.batchsize,
                 flushinterval=s.flushinterval,
                 max_outstanding=s.outstanding_limit,
+                max_outstanding_bytes=s.max_outstanding_bytes,
+                batch_max_bytes=s.batch_max_bytes,
                 pull_mode=s.pull_mode,
                 pullers=s.pullers,
                 ack_deadline=deadline,
@@ -146,6 +155,7 @@ class Supervisor:
                 "monitor stopped",
                 batches=self.flusher.batches,
                 outstanding_peak=dispatcher.flow.peak,
+                outstanding_bytes_peak=dispatcher.flow.peak_bytes,
                 abandoned=self.abandoned,
             )
         finally:

@@ -30,6 +30,9 @@ FLUSH_DURATION = Histogram(
 DB_ERRORS = Counter("lms_db_errors", "Failed or timed-out database transactions")
 BUFFERED = Gauge("lms_buffered_messages", "Messages in the flusher's buffer")
 OUTSTANDING = Gauge("lms_outstanding_messages", "Messages received and not yet acked or nacked")
+OUTSTANDING_BYTES = Gauge(
+    "lms_outstanding_bytes", "Bytes of the messages received and not yet acked or nacked"
+)
 LAST_COMMIT = Gauge(
     "lms_last_commit_timestamp_seconds",
     "Unix time of the last batch commit (of start-up until the first commit)",

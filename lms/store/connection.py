@@ -15,8 +15,9 @@ CONNECT_TIMEOUT = 10.0
 
 
 class QuietCursor(aiomysql.Cursor):
-    """A cursor that skips SHOW WARNINGS: INSERT IGNORE warns once per duplicate by design,
-    and fetching those warnings would cost a round trip per statement on the hot path."""
+    """A cursor that skips SHOW WARNINGS: fetching warnings would cost a round trip per
+    statement on the hot path, and the writer needs none (its strict SQL mode turns every
+    value the database would alter into an error)."""
 
     async def _show_warnings(self, conn: aiomysql.Connection) -> None:
         return None

@@ -3,12 +3,21 @@ counts and the rejected messages), so a batch is stored whole or not at all.
 
 A single writer connection is enough (one flusher owns the buffer) and makes failure handling
 simple: any error or timeout closes the connection, and the next attempt opens a fresh one, so
-a half-finished transaction can never be reused.
+a half-finished transaction can never be reused. A timed-out transaction is also killed on the
+server, from a second connection: abandoned, it would go on running and hold its locks against
+its own retry until the server noticed the closed socket.
+
+Duplicates, and only duplicates, are ignored: `INSERT ... ON DUPLICATE KEY UPDATE id = id`
+inserts nothing for a key already stored (0 affected rows, so it counts nothing), and the
+writer's connections run in strict SQL mode, so a value the database would truncate or coerce
+(an over-long string, an unknown ENUM value) raises a data error instead of being stored
+altered, as `INSERT IGNORE` would store it. Both are valid on MariaDB and MySQL 8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -22,18 +31,33 @@ import structlog
 from lms.domain.record import LogRecord, Rejection
 from lms.settings import Settings
 from lms.store.connection import connect
-from lms.store.errors import DATABASE_ERRORS, classify
+from lms.store.errors import DATABASE_ERRORS, classify, error_code
 
 log = structlog.get_logger(__name__)
 
-MAX_REJECTED_DATA = 1 << 20
-MAX_DETAIL = 1024
+UNKNOWN_THREAD = 1094
+"""KILL of a connection that is gone already."""
 
+MAX_REJECTED_DATA = 16 << 10
+"""Bytes of a rejected message's body kept in rejected_messages.data (its full size and SHA-256
+are kept too): enough to see what was sent, small enough that a batch of large rejected
+messages still writes quickly."""
+MAX_DETAIL = 1024
+MAX_KEY = 255
+"""Characters of an idempotency key (service_logs and rejected_messages)."""
+MAX_MESSAGE_ID = 128
+STRICT_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
+"""The writer's SQL mode: a value that does not fit its column is an error, never altered."""
+KILL_TIMEOUT = 5.0
+"""Seconds at most to kill a timed-out transaction on the server (less when DB_TIMEOUT is)."""
+
+_IGNORE_DUPLICATE = " ON DUPLICATE KEY UPDATE id = id"
+"""A no-op update: a duplicate key inserts and changes nothing (0 affected rows)."""
 _INSERT_LOG = (
-    "INSERT IGNORE INTO service_logs"
+    "INSERT INTO service_logs"
     " (idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`,"
     " resource_id, trace_id, span_id, `commit`, metadata)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)" + _IGNORE_DUPLICATE
 )
 _COUNT_NEW = (
     "SELECT service_name, severity, COUNT(*) FROM service_logs"
@@ -44,9 +68,9 @@ _INSERT_SEVERITY = (
     " VALUES (%s, %s, %s, %s)"
 )
 _INSERT_REJECTED = (
-    "INSERT IGNORE INTO rejected_messages"
-    " (idempotency_key, message_id, reason, detail, data, data_size, received_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO rejected_messages"
+    " (idempotency_key, message_id, reason, detail, data, data_size, data_sha256, received_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)" + _IGNORE_DUPLICATE
 )
 
 
@@ -93,6 +117,13 @@ class BatchResult:
     def rejected_new(self) -> int:
         return sum(self.rejected_by_reason.values())
 
+    def add(self, other: BatchResult) -> None:
+        """Add what another transaction of the same batch changed (a batch split in parts)."""
+        for key, count in other.new_by_key.items():
+            self.new_by_key[key] = self.new_by_key.get(key, 0) + count
+        for reason, count in other.rejected_by_reason.items():
+            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
+
 
 class BatchWriter:
     """Writes batches on one connection, used by one task at a time (the flusher)."""
@@ -109,6 +140,10 @@ class BatchWriter:
         try:
             async with asyncio.timeout(self._settings.db_timeout):
                 return await self._write_batch(logs, rejections)
+        except TimeoutError as exc:
+            await self._kill()
+            self._discard()
+            raise classify(exc, "batch write") from exc
         except DATABASE_ERRORS as exc:
             self._discard()
             raise classify(exc, "batch write") from exc
@@ -181,8 +216,43 @@ class BatchWriter:
 
     async def _connection(self) -> aiomysql.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = await connect(self._settings, self._settings.mysql_database)
+            self._conn = await connect(
+                self._settings,
+                self._settings.mysql_database,
+                init_command=f"SET SESSION sql_mode = '{STRICT_SQL_MODE}'",
+            )
         return self._conn
+
+    async def _kill(self) -> None:
+        """End the writer's connection on the server, from another one: its statement stops
+        and its transaction rolls back now, releasing its locks before the retry needs them.
+
+        KILL CONNECTION rather than KILL QUERY: KILL QUERY stops the statement but leaves the
+        transaction open, holding its locks, until the server notices the closed socket (which
+        a blackholed network delays by minutes). A failure is only logged: the database may be
+        unreachable, which is why the write timed out in the first place.
+        """
+        thread_id = getattr(self._conn, "server_thread_id", None)
+        if not thread_id:
+            return
+        within = min(self._settings.db_timeout, KILL_TIMEOUT)
+        try:
+            async with asyncio.timeout(within):
+                killer = await connect(self._settings, None, within=within)
+                try:
+                    async with killer.cursor() as cur:
+                        await cur.execute("KILL CONNECTION %s", (thread_id[0],))
+                finally:
+                    killer.close()
+            log.warning("timed-out batch write killed on the server", connection=thread_id[0])
+        except DATABASE_ERRORS as exc:
+            if error_code(exc) == UNKNOWN_THREAD:
+                return  # it ended by itself meanwhile
+            log.warning(
+                "could not kill the timed-out batch write; the server ends it once it notices",
+                connection=thread_id[0],
+                error=str(exc) or type(exc).__name__,
+            )
 
     def _discard(self) -> None:
         """Drop the connection without a round trip: its state is unknown after a failure."""
@@ -224,5 +294,6 @@ def _rejection_rows(rejections: Sequence[StoredRejection]) -> Iterable[tuple[obj
             item.rejection.detail[:MAX_DETAIL],
             item.data[:MAX_REJECTED_DATA],
             len(item.data),
+            hashlib.sha256(item.data).hexdigest(),
             item.received_at,
         )

@@ -2,7 +2,8 @@
 
 Messages are acked only after COMMIT succeeds. A failed transaction is rolled back and retried
 with capped exponential backoff, keeping the messages unacked (their leases kept alive), so a
-database outage delays logs but never loses them.
+database outage delays logs but never loses them; a batch the database refuses is split
+(lms.ingest.pipeline.storing), so one bad message cannot stall the pipeline.
 
 Three batches are in the pipeline at once, each at its own stage: one is acked, the next one
 is written, and the one after it is received and parsed. So the database is kept busy with the
@@ -16,41 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from lms.domain.record import LogRecord, Rejection, parse_message
+from lms.domain.record import parse_message
 from lms.ingest.pipeline.batcher import Batcher, Trigger
+from lms.ingest.pipeline.storing import BatchStore, Parsed, Writer
 from lms.ingest.received import Received
 from lms.ops import metrics
-from lms.store.errors import StorageError
-from lms.store.writer import BatchResult, StoredLog, StoredRejection
+from lms.store.writer import BatchResult
 
 log = structlog.get_logger(__name__)
-
-
-class Writer(Protocol):
-    """Stores a batch in one transaction (lms.store.writer.BatchWriter)."""
-
-    async def write_batch(
-        self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
-    ) -> BatchResult: ...
 
 
 class Acker(Protocol):
     """Settles committed messages with their source (a Pub/Sub Dispatcher)."""
 
     async def ack(self, ack_ids: list[str]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    received: Received
-    outcome: LogRecord | Rejection
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +64,14 @@ class Flusher:
         flushinterval: float,
         clock: Callable[[], float] = time.monotonic,
         max_backoff: float = 10.0,
+        batch_max_bytes: int | None = None,
     ) -> None:
         self._queue = queue
-        self._writer = writer
+        self._store = BatchStore(writer, max_backoff)
         self._acker = acker
-        self._batcher: Batcher[Parsed] = Batcher(batchsize, flushinterval, clock)
-        self._max_backoff = max_backoff
+        self._batcher: Batcher[Parsed] = Batcher(
+            batchsize, flushinterval, clock, batch_max_bytes, _body_bytes
+        )
         self._writing: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
         self.batches = 0
@@ -138,23 +126,10 @@ class Flusher:
         self._writing = asyncio.create_task(self._commit(trigger, batch), name="write")
 
     async def _commit(self, trigger: Trigger, batch: list[Parsed]) -> None:
-        """Write one batch (retrying until it commits), then hand it to its ack."""
+        """Store one batch (retrying, and splitting what the database refuses, until it is
+        all committed), then hand it to its ack."""
         started = time.monotonic()
-        logs: dict[str, StoredLog] = {}
-        rejections: dict[str, StoredRejection] = {}
-        for item in batch:
-            received, outcome = item.received, item.outcome
-            key = received.idempotency_key
-            if isinstance(outcome, LogRecord):
-                logs.setdefault(key, StoredLog(received.message_id, outcome, key))
-            else:
-                rejections.setdefault(
-                    key,
-                    StoredRejection(
-                        received.message_id, outcome, received.data, received.received_at, key
-                    ),
-                )
-        result = await self._write(list(logs.values()), list(rejections.values()))
+        result = await self._store.store(batch)
         committed = Committed(trigger, batch, result, time.monotonic() - started, time.time())
         self._acking = asyncio.create_task(self._ack(committed, self._acking), name="ack")
 
@@ -174,26 +149,6 @@ class Flusher:
             commit_seconds=round(committed.commit_seconds, 4),
         )
 
-    async def _write(self, logs: list[StoredLog], rejections: list[StoredRejection]) -> BatchResult:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retriable),
-            wait=wait_exponential_jitter(multiplier=0.5, max=self._max_backoff),
-            before_sleep=self._log_db_error,
-            reraise=True,
-        )
-        return await retrying(self._writer.write_batch, logs, rejections)
-
-    @staticmethod
-    def _log_db_error(state: RetryCallState) -> None:
-        metrics.DB_ERRORS.inc()
-        error = state.outcome.exception() if state.outcome else None
-        log.error(
-            "database write failed; rolled back, messages kept unacked, retrying",
-            attempt=state.attempt_number,
-            retry_in=round(state.upcoming_sleep, 2),
-            error=str(error),
-        )
-
     @staticmethod
     def _record(committed: Committed) -> None:
         result = committed.result
@@ -210,10 +165,11 @@ class Flusher:
             metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)
 
 
-def _retriable(exc: BaseException) -> bool:
-    """Retry what a retry can fix; a terminal error (schema, privileges, data) ends the
-    flusher with the batch unacked, instead of retrying it forever."""
-    return isinstance(exc, StorageError) and exc.retriable
+def _body_bytes(item: Parsed) -> int:
+    """What BATCH_MAX_BYTES counts: the message's body, which bounds what storing it writes
+    (a log's fields are no larger, a rejected body is kept as a prefix). Counting what is
+    held, not what is written, keeps a buffer that fills MAX_OUTSTANDING_BYTES due at once."""
+    return len(item.received.data)
 
 
 async def _finished(task: asyncio.Task[None] | None) -> None:

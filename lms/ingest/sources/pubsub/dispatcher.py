@@ -56,6 +56,8 @@ class Dispatcher:
         self._keyed_since = keyed_since_micros
         self.last_admitted = clock()
         """When a message was last admitted (or the dispatcher made): how long intake is idle."""
+        self._sizes: dict[str, int] = {}
+        """Bytes each held message took of flow control, released when it is settled."""
 
     @property
     def deadline(self) -> int:
@@ -73,14 +75,16 @@ class Dispatcher:
         can tell (`lms mon --drain`)."""
         return self.last_admitted + idle - self._clock()
 
-    def admit(self, messages: Sequence[ReceivedMessage]) -> list[Received]:
-        """Make pulled messages outstanding (their capacity is already taken) and lease them."""
+    def admit(self, messages: Sequence[ReceivedMessage], sizes: Sequence[int]) -> list[Received]:
+        """Make pulled messages outstanding (their capacity, `sizes` bytes each, is already
+        taken) and lease them."""
         now = datetime.now(UTC).replace(tzinfo=None)
         chunk = [self._received(rm, now) for rm in messages]
         self._leaser.add(item.ack_id for item in chunk)
+        self._sizes.update(zip((item.ack_id for item in chunk), sizes, strict=True))
         self.last_admitted = self._clock()
         metrics.MESSAGES_RECEIVED.inc(len(chunk))
-        metrics.OUTSTANDING.set(self._leaser.held)
+        self._gauges()
         return chunk
 
     def _received(self, rm: ReceivedMessage, now: datetime) -> Received:
@@ -151,5 +155,10 @@ class Dispatcher:
 
     async def _settle(self, ack_ids: list[str]) -> None:
         self._leaser.remove(ack_ids)
-        await self.flow.release(len(ack_ids))
+        nbytes = sum(self._sizes.pop(ack_id, 0) for ack_id in ack_ids)
+        await self.flow.release(len(ack_ids), nbytes)
+        self._gauges()
+
+    def _gauges(self) -> None:
         metrics.OUTSTANDING.set(self._leaser.held)
+        metrics.OUTSTANDING_BYTES.set(self.flow.outstanding_bytes)

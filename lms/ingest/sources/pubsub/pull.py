@@ -1,8 +1,9 @@
 """The intake: pullers that turn Pub/Sub messages into `Received` chunks on a bounded queue.
 
 Unary Pull with explicit flow control: capacity is reserved before each pull, so the number of
-received-but-unacked messages never exceeds MAX_OUTSTANDING. In-flight pulls are never
-cancelled (the emulator would hand their messages to a dead call); stopping waits for them.
+received-but-unacked messages never exceeds MAX_OUTSTANDING, and what a response brings beyond
+MAX_OUTSTANDING_BYTES is handed back at once. In-flight pulls are never cancelled (the
+emulator would hand their messages to a dead call); stopping waits for them.
 """
 
 from __future__ import annotations
@@ -82,9 +83,22 @@ class PullSubscriber:
                 await self._flow.release(want)
                 raise
             messages = PullResponse.pb(response).received_messages
-            await self._flow.release(want - len(messages))
-            if messages:
-                await self._enqueue(messages)
+            await self._admit(messages, reserved=want)
+
+    async def _admit(self, messages: Sequence[ReceivedMessage], reserved: int) -> None:
+        """Admit what fits flow control (`reserved` messages of count already taken), queue
+        it, and hand the rest straight back to Pub/Sub instead of holding it."""
+        sizes = [rm.ByteSize() for rm in messages]
+        fits = await self._flow.admit(sizes, reserved)
+        if fits < len(messages):
+            log.debug(
+                "response beyond flow control; handing back",
+                count=len(messages) - fits,
+                outstanding_bytes=self._flow.outstanding_bytes,
+            )
+            await self._dispatcher.hand_back([rm.ack_id for rm in messages[fits:]])
+        if fits:
+            await self._enqueue(messages[:fits], sizes[:fits])
 
     async def _pull(self, want: int) -> PullResponse:
         if self._stopping.is_set():
@@ -99,8 +113,8 @@ class PullSubscriber:
         except gexc.DeadlineExceeded:
             return PullResponse()
 
-    async def _enqueue(self, messages: Sequence[ReceivedMessage]) -> None:
-        chunk = self._dispatcher.admit(messages)
+    async def _enqueue(self, messages: Sequence[ReceivedMessage], sizes: Sequence[int]) -> None:
+        chunk = self._dispatcher.admit(messages, sizes)
         log.debug("pulled", count=len(chunk), outstanding=self._flow.outstanding)
         await self._queue.put(chunk)
 

@@ -2,8 +2,9 @@
 
 On real Pub/Sub one stream delivers far more than one Pull loop and with lower latency; the
 emulator paces each stream (about 2,000 messages/s), so use PULL_MODE=pull there. Flow control
-stays exact: each stream asks the server for at most its share of MAX_OUTSTANDING, and any
-message beyond the bound is handed straight back instead of being held.
+stays exact: each stream asks the server for at most its share of MAX_OUTSTANDING and
+MAX_OUTSTANDING_BYTES, and any message beyond either bound is handed straight back instead of
+being held.
 """
 
 from __future__ import annotations
@@ -59,20 +60,14 @@ class StreamingSubscriber(PullSubscriber):
             messages = StreamingPullResponse.pb(response).received_messages
             if not messages:
                 continue
-            fits = await self._flow.take(len(messages))
-            if fits < len(messages):
-                log.warning(
-                    "stream overshot flow control; handing back", count=len(messages) - fits
-                )
-                await self._dispatcher.hand_back([rm.ack_id for rm in messages[fits:]])
-            if fits:
-                await self._enqueue(messages[:fits])
+            await self._admit(messages, reserved=0)
 
     async def _requests(self, client_id: str) -> AsyncIterator[StreamingPullRequest]:
         yield StreamingPullRequest(
             subscription=self._subscription,
             stream_ack_deadline_seconds=self._dispatcher.deadline,
             max_outstanding_messages=max(1, self._flow.max_outstanding // self._pullers),
+            max_outstanding_bytes=(self._flow.max_bytes or 0) // self._pullers,  # 0: no bound
             client_id=client_id,
         )
         while not self._stopping.is_set():
