@@ -149,7 +149,7 @@ def run_logs(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lms logs: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
-        print(f"lms logs: {exc}", file=sys.stderr)
+        print(f"lms logs: {exc.explained}", file=sys.stderr)
         return 1
     if next_cursor is not None:
         print(f"more logs: add --cursor {next_cursor}", file=sys.stderr)
@@ -179,7 +179,7 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     try:
         services = asyncio.run(_services(settings))
     except DatabaseUnavailable as exc:
-        print(f"lms stats: {exc}", file=sys.stderr)
+        print(f"lms stats: {exc.explained}", file=sys.stderr)
         return 1
     print(services_json(services) if args.json else services_table(services))
     return 0
