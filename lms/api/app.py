@@ -18,8 +18,9 @@ only and another node only answer queries.
 Who may call what (lms.api.auth): ingestion needs one of INGEST_TOKENS when set, every other
 path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed.
 Unknown query parameters and bad values are answered with 422 and a
-FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body; a database that
-cannot answer gives 503 `{"detail": "..."}`.
+FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body (an aggregate over
+API_MAX_BUCKETS too, `type` too_many_buckets); a database that cannot answer gives 503
+`{"detail": "<short reason>"}` on every endpoint, its driver's text logged, never sent.
 """
 
 from __future__ import annotations

@@ -41,7 +41,10 @@ def add_commands(commands: Commands) -> None:
         "but /healthz needs 'Authorization: Bearer <API_TOKEN>'. On a loopback address, a "
         "Host header outside API_ALLOWED_HOSTS is refused; on any other address, ingestion "
         "without INGEST_TOKENS is refused (exit 2) unless INGEST_ALLOW_ANONYMOUS=true. The "
-        "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough.",
+        "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough. "
+        "Slow clients are cut off: API_HEADER_TIMEOUT, API_KEEPALIVE_TIMEOUT, "
+        "INGEST_BODY_TIMEOUT and API_LIMIT_CONCURRENCY bound them; aggregates answer at most "
+        "API_MAX_BUCKETS counts.",
     )
     api.add_argument("--host", help="listen address (default API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=positive_int, help="listen port (default API_PORT, 3000)")
