@@ -226,10 +226,8 @@ class LogReader:
             "from",
             "shorten the range, use a larger bucket or ask for one service",
         )
-        return [
-            SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
-            for start, name, severity, count in rows
-        ]
+        # Up to API_MAX_BUCKETS dates to parse: in a thread, off the event loop.
+        return await asyncio.to_thread(_severity_buckets, rows)
 
     async def consistency(self, max_buckets: int | None = None) -> Consistency:
         """service_logs COUNT(*) against SUM(service_severity.count), per (service, severity).
@@ -411,6 +409,13 @@ class LogReader:
         return await aiomysql.create_pool(
             minsize=0, maxsize=self._pool_size, pool_recycle=3600, init_command=init, **kwargs
         )
+
+
+def _severity_buckets(rows: Rows) -> list[SeverityBucket]:
+    return [
+        SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
+        for start, name, severity, count in rows
+    ]
 
 
 async def _rows(cur: aiomysql.Cursor, sql: str, args: Sequence[object]) -> Rows:
