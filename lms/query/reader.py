@@ -348,7 +348,7 @@ class LogReader:
             if conn.get_transaction_status():
                 async with asyncio.timeout(self._timeout + 5):
                     await conn.rollback()
-        except (*DATABASE_ERRORS, pymysql.err.MySQLError):
+        except DATABASE_ERRORS:
             return False
         return True
 
@@ -356,7 +356,9 @@ class LogReader:
         """Hands `conn` back, and wakes a request waiting for a connection even when `conn`
         was closed: aiomysql's `release` wakes a waiter only for a live connection, so with
         a full pool the waiters would sleep until some other request ended (or their own
-        timeout), though the closed connection's slot is free to open a new one."""
+        timeout), though the closed connection's slot is free to open a new one. The wake-up
+        is aiomysql's own (`Pool._wakeup`, what `release` runs for a live connection);
+        tests/test_query_errors.py fails if a new aiomysql changes it."""
         pool.release(conn)
         if conn.closed:
             task = asyncio.get_running_loop().create_task(pool._wakeup())
