@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_QUERY_TIMEOUT = 0.001
+"""The smallest API_QUERY_TIMEOUT: MySQL's max_execution_time counts whole milliseconds."""
 
 
 class SettingsError(Exception):
@@ -127,7 +130,43 @@ class Settings(BaseSettings):
         default=10, ge=1, le=200, description="database connections of `lms api`"
     )
     api_query_timeout: float = Field(
-        default=10.0, gt=0, le=3600, description="seconds a query of `lms api` may run"
+        default=10.0,
+        le=3600,
+        description="seconds a query of `lms api` may run (0.001-3600: the server's limit"
+        " counts milliseconds)",
+    )
+    api_max_buckets: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="counts one answer of /v1/severity, /v1/services or /v1/consistency may"
+        " hold (one per time bucket, service and severity); over it: 422",
+    )
+    api_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="seconds a client of `lms api` has to send a request's headers, from"
+        " the moment it connects or its previous answer was sent; then it is disconnected",
+    )
+    api_keepalive_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="seconds `lms api` keeps an idle keep-alive connection open",
+    )
+    api_limit_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="connections and requests one `lms api` process serves at once; past"
+        " it new requests get 503",
+    )
+    ingest_body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="seconds an ingestion request's body may take to arrive; past it: 408",
     )
 
     api_query: bool = Field(
@@ -190,6 +229,17 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: JSON lines unless stdout is a terminal"
     )
+
+    @field_validator("api_query_timeout")
+    @classmethod
+    def _timeout_in_milliseconds(cls, value: float) -> float:
+        # Below a millisecond the server's limit would round to 0, which means "no limit".
+        if value < MIN_QUERY_TIMEOUT:
+            raise ValueError(
+                f"must be at least {MIN_QUERY_TIMEOUT} seconds: the database's statement limit"
+                " counts milliseconds, and less would round to 0, which disables it"
+            )
+        return value
 
     @model_validator(mode="after")
     def _outstanding_fits_a_batch(self) -> Settings:

@@ -161,6 +161,12 @@ def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPa
         ({"PUBSUB_TOPIC": "ab"}, "PUBSUB_TOPIC"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"API_QUERY_TIMEOUT": "3601"}, "API_QUERY_TIMEOUT"),
+        ({"API_MAX_BUCKETS": "0"}, "API_MAX_BUCKETS"),
+        ({"API_HEADER_TIMEOUT": "0"}, "API_HEADER_TIMEOUT"),
+        ({"API_KEEPALIVE_TIMEOUT": "-1"}, "API_KEEPALIVE_TIMEOUT"),
+        ({"API_LIMIT_CONCURRENCY": "0"}, "API_LIMIT_CONCURRENCY"),
+        ({"INGEST_BODY_TIMEOUT": "0"}, "INGEST_BODY_TIMEOUT"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable(
@@ -182,6 +188,22 @@ def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     assert "BATCHSIZE" in str(caught.value)
     assert "FLUSHINTERVAL" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0.0004999", "0.0009", "0", "-0.5"])
+def test_a_query_timeout_the_server_would_round_to_no_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """MariaDB's max_statement_time (3 decimals) and MySQL's max_execution_time (whole ms)
+    both take 0 as "no limit": a timeout under a millisecond must not silently disable it."""
+    monkeypatch.setenv("API_QUERY_TIMEOUT", value)
+    with pytest.raises(SettingsError, match=r"API_QUERY_TIMEOUT=.*at least 0\.001 seconds"):
+        load_settings(_env_file=None)
+
+
+def test_the_smallest_query_timeout_is_one_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_QUERY_TIMEOUT", "0.001")
+    assert load_settings(_env_file=None).api_query_timeout == 0.001
 
 
 def test_invalid_keyword_override_is_named_too() -> None:

@@ -19,8 +19,9 @@ only and another node only answer queries.
 Who may call what (lms.api.auth): ingestion needs one of INGEST_TOKENS when set, every other
 path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed.
 Unknown query parameters and bad values are answered with 422 and a
-FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body; a database that
-cannot answer gives 503 `{"detail": "..."}`.
+FastAPI-style `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` body (an aggregate over
+API_MAX_BUCKETS too, `type` too_many_buckets); a database that cannot answer gives 503
+`{"detail": "<short reason>"}` on every endpoint, its driver's text logged, never sent.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from google.auth.exceptions import DefaultCredentialsError
@@ -44,6 +46,8 @@ from lms.ops import api_metrics
 from lms.query.errors import DatabaseUnavailable, QueryError
 from lms.query.reader import LogReader
 from lms.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(
@@ -132,9 +136,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _invalid_query(_request: Request, exc: QueryError) -> Response:
     """A QueryError (a rule the schema cannot express) as the 422 body FastAPI gives for the
     rules it can, so that clients handle one shape."""
-    detail = [{"type": "value_error", "loc": ["query", exc.field], "msg": exc.message}]
+    loc = ["query", exc.field] if exc.field else ["query"]
+    detail = [{"type": exc.kind, "loc": loc, "msg": exc.message}]
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-async def _unavailable(_request: Request, exc: DatabaseUnavailable) -> Response:
-    return JSONResponse({"detail": str(exc)}, status_code=503)
+async def _unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
+    """503 with the short reason only: the driver's text names users, hosts and tables, so
+    it goes to the log, for the operator."""
+    log.warning("database unavailable", path=request.url.path, reason=exc.reason, detail=exc.detail)
+    return JSONResponse({"detail": exc.reason}, status_code=503)

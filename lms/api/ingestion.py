@@ -75,10 +75,13 @@ async def publish_checked(
 
 
 def retry_after(exc: IngestError) -> dict[str, str]:
-    """The `Retry-After` header of a 429 or 503, in whole seconds as HTTP wants it."""
-    if exc.retry_after is None:
-        return {}
-    return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    """The headers of an IngestError's answer: `Retry-After` of a 429 or 503, in whole
+    seconds as HTTP wants it, and `Connection: close` when the connection must not serve
+    another request (the rest of a body that came too slowly may still trickle in)."""
+    headers = {"Connection": "close"} if exc.close_connection else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return headers
 
 
 async def ingest_error(_request: Request, exc: IngestError) -> Response:

@@ -23,6 +23,7 @@ from uvicorn.supervisors import Multiprocess
 
 from lms.api.app import create_app
 from lms.api.auth import check_exposure
+from lms.api.protocol import LmsConfig
 from lms.settings import Settings, load_settings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -51,7 +52,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         # --port of this command too (the Host check depends on the address).
         os.environ["API_HOST"] = settings.api_host
         os.environ["API_PORT"] = str(settings.api_port)
-    config = uvicorn.Config(
+    config = LmsConfig(
         f"{__name__}:{app_from_environment.__name__}" if workers > 1 else create_app(settings),
         factory=workers > 1,
         workers=workers,
@@ -59,6 +60,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         port=settings.api_port,
         log_level=settings.log_level,
         server_header=False,
+        # Slow or idle clients cannot hold connections: headers, idle keep-alive and the
+        # number served at once are bounded here, an ingestion body where it is read.
+        header_timeout=settings.api_header_timeout,
+        timeout_keep_alive=settings.api_keepalive_timeout,
+        limit_concurrency=settings.api_limit_concurrency,
     )
     server = uvicorn.Server(config)
 

@@ -41,7 +41,10 @@ def add_commands(commands: Commands) -> None:
         "but /healthz needs 'Authorization: Bearer <API_TOKEN>'. On a loopback address, a "
         "Host header outside API_ALLOWED_HOSTS is refused; on any other address, ingestion "
         "without INGEST_TOKENS is refused (exit 2) unless INGEST_ALLOW_ANONYMOUS=true. The "
-        "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough.",
+        "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough. "
+        "Slow clients are cut off: API_HEADER_TIMEOUT, API_KEEPALIVE_TIMEOUT, "
+        "INGEST_BODY_TIMEOUT and API_LIMIT_CONCURRENCY bound them; aggregates answer at most "
+        "API_MAX_BUCKETS counts.",
     )
     api.add_argument("--host", help="listen address (default API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=positive_int, help="listen port (default API_PORT, 3000)")
@@ -149,7 +152,7 @@ def run_logs(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lms logs: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
-        print(f"lms logs: {exc}", file=sys.stderr)
+        print(f"lms logs: {exc.explained}", file=sys.stderr)
         return 1
     if next_cursor is not None:
         print(f"more logs: add --cursor {next_cursor}", file=sys.stderr)
@@ -179,7 +182,7 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     try:
         services = asyncio.run(_services(settings))
     except DatabaseUnavailable as exc:
-        print(f"lms stats: {exc}", file=sys.stderr)
+        print(f"lms stats: {exc.explained}", file=sys.stderr)
         return 1
     print(services_json(services) if args.json else services_table(services))
     return 0

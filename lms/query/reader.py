@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomysql
+import pymysql
 import structlog
 
 from lms.domain.severity import SEVERITY_ORDER
 from lms.query.buckets import BUCKET_FORMATS, Bucket, bucket_range
 from lms.query.cursor import Bound, Cursor
-from lms.query.errors import DatabaseUnavailable
+from lms.query.errors import DatabaseUnavailable, TooManyBuckets
 from lms.query.filters import LogQuery
 from lms.query.probe import PROBE_DEPTH, build_probe_sql, first_probe_depth, next_probe_depth
 from lms.query.results import (
@@ -51,7 +52,7 @@ from lms.query.results import (
 )
 from lms.query.search import TextSearch, parse_search
 from lms.query.sql import Conditions, build_logs_sql
-from lms.settings import Settings
+from lms.settings import MIN_QUERY_TIMEOUT, Settings
 from lms.store.connection import connect, connect_kwargs, connect_timeout
 from lms.store.errors import (
     DATABASE_ERRORS,
@@ -59,10 +60,14 @@ from lms.store.errors import (
     STATEMENT_TIMEOUT_CODES,
     StorageError,
     classify,
+    error_code,
     is_connection_lost,
 )
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Rows = list[tuple[Any, ...]]
 
 
 class LogReader:
@@ -74,6 +79,8 @@ class LogReader:
     """
 
     def __init__(self, settings: Settings, pool_size: int = 10, timeout: float = 10.0) -> None:
+        if timeout < MIN_QUERY_TIMEOUT:
+            raise ValueError(f"timeout must be at least {MIN_QUERY_TIMEOUT}s: {timeout!r}")
         self._settings = settings
         self._pool_size = pool_size
         self._timeout = timeout
@@ -86,6 +93,7 @@ class LogReader:
         compare)."""
         self.strategies: Counter[str] = Counter()
         """How full-text searches were answered: probe, probe-complete, fulltext, scan."""
+        self._wakeups: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> LogReader:
         return self
@@ -163,13 +171,20 @@ class LogReader:
             ceiling, read = floor, depth
             depth = next_probe_depth(depth, len(rows), query.limit, full)
 
-    async def services(self) -> list[ServiceCounts]:
-        """Per service, the total count per severity (every severity present, 0 if none)."""
+    async def services(self, max_buckets: int | None = None) -> list[ServiceCounts]:
+        """Per service, the total count per severity (every severity present, 0 if none).
+
+        With `max_buckets`, TooManyBuckets when more (service, severity) pairs have logs.
+        """
         rows = await self._fetch(
-            "SELECT service_name, severity, SUM(`count`) FROM service_severity"
-            " GROUP BY service_name, severity ORDER BY service_name",
-            [],
+            *_capped(
+                "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+                " GROUP BY service_name, severity ORDER BY service_name",
+                [],
+                max_buckets,
+            )
         )
+        _check_cap(len(rows), max_buckets, "", "there are too many services to list at once")
         by_service: dict[str, dict[str, int]] = {}
         for service, severity, total in rows:
             counts = by_service.setdefault(service, dict.fromkeys(SEVERITY_ORDER, 0))
@@ -183,53 +198,73 @@ class LogReader:
         until: datetime | None = None,
         service: str | None = None,
         now: datetime | None = None,
+        max_buckets: int | None = None,
     ) -> list[SeverityBucket]:
         """Counts per (bucket, service, severity) of logs stored in [since, until).
 
         Buckets are by the time their batch was committed (service_severity.created_at,
         UTC). Defaults: `until` now, `since` one window before it (1 hour of minutes, 1 day
-        of hours, 30 days of days); at most MAX_BUCKETS buckets.
+        of hours, 30 days of days); at most MAX_BUCKETS time buckets in the range and, with
+        `max_buckets`, at most that many counts in the answer (else TooManyBuckets).
         """
         since, until = bucket_range(bucket, since, until, now)
         cond = Conditions(["created_at >= %s", "created_at < %s"], [since, until])
         if service is not None:
             cond.add("service_name = %s", service)
         rows = await self._fetch(
-            "SELECT DATE_FORMAT(created_at, %s) AS bucket, service_name, severity,"
-            f" SUM(`count`) FROM service_severity{cond.where()}"
-            " GROUP BY bucket, service_name, severity ORDER BY bucket, service_name, severity",
-            [BUCKET_FORMATS[bucket], *cond.args],
+            *_capped(
+                "SELECT DATE_FORMAT(created_at, %s) AS bucket, service_name, severity,"
+                f" SUM(`count`) FROM service_severity{cond.where()}"
+                " GROUP BY bucket, service_name, severity ORDER BY bucket, service_name, severity",
+                [BUCKET_FORMATS[bucket], *cond.args],
+                max_buckets,
+            )
         )
-        return [
-            SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
-            for start, name, severity, count in rows
-        ]
+        _check_cap(
+            len(rows),
+            max_buckets,
+            "from",
+            "shorten the range, use a larger bucket or ask for one service",
+        )
+        # Up to API_MAX_BUCKETS dates to parse: in a thread, off the event loop.
+        return await asyncio.to_thread(_severity_buckets, rows)
 
-    async def consistency(self) -> Consistency:
+    async def consistency(self, max_buckets: int | None = None) -> Consistency:
         """service_logs COUNT(*) against SUM(service_severity.count), per (service, severity).
 
         Both are read in one consistent snapshot: a batch commits its rows and its counts
-        together, so they agree at every snapshot unless something is wrong.
+        together, so they agree at every snapshot unless something is wrong. With
+        `max_buckets`, TooManyBuckets when more pairs than that have logs or counts.
         """
-        try:
-            async with self._cursor() as cur:
-                await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                try:
-                    await cur.execute(
-                        "SELECT service_name, severity, COUNT(*) FROM service_logs"
-                        " GROUP BY service_name, severity"
-                    )
-                    logs = {(s, v): int(c) for s, v, c in await cur.fetchall()}
-                    await cur.execute(
-                        "SELECT service_name, severity, SUM(`count`) FROM service_severity"
-                        " GROUP BY service_name, severity"
-                    )
-                    sums = {(s, v): int(c) for s, v, c in await cur.fetchall()}
-                finally:
-                    await cur.execute("COMMIT")
-        except DATABASE_ERRORS as exc:
-            raise self._unavailable(classify(exc, "query")) from exc
+
+        async def snapshot(cur: aiomysql.Cursor) -> tuple[Rows, Rows]:
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            logs = await _rows(
+                cur,
+                *_capped(
+                    "SELECT service_name, severity, COUNT(*) FROM service_logs"
+                    " GROUP BY service_name, severity",
+                    [],
+                    max_buckets,
+                ),
+            )
+            sums = await _rows(
+                cur,
+                *_capped(
+                    "SELECT service_name, severity, SUM(`count`) FROM service_severity"
+                    " GROUP BY service_name, severity",
+                    [],
+                    max_buckets,
+                ),
+            )
+            await cur.execute("COMMIT")
+            return logs, sums
+
+        log_rows, sum_rows = await self._run(snapshot)
+        logs = {(s, v): int(c) for s, v, c in log_rows}
+        sums = {(s, v): int(c) for s, v, c in sum_rows}
         keys = sorted(logs.keys() | sums.keys(), key=lambda k: (k[0], SEVERITY_ORDER.index(k[1])))
+        _check_cap(len(keys), max_buckets, "", "there are too many services to check at once")
         return Consistency(
             [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
         )
@@ -239,12 +274,16 @@ class LogReader:
 
     # --- plumbing ---
 
-    async def _fetch(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[object]) -> Rows:
+        return await self._run(lambda cur: _rows(cur, sql, args))
+
+    async def _run(self, work: Callable[[aiomysql.Cursor], Awaitable[T]]) -> T:
+        """`work` on a pooled connection: the one way every query runs, so each maps the
+        database's failures alike (DatabaseUnavailable: HTTP 503, CLI exit 1)."""
         for attempt in (1, 2):
             try:
                 async with self._cursor() as cur:
-                    await cur.execute(sql, tuple(args))
-                    return list(await cur.fetchall())
+                    return await work(cur)
             except DATABASE_ERRORS as exc:
                 error = classify(exc, "query")
                 if attempt == 1 and is_connection_lost(error):
@@ -253,37 +292,78 @@ class LogReader:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unavailable(self, error: StorageError) -> DatabaseUnavailable:
-        """What the caller is told (HTTP 503, CLI exit 1): the cause, in words that help."""
+        """What the caller is told (HTTP 503, CLI exit 1): the cause, in words that help,
+        without the server's own text (users, hosts, SQL), which goes to `detail`."""
         if error.code in STATEMENT_TIMEOUT_CODES:
             return DatabaseUnavailable(
                 f"query took longer than {self._timeout:g}s (API_QUERY_TIMEOUT);"
-                " narrow it with more filters or a shorter time range"
+                " narrow it with more filters or a shorter time range",
+                str(error),
             )
         if error.code in SCHEMA_MISSING_CODES:
-            return DatabaseUnavailable(f"schema is not up to date ({error}); run `lms migrate`")
-        return DatabaseUnavailable(f"database error: {error}")
+            return DatabaseUnavailable(
+                "the schema is not up to date; run `lms migrate`", str(error)
+            )
+        return DatabaseUnavailable("database error", str(error))
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiomysql.Cursor]:
+        """A cursor on a pooled connection, bounded in time.
+
+        A connection goes back to the pool after an error the server answered (a statement
+        timeout, a missing table): it is still in step. Only one whose state is unknown (the
+        network failed, the call timed out or was cancelled mid-answer) is closed.
+        """
         pool = await self._ensure_pool()
         try:
             async with asyncio.timeout(self._timeout + 5):
                 conn = await pool.acquire()
         except TimeoutError:
             raise DatabaseUnavailable("no database connection free; try again") from None
+        keep = False
         try:
             async with asyncio.timeout(self._timeout + 5), conn.cursor() as cur:
                 yield cur
+            keep = True
         except TimeoutError:
-            conn.close()
             raise DatabaseUnavailable(
                 f"database did not answer within {self._timeout:g}s"
             ) from None
-        except BaseException:
-            conn.close()  # its state is unknown: never hand it out again
+        except pymysql.err.MySQLError as exc:
+            keep = await self._still_usable(conn, exc)
             raise
         finally:
-            pool.release(conn)
+            if not keep:
+                conn.close()
+            self._release(pool, conn)
+
+    async def _still_usable(self, conn: aiomysql.Connection, exc: BaseException) -> bool:
+        """Whether `conn` may serve the next query after `exc`: the server answered it
+        with an error (not a client-side code), and any transaction it had open is rolled
+        back (aiomysql would close one still in a transaction)."""
+        code = error_code(exc)
+        if code is None or 2000 <= code < 3000:
+            return False
+        try:
+            if conn.get_transaction_status():
+                async with asyncio.timeout(self._timeout + 5):
+                    await conn.rollback()
+        except DATABASE_ERRORS:
+            return False
+        return True
+
+    def _release(self, pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
+        """Hands `conn` back, and wakes a request waiting for a connection even when `conn`
+        was closed: aiomysql's `release` wakes a waiter only for a live connection, so with
+        a full pool the waiters would sleep until some other request ended (or their own
+        timeout), though the closed connection's slot is free to open a new one. The wake-up
+        is aiomysql's own (`Pool._wakeup`, what `release` runs for a live connection);
+        tests/test_query_errors.py fails if a new aiomysql changes it."""
+        pool.release(conn)
+        if conn.closed:
+            task = asyncio.get_running_loop().create_task(pool._wakeup())
+            self._wakeups.add(task)
+            task.add_done_callback(self._wakeups.discard)
 
     async def _ensure_pool(self) -> aiomysql.Pool:
         if self._pool is not None:
@@ -293,7 +373,9 @@ class LogReader:
                 try:
                     self._pool = await self._create_pool()
                 except DATABASE_ERRORS as exc:
-                    raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+                    raise DatabaseUnavailable(
+                        "cannot connect to the database", str(exc) or type(exc).__name__
+                    ) from exc
             return self._pool
 
     async def _create_pool(self) -> aiomysql.Pool:
@@ -329,3 +411,28 @@ class LogReader:
         return await aiomysql.create_pool(
             minsize=0, maxsize=self._pool_size, pool_recycle=3600, init_command=init, **kwargs
         )
+
+
+def _severity_buckets(rows: Rows) -> list[SeverityBucket]:
+    return [
+        SeverityBucket(datetime.fromisoformat(start), name, severity, int(count))
+        for start, name, severity, count in rows
+    ]
+
+
+async def _rows(cur: aiomysql.Cursor, sql: str, args: Sequence[object]) -> Rows:
+    await cur.execute(sql, tuple(args))
+    return list(await cur.fetchall())
+
+
+def _capped(sql: str, args: Sequence[object], cap: int | None) -> tuple[str, list[object]]:
+    """`sql` reading at most `cap` + 1 rows: one more than allowed is enough to refuse, and
+    the server never sends the rest."""
+    if cap is None:
+        return sql, list(args)
+    return f"{sql} LIMIT %s", [*args, cap + 1]
+
+
+def _check_cap(groups: int, cap: int | None, field: str, narrow: str) -> None:
+    if cap is not None and groups > cap:
+        raise TooManyBuckets(field, cap, narrow)

@@ -7,10 +7,15 @@ is what stops a compression bomb: gzip and deflate are inflated chunk by chunk w
 in memory and the time to produce it, then 413. zstd has no bounded incremental call in its
 Python binding, so its (already bounded) compressed bytes are gathered and then read through
 a stream reader that stops one byte past the limit: the same bound, reached at the end.
+
+A third bound is time: the whole body must arrive within INGEST_BODY_TIMEOUT, or the request
+is answered 408 and its connection closed, so a client that trickles its body (a byte a
+second stays under any per-read timeout) cannot hold a connection and its buffers forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zlib
 from dataclasses import dataclass
@@ -19,7 +24,12 @@ from typing import Protocol
 import zstandard
 from starlette.requests import Request
 
-from lms.ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from lms.ingest.http.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from lms.settings import Settings
 
 ENCODINGS = ("identity", "gzip", "deflate", "zstd")
@@ -28,14 +38,20 @@ ENCODINGS = ("identity", "gzip", "deflate", "zstd")
 
 @dataclass(frozen=True, slots=True)
 class BodyLimits:
-    """Bytes a request body may have on the wire (`max_body`) and decompressed (`max_decoded`)."""
+    """Bytes a request body may have on the wire (`max_body`) and decompressed (`max_decoded`),
+    and the seconds it may take to arrive (`timeout`)."""
 
     max_body: int
     max_decoded: int
+    timeout: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
-        return cls(settings.ingest_max_body_bytes, settings.ingest_max_decoded_bytes)
+        return cls(
+            settings.ingest_max_body_bytes,
+            settings.ingest_max_decoded_bytes,
+            settings.ingest_body_timeout,
+        )
 
 
 class _Decoder(Protocol):
@@ -137,7 +153,8 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
     """The request's body, decompressed per its Content-Encoding, within `limits`.
 
     Raises PayloadTooLarge (413) as soon as either bound is passed, UnsupportedMediaType (415)
-    for an encoding not in ENCODINGS, BadRequest (400) for a corrupt or truncated stream.
+    for an encoding not in ENCODINGS, BadRequest (400) for a corrupt or truncated stream,
+    RequestTimeout (408) when the body has not arrived within `limits.timeout`.
     """
     decoder = _decoder(request.headers.get("content-encoding", ""))
     declared = request.headers.get("content-length", "")
@@ -146,11 +163,18 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
     received = 0
     decoded: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limits.max_body:
-            raise _too_large_body(limits)
-        size = _take(decoded, size, decoder.feed(chunk, limits.max_decoded - size), limits)
+    try:
+        async with asyncio.timeout(limits.timeout):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limits.max_body:
+                    raise _too_large_body(limits)
+                size = _take(decoded, size, decoder.feed(chunk, limits.max_decoded - size), limits)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {limits.timeout:g}s (INGEST_BODY_TIMEOUT);"
+            f" {received} bytes came"
+        ) from None
     _take(decoded, size, decoder.finish(limits.max_decoded - size), limits)
     return b"".join(decoded)
 

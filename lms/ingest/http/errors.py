@@ -8,6 +8,8 @@ class IngestError(Exception):
     """A request-level refusal; `status` is its HTTP status, `detail` says what is wrong."""
 
     status = 400
+    close_connection = False
+    """Whether the answer closes the connection (`Connection: close`)."""
 
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
@@ -19,6 +21,13 @@ class BadRequest(IngestError):
     """The body cannot be decoded at all (not JSON, not the protocol's schema)."""
 
     status = 400
+
+
+class RequestTimeout(IngestError):
+    """The body did not arrive in time (INGEST_BODY_TIMEOUT): the connection is closed."""
+
+    status = 408
+    close_connection = True
 
 
 class PayloadTooLarge(IngestError):
