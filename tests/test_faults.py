@@ -765,16 +765,24 @@ async def test_database_blackholed_at_startup(
 
 # --- 3. The Pub/Sub connection cut --------------------------------------------------------------
 
+RECOVERY_SECONDS = 20
+"""Seconds from the link's return to the first pull: the pull retry's backoff (at most 10 s,
+with jitter) or a stream's health check (10 s of silence, a 5 s probe), with room to spare."""
 
+
+@pytest.mark.parametrize("pull_mode", ["pull", "streaming"])
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_pubsub_cut_and_blackholed(
-    variant: str, scenario: ScenarioFactory, tcp_proxy: ProxyFactory
+    variant: str, pull_mode: str, scenario: ScenarioFactory, tcp_proxy: ProxyFactory
 ) -> None:
     """The Pub/Sub connection is cut (refused, open ones reset) mid-run, later blackholed
     (nothing answers); the subscriber retries and reconnects by itself, and acks or lease
-    extensions that failed meanwhile only cause redeliveries, which are ignored."""
+    extensions that failed meanwhile only cause redeliveries, which are ignored. Intake is
+    back within RECOVERY_SECONDS of the link, in both PULL_MODEs: a stream broken by the cut
+    or gone silent in the blackhole is replaced, not left waiting for gRPC's timers."""
     outage = sizes(variant, fast={"outage": 5}, full={"outage": 20})["outage"]
-    run = scenario("3 Pub/Sub cut + blackhole", variant)
+    name = "3 Pub/Sub cut + blackhole" + ("" if pull_mode == "pull" else ", streaming")
+    run = scenario(name, variant, pull_mode=pull_mode)
     await run.setup()
     ps = await pubsub_proxy(tcp_proxy, run.base)
     # FLUSHINTERVAL 4 s: when the link breaks, the monitor holds messages, so it must commit
@@ -802,7 +810,9 @@ async def test_pubsub_cut_and_blackholed(
         restored = time.time()
         await ps.restore()
         run.fault("Pub/Sub restored")
-        await mon.wait_for("pulled", where=lambda e, t=restored: event_time(e) > t, timeout=90)
+        await mon.wait_for(
+            "pulled", where=lambda e, t=restored: event_time(e) > t, timeout=RECOVERY_SECONDS
+        )
         recovery[fault] = first_after(mon.events("pulled"), restored)
     assert mon.generation == 1 and mon.alive, mon.tail()
     failed_pulls = len(mon.matching(PULL_FAILED))
