@@ -154,11 +154,17 @@ class RetryingClients:
 
 @dataclass
 class RawAnswer:
-    status: int
+    status: int | None
+    """None: the server closed (or reset) the connection without an answer we could read."""
     headers: dict[str, str]
     body: bytes
     sent: int
     """Body bytes written before the answer came (or the server closed)."""
+
+    @property
+    def text(self) -> str:
+        """The body, lowercase, for matching a reason."""
+        return self.body.decode("utf-8", "replace").lower()
 
 
 async def raw_post(
@@ -167,15 +173,23 @@ async def raw_post(
     headers: dict[str, str],
     chunks: Iterable[bytes] | AsyncIterator[bytes],
     content_length: int | None = None,
-) -> RawAnswer | None:
-    """POST over a bare socket, with `Content-Length` when given, else chunked; the body is
-    written while the answer is read, so a server that answers before the body ends (413) is
-    seen. None when the server closed without an answer."""
+    expect_continue: bool = False,
+) -> RawAnswer:
+    """POST over a bare socket, with `Content-Length` when given, else chunked.
+
+    The body is written while the answer is read, so a server that answers before the body
+    ends (413) is seen, unless the server closed the connection with some of the body still
+    unread: the client's kernel may then drop the answer for the reset that follows
+    (`status` None). With `expect_continue` the body waits for the server's `100 Continue`,
+    as curl does for large bodies, and an answer before it is final.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     chunked = content_length is None
     lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {content_length}")
+    if expect_continue:
+        lines.append("Expect: 100-continue")
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     sent = 0
 
@@ -190,13 +204,24 @@ async def raw_post(
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
 
-    sender = asyncio.create_task(send())
+    sender: asyncio.Task[None] | None = None
     try:
-        return await _read_answer(reader, lambda: sent)
+        if expect_continue:
+            first = await _read_answer(reader)
+            if first is None:
+                return RawAnswer(None, {}, b"", 0)
+            if first[0] != 100:
+                return RawAnswer(*first, sent=0)
+        sender = asyncio.create_task(send())
+        answer = await _read_answer(reader)
+        if answer is None:
+            return RawAnswer(None, {}, b"", sent)
+        return RawAnswer(*answer, sent=sent)
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sender
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
         writer.transport.abort()
 
 
@@ -209,10 +234,11 @@ async def _each(chunks: Iterable[bytes] | AsyncIterator[bytes]) -> AsyncIterator
             yield chunk
 
 
-async def _read_answer(reader: asyncio.StreamReader, sent: Any) -> RawAnswer | None:
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes] | None:
+    """(status, headers, body) of the next answer; None when the connection ended first."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         return None
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     answer_headers = {
@@ -224,4 +250,4 @@ async def _read_answer(reader: asyncio.StreamReader, sent: Any) -> RawAnswer | N
         body = await reader.readexactly(length)
     except (asyncio.IncompleteReadError, ConnectionError):
         body = b""
-    return RawAnswer(int(status_line.split()[1]), answer_headers, body, sent())
+    return int(status_line.split()[1]), answer_headers, body
