@@ -1424,12 +1424,15 @@ async def test_http_bad_bodies_against_a_real_api(scenario: ScenarioFactory) -> 
     assert api.alive, api.tail()
     await finish_http(run, api, len(good.sent))
     mb = 2**20
+    bad_requests = rounds * (len(cases) + 2 * len(ENDPOINTS)) + len(slowloris)
     summary = await verify_http(
         run,
         good.sent,
         good.acked,
         good.stats,
-        bad_requests=rounds * (len(cases) + 2 * len(ENDPOINTS)),
+        requests=good.stats.requests + bad_requests,
+        good_requests=good.stats.requests,
+        bad_requests=bad_requests,
         bad_cases=len(cases),
         wrong_bad_answers=len(wrong),
         slowloris_connections=len(slowloris),
