@@ -19,6 +19,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
+import grpc
 import structlog
 from google.api_core import exceptions as gexc
 from google.pubsub_v1 import ReceivedMessage, StreamingPullRequest, StreamingPullResponse
@@ -78,16 +79,24 @@ class StreamingSubscriber(PullSubscriber):
             stopping.cancel()
             watchdog.cancel()
             reader.cancel()
+            if watchdog.done() and not watchdog.cancelled():
+                watchdog.exception()  # found dead as the stream ended anyway: retrieved
 
     async def _read(self, client_id: str, health: StreamHealth) -> None:
         call: AsyncIterable[StreamingPullResponse] = await self._client.streaming_pull(
             requests=self._requests(client_id), retry=None
         )
         health.waiting()
-        async for response in call:
-            health.busy()
-            await self._take(StreamingPullResponse.pb(response).received_messages)
-            health.waiting()
+        try:
+            async for response in call:
+                health.busy()
+                await self._take(StreamingPullResponse.pb(response).received_messages)
+                health.waiting()
+        finally:
+            # A stream given up on (found dead, or not drained in time) ends on the wire
+            # too, with its request iterator, rather than whenever gRPC notices.
+            if isinstance(call, grpc.aio.Call):
+                call.cancel()
 
     async def _take(self, messages: Sequence[ReceivedMessage]) -> None:
         if not messages:
