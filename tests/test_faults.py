@@ -774,9 +774,11 @@ async def test_database_blackholed_at_startup(
 
 # --- 3. The Pub/Sub connection cut --------------------------------------------------------------
 
-RECOVERY_SECONDS = 20
+RECOVERY_SECONDS = 30
 """Seconds from the link's return to the first pull: the pull retry's backoff (at most 10 s,
-with jitter) or a stream's health check (10 s of silence, a 5 s probe), with room to spare."""
+with jitter), plus the channel's reconnect backoff (at most 5 s) when the retry finds it
+still waiting, with room to spare on a loaded machine; a stream found dead by its health
+check (10 s of silence, a 5 s probe) during the outage is reopened within that too."""
 
 
 @pytest.mark.parametrize("pull_mode", ["pull", "streaming"])
