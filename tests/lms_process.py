@@ -115,8 +115,8 @@ class MetricsSampler(_Sampler):
 
 @pytest.fixture(name="lms_mon")
 def lms_mon_fixture(tmp_path: Path) -> Iterator[LmsFactory]:
-    """`lms_mon(settings, name="mon", start=True, args=(), **env) -> MonitorProcess`; killed
-    at the end."""
+    """`lms_mon(settings, name="mon", start=True, args=(), command="mon", **env) ->
+    MonitorProcess` (command "api" for an `lms api` child); killed at the end."""
     started: list[MonitorProcess] = []
 
     def make(
@@ -124,10 +124,11 @@ def lms_mon_fixture(tmp_path: Path) -> Iterator[LmsFactory]:
         name: str = "mon",
         start: bool = True,
         args: Sequence[str] = (),
+        command: str = "mon",
         **env: str,
     ) -> MonitorProcess:
         process = MonitorProcess(
-            settings, tmp_path / "lms", name, {"LOG_LEVEL": "debug", **env}, args
+            settings, tmp_path / "lms", name, {"LOG_LEVEL": "debug", **env}, args, command
         )
         started.append(process)
         return process.start() if start else process

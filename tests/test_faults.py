@@ -24,6 +24,11 @@ LMS_FAULTS_SETTINGS (JSON) applies settings to every monitor, e.g. '{"pull_mode"
 
 The subscription is created with ACK_DEADLINE=10 (the minimum), so messages held by a killed
 process come back after 10 s, which keeps the scenarios short.
+
+Scenarios 8-10 are HTTP ingestion's: a real `lms api` child between clients and Pub/Sub
+(tests/http_load.py: clients that send ids and retry as a good shipper does; the bad-body
+corpus of tests/bad_bodies.py), checked by the clients' ids (`verify_http`). They are `slow`
+in both variants.
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiomysql
+import httpx
 import pytest
 
 from lms.devtools.backlog import subscription_backlog
@@ -51,10 +57,12 @@ from lms.devtools.monitor_process import MonitorProcess
 from lms.devtools.ports import free_port
 from lms.devtools.verify import check_consistency
 from lms.domain.record import Reason
+from lms.ingest.sources.pubsub.keys import CLIENT_PREFIX
 from lms.settings import Settings
 from lms.store.connection import connect_kwargs
 from lms.store.migrations import migration_files
 from lms.store.writer import MAX_REJECTED_DATA
+from tests.bad_bodies import ENDPOINTS, corpus
 from tests.helpers import (
     SettingsFactory,
     db_query,
@@ -62,6 +70,7 @@ from tests.helpers import (
     publish,
     wait_until,
 )
+from tests.http_load import RetryingClients, SendStats, keyed_logs, raw_post
 from tests.lms_process import (  # noqa: F401  (lms_mon_fixture: the `lms_mon` fixture)
     LmsFactory,
     MetricsSampler,
@@ -247,8 +256,8 @@ class Scenario:
     async def setup(self) -> None:
         await ensure_resources(self.base)
 
-    def mon(self, name: str = "mon", **overrides: Any) -> MonitorProcess:
-        process = self._lms_mon(self.settings(**overrides), name=name)
+    def mon(self, name: str = "mon", command: str = "mon", **overrides: Any) -> MonitorProcess:
+        process = self._lms_mon(self.settings(**overrides), name=name, command=command)
         self.processes.append(process)
         return process
 
@@ -773,16 +782,26 @@ async def test_database_blackholed_at_startup(
 
 # --- 3. The Pub/Sub connection cut --------------------------------------------------------------
 
+RECOVERY_SECONDS = 30
+"""Seconds from the link's return to the first pull: the pull retry's backoff (at most 10 s,
+with jitter), plus the channel's reconnect backoff (at most 5 s) when the retry finds it
+still waiting, with room to spare on a loaded machine; a stream found dead by its health
+check (10 s of silence, a 5 s probe) during the outage is reopened within that too."""
 
+
+@pytest.mark.parametrize("pull_mode", ["pull", "streaming"])
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_pubsub_cut_and_blackholed(
-    variant: str, scenario: ScenarioFactory, tcp_proxy: ProxyFactory
+    variant: str, pull_mode: str, scenario: ScenarioFactory, tcp_proxy: ProxyFactory
 ) -> None:
     """The Pub/Sub connection is cut (refused, open ones reset) mid-run, later blackholed
     (nothing answers); the subscriber retries and reconnects by itself, and acks or lease
-    extensions that failed meanwhile only cause redeliveries, which are ignored."""
+    extensions that failed meanwhile only cause redeliveries, which are ignored. Intake is
+    back within RECOVERY_SECONDS of the link, in both PULL_MODEs: a stream broken by the cut
+    or gone silent in the blackhole is replaced, not left waiting for gRPC's timers."""
     outage = sizes(variant, fast={"outage": 5}, full={"outage": 20})["outage"]
-    run = scenario("3 Pub/Sub cut + blackhole", variant)
+    name = "3 Pub/Sub cut + blackhole" + ("" if pull_mode == "pull" else ", streaming")
+    run = scenario(name, variant, pull_mode=pull_mode)
     await run.setup()
     ps = await pubsub_proxy(tcp_proxy, run.base)
     # FLUSHINTERVAL 4 s: when the link breaks, the monitor holds messages, so it must commit
@@ -810,7 +829,9 @@ async def test_pubsub_cut_and_blackholed(
         restored = time.time()
         await ps.restore()
         run.fault("Pub/Sub restored")
-        await mon.wait_for("pulled", where=lambda e, t=restored: event_time(e) > t, timeout=90)
+        await mon.wait_for(
+            "pulled", where=lambda e, t=restored: event_time(e) > t, timeout=RECOVERY_SECONDS
+        )
         recovery[fault] = first_after(mon.events("pulled"), restored)
     assert mon.generation == 1 and mon.alive, mon.tail()
     failed_pulls = len(mon.matching(PULL_FAILED))
@@ -824,6 +845,9 @@ async def test_pubsub_cut_and_blackholed(
         failed_pulls=failed_pulls,
         failed_acks=len(mon.matching(ACK_FAILED)),
         failed_lease_extensions=len(mon.matching(LEASE_FAILED)),
+        streams_found_dead=sum(
+            "no answer from Pub/Sub" in e.get("error", "") for e in mon.matching(PULL_FAILED)
+        ),
         first_pull_after_cut_s=recovery["cut"],
         first_pull_after_blackhole_s=recovery["blackhole"],
     )
@@ -1108,3 +1132,332 @@ async def test_sigterm_under_load(variant: str, scenario: ScenarioFactory) -> No
         flushinterval=flushinterval,
     )
     assert any(flushed), "no SIGTERM found messages to flush: not under load"
+
+
+# --- HTTP ingestion: `lms api` between the clients and Pub/Sub ----------------------------------
+#
+# A real `lms api` child publishes what clients POST (native logs with ids, the idempotency
+# key), a real `lms mon` stores it. The ledger here is the clients': which logs they sent, and
+# which were answered 2xx. Every log answered 2xx must be stored (a 2xx promises it), and since
+# the clients retry until a 2xx, every log sent; none twice, although retries after a 503 or a
+# kill publish some twice (their second writes are the "redeliveries ignored").
+
+
+async def start_api(
+    run: Scenario, name: str = "api", **overrides: Any
+) -> tuple[MonitorProcess, str]:
+    """An ingest-only `lms api` child of the scenario on a free port; (process, base URL)."""
+    port = free_port()
+    api = run.mon(name, command="api", api_port=port, api_query=False, **overrides)
+    url = f"http://127.0.0.1:{port}"
+    await wait_serving(api, url)
+    return api, url
+
+
+async def wait_serving(api: MonitorProcess, url: str, timeout: float = 30) -> None:  # noqa: ASYNC109
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+
+        async def serving() -> bool:
+            assert api.alive, api.tail()
+            with contextlib.suppress(httpx.TransportError):
+                return (await http.get("/healthz")).status_code == 200
+            return False
+
+        await wait_until(serving, timeout=timeout, interval=0.05, message=f"{api.name} serving")
+
+
+async def finish_http(run: Scenario, api: MonitorProcess, count: int) -> None:
+    """Until `count` logs are stored; then SIGTERM `lms api` first (exit 0: it published
+    what it held, such as a publish that the library was still retrying after its request
+    got a 503), so that the monitor stores or ignores all of it before it is stopped."""
+
+    async def done() -> bool:
+        return await run.handled() >= count
+
+    await wait_until(done, timeout=120, interval=0.5, message=f"{count} logs stored")
+    code = await api.stop(timeout=60)
+    assert code == 0, api.tail()
+    run.last_fault = 0.0  # the monitor was never killed: nothing leased to a dead process
+    await run.settle_and_stop()
+
+
+async def verify_http(
+    run: Scenario,
+    sent: dict[str, tuple[str, str]],
+    acked: set[str],
+    stats: SendStats,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The full check of an HTTP scenario, by the clients' ids; records its summary first."""
+    rows = await db_query(
+        run.base, "SELECT idempotency_key, service_name, severity, payload FROM service_logs"
+    )
+    rejected = await db_query(run.base, "SELECT COUNT(*) FROM rejected_messages")
+    backlog = await subscription_backlog(run.base)
+    by_key = Counter(str(key).removeprefix(CLIENT_PREFIX) for key, _svc, _sev, _p in rows)
+    by_payload = Counter(payload for _key, _svc, _sev, payload in rows)
+    stored_as = {str(key).removeprefix(CLIENT_PREFIX): (svc, str(sev)) for key, svc, sev, _ in rows}
+    lost_acked = sorted(key for key in acked if key not in by_key)
+    lost = sorted(key for key in sent if key not in by_key)
+    unexpected = sorted(key for key in by_key if key not in sent)
+    twice = [key for key, n in by_key.items() if n > 1]
+    twice += [payload for payload, n in by_payload.items() if n > 1]
+    mismatched = [
+        (key, stored_as[key], sent[key])
+        for key in sent
+        if key in stored_as and stored_as[key] != sent[key]
+    ]
+    consistency = await check_consistency(run.base, Counter(sent.values()))
+    batches = run.events("batch committed")
+    summary: dict[str, Any] = {
+        "scenario": run.name,
+        "variant": run.variant,
+        **stats.summary(),
+        "published": len(sent),
+        "accepted": len(acked),
+        "stored": len(by_key) - len(unexpected),
+        "rejected": int(rejected[0][0]),
+        "lost": len(lost),
+        "lost_after_2xx": len(lost_acked),
+        "duplicated": len(twice) + consistency.overcounted,
+        "unexpected": len(unexpected),
+        "backlog_after": backlog,
+        "redeliveries_ignored": sum(int(b["duplicates"]) for b in batches),
+        "processes_started": sum(p.generation for p in run.processes),
+        "faults": run.faults,
+        "seconds": round(time.monotonic() - run.started, 1),
+        "suite_settings": SUITE_OVERRIDES,
+        "finished_at": datetime.now().isoformat(timespec="seconds"),
+        **run.notes,
+        **extra,
+    }
+    record_summary(run.report, summary)
+    print(json.dumps(summary, indent=1, ensure_ascii=False))
+    assert not stats.wrong, f"answers neither 2xx nor 429/503 with Retry-After: {stats.wrong[:5]}"
+    assert not lost_acked, f"{len(lost_acked)} logs answered 2xx were not stored: {lost_acked[:5]}"
+    assert not lost, f"{len(lost)} logs sent were not stored: {lost[:5]}"
+    assert not unexpected, unexpected[:5]
+    assert not twice, f"stored twice: {twice[:5]}"
+    assert not mismatched, mismatched[:5]
+    assert consistency.ok, consistency.table()
+    assert backlog == 0, f"{backlog} messages left in the subscription"
+    return summary
+
+
+# --- 8. Pub/Sub cut and blackholed under `lms api` ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_http_ingestion_with_pubsub_cut_and_blackholed(
+    variant: str, scenario: ScenarioFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """Clients POST while the link from `lms api` to Pub/Sub is cut, later blackholed: every
+    answer is a 2xx (Pub/Sub confirmed) or a 429/503 with Retry-After, never a 2xx for a log
+    that was not published; clients that honour Retry-After end with every log stored once."""
+    size = sizes(variant, fast={"outage": 5, "logs": 6_000}, full={"outage": 20, "logs": 20_000})
+    outage = size["outage"]
+    run = scenario("8 HTTP: Pub/Sub cut + blackhole", variant, batchsize=1000, flushinterval=1)
+    await run.setup()
+    ps = await pubsub_proxy(tcp_proxy, run.base)
+    mon = run.mon()
+    await mon.wait_started()
+    # INGEST_PUBLISH_TIMEOUT 2 s: requests during the outage are answered 503 within it.
+    api, url = await start_api(
+        run, pubsub_emulator_host=f"127.0.0.1:{ps.port}", ingest_publish_timeout=2
+    )
+    clients = RetryingClients(url, keyed_logs("cut", size["logs"]), clients=4, batch=20).start()
+    answered: dict[str, Counter[int]] = {}
+    for fault in ("cut", "blackhole"):
+        await asyncio.sleep(3)
+        before = Counter(clients.stats.statuses)
+        run.fault(f"Pub/Sub {fault} (lms api's link)")
+        if fault == "cut":
+            await ps.cut(reset=True)
+        else:
+            await ps.blackhole()
+        await asyncio.sleep(outage)
+        await ps.restore()
+        run.fault("Pub/Sub restored")
+        answered[fault] = clients.stats.statuses - before
+        assert answered[fault][503] + answered[fault][429], (
+            f"no 503/429 while Pub/Sub was {fault}: {answered[fault]}"
+        )
+    assert not clients.done, "the clients finished before the faults: send more"
+    await clients.wait(timeout=300)
+    assert api.alive, api.tail()
+    await finish_http(run, api, size["logs"])
+    await verify_http(
+        run,
+        clients.sent,
+        clients.acked,
+        clients.stats,
+        outage_seconds=outage,
+        answers_during_cut={str(k): v for k, v in answered["cut"].items()},
+        answers_during_blackhole={str(k): v for k, v in answered["blackhole"].items()},
+    )
+
+
+# --- 9. `lms api` SIGKILLed under load --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_http_ingestion_with_api_sigkilled(variant: str, scenario: ScenarioFactory) -> None:
+    """`lms api` is SIGKILLed repeatedly under load and restarted; the clients retry what was
+    in flight (it may or may not have been published): every log ever answered 2xx is
+    stored, and none twice."""
+    size = sizes(variant, fast={"kills": 3, "logs": 6_000}, full={"kills": 8, "logs": 24_000})
+    run = scenario("9 HTTP: lms api SIGKILL x N", variant, batchsize=1000, flushinterval=1)
+    await run.setup()
+    mon = run.mon()
+    await mon.wait_started()
+    api, url = await start_api(run)
+    clients = RetryingClients(url, keyed_logs("kill", size["logs"]), clients=4, batch=20).start()
+    rng = random.Random(9)
+    acked_at_kill: list[int] = []
+    for index in range(size["kills"]):
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+        assert not clients.done, "the clients finished before the kills: send more"
+        api.sigkill()
+        assert await api.wait(10) == -9
+        acked_at_kill.append(len(clients.acked))
+        run.fault(f"SIGKILL lms api {index + 1}")
+        await asyncio.sleep(rng.uniform(0.0, 1.0))
+        api.start()
+        await wait_serving(api, url)
+    await clients.wait(timeout=300)
+    await finish_http(run, api, size["logs"])
+    summary = await verify_http(
+        run,
+        clients.sent,
+        clients.acked,
+        clients.stats,
+        kills=size["kills"],
+        acked_at_kill=acked_at_kill,
+    )
+    assert clients.stats.transport_errors, "no request was cut by a kill"
+    assert summary["processes_started"] == 1 + 1 + size["kills"]
+
+
+# --- 10. Bad bodies against a real `lms api` ------------------------------------------------------
+
+HUNDRED_MB = 100 << 20
+MB = 1 << 20
+JSON = {"Content-Type": "application/json"}
+
+
+async def zeros(total: int, chunk: int = MB) -> AsyncIterator[bytes]:
+    for _ in range(total // chunk):
+        yield bytes(chunk)
+
+
+async def dribble(seconds: float) -> AsyncIterator[bytes]:
+    """A slowloris body: one byte a second for `seconds`, then silence."""
+    for _ in range(int(seconds)):
+        yield b"["
+        await asyncio.sleep(1)
+    await asyncio.sleep(3600)
+
+
+@pytest.mark.slow
+async def test_http_bad_bodies_against_a_real_api(scenario: ScenarioFactory) -> None:
+    """The bad-body corpus (tests/bad_bodies.py), three rounds, plus 100 MB bodies (declared
+    and chunked) and 1 byte/s slowloris connections, against every ingestion endpoint of a
+    real `lms api`, while a good client keeps sending: each bad request gets its 4xx and
+    reason, never a 500; the good client is answered 2xx throughout, promptly; the server's
+    resident memory does not grow from round to round and stays bounded."""
+    slowloris_seconds, rounds = 20, 3
+    run = scenario("10 HTTP: bad bodies", "fast", batchsize=500, flushinterval=1)
+    await run.setup()
+    mon = run.mon()
+    await mon.wait_started()
+    api, url = await start_api(run)
+    port = int(url.rsplit(":", 1)[1])
+    rss = RssSampler(api, interval=0.1).start()
+    good = RetryingClients(url, keyed_logs("good", 100_000), clients=1, batch=1, pause=0.1)
+    wrong: list[tuple[str, int | None, object]] = []
+    chunked_413 = 0
+    try:
+        good.start()
+        await wait_until(lambda: len(good.acked) >= 10, timeout=30, message="good client served")
+        await asyncio.sleep(1)
+        baseline = rss.max
+        slow_started = time.monotonic()
+        slowloris = [
+            asyncio.create_task(
+                raw_post(
+                    port,
+                    endpoint,
+                    {"Content-Type": "application/json"},
+                    dribble(slowloris_seconds),
+                    1000,
+                )
+            )
+            for endpoint in ENDPOINTS
+        ]
+        rss_after_round: list[int] = []
+        cases = corpus()
+        for _round in range(rounds):
+            for case in cases:
+                answer = await raw_post(
+                    port, case.endpoint, case.headers, [case.body], len(case.body)
+                )
+                if answer.status != case.status or case.reason not in answer.text:
+                    wrong.append((case.id, answer.status, answer.body[:200]))
+            for endpoint in ENDPOINTS:
+                # Declared: refused before a byte of it is sent (curl's Expect: 100-continue).
+                answer = await raw_post(
+                    port, endpoint, JSON, zeros(HUNDRED_MB), HUNDRED_MB, expect_continue=True
+                )
+                if answer.status != 413 or "ingest_max_body_bytes" not in answer.text:
+                    wrong.append((f"{endpoint} 100 MB declared", answer.status, answer.body[:200]))
+                # Chunked: read up to INGEST_MAX_BODY_BYTES, then refused. The server closes
+                # with the rest unread, so the client's kernel may drop the 413 for the reset.
+                answer = await raw_post(port, endpoint, JSON, zeros(HUNDRED_MB))
+                chunked_413 += answer.status == 413
+                if answer.status not in (413, None) or answer.sent > 20 * MB:
+                    wrong.append((f"{endpoint} 100 MB chunked", answer.status, answer.sent))
+            rss_after_round.append(rss.samples[-1][1])
+        await asyncio.sleep(max(0.0, slow_started + slowloris_seconds - time.monotonic()))
+        served_during_slowloris = len(good.acked)
+        for task in slowloris:
+            task.cancel()
+        slow_answers = [
+            result if not isinstance(result, BaseException) else None
+            for result in await asyncio.gather(*slowloris, return_exceptions=True)
+        ]
+        good.stop()
+        await good.wait(timeout=60)
+    finally:
+        await rss.stop()
+    assert api.alive, api.tail()
+    await finish_http(run, api, len(good.sent))
+    mb = 2**20
+    bad_requests = rounds * (len(cases) + 2 * len(ENDPOINTS)) + len(slowloris)
+    summary = await verify_http(
+        run,
+        good.sent,
+        good.acked,
+        good.stats,
+        requests=good.stats.requests + bad_requests,
+        good_requests=good.stats.requests,
+        bad_requests=bad_requests,
+        bad_cases=len(cases),
+        wrong_bad_answers=len(wrong),
+        slowloris_connections=len(slowloris),
+        slowloris_answers=[a.status if a else None for a in slow_answers],
+        chunked_100mb_answered_413=chunked_413,
+        served_during_slowloris=served_during_slowloris,
+        rss_baseline_mb=round(baseline / mb, 1),
+        rss_peak_mb=round(rss.max / mb, 1),
+        rss_after_round_mb=[round(r / mb, 1) for r in rss_after_round],
+        rss_samples=len(rss.samples),
+    )
+    assert not wrong, wrong[:10]
+    assert set(good.stats.statuses) == {202}, good.stats.statuses
+    assert summary["slowest_answer_s"] < 5, "the good client waited behind the bad ones"
+    assert rss_after_round[-1] - rss_after_round[0] < 32 * mb, "memory grows round after round"
+    assert rss.max - baseline < 300 * mb, (
+        f"RSS peaked {(rss.max - baseline) / mb:.0f} MB above baseline"
+    )

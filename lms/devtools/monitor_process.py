@@ -151,10 +151,13 @@ class MonitorProcess:
         name: str = "mon",
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        command: str = "mon",
     ) -> None:
         self.settings = settings
+        self.command = command
+        """The `lms` command run: `mon`, or `api` for the fault tests of HTTP ingestion."""
         self.args = tuple(args)
-        """Options of `lms mon` itself, e.g. ("--drain", "1")."""
+        """Options of the command itself, e.g. ("--drain", "1")."""
         self.name = name
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
@@ -182,7 +185,7 @@ class MonitorProcess:
         with self.log_path.open("ab") as out, self.err_path.open("ab") as err:
             self.spawned_at = time.time()
             self._proc = subprocess.Popen(
-                [*lms_command(), "mon", *self.args],
+                [*lms_command(), self.command, *self.args],
                 cwd=self.workdir,  # no stray .env of the caller's directory
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,

@@ -28,6 +28,7 @@ KNOWN_LONG: dict[str, float] = {
     "tests/test_bench_smoke.py::test_benchmark_smoke_run": 90,
     "tests/test_faults.py::test_two_replicas_with_lease_extension_and_redeliveries": 66,
     "tests/test_faults.py::test_slow_database_big_backlog_bounded": 47,
+    "tests/test_faults.py::test_pubsub_cut_and_blackholed[fast-streaming]": 80,
     "tests/test_faults.py::test_pubsub_cut_and_blackholed": 46,
     "tests/test_faults.py::test_sigkill_at_random_moments": 40,
     "tests/test_faults.py::test_database_cut_and_blackholed": 39,

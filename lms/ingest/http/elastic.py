@@ -43,7 +43,7 @@ from typing import Any
 
 from lms.domain.record import Reason
 from lms.ingest.http.edge import MAX_KEY, Candidate, Refused
-from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge
+from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge, why_not_json
 
 WRITE_ACTIONS = frozenset({"index", "create"})
 """Actions that append a log; Elasticsearch's other two need a document store."""
@@ -194,7 +194,7 @@ def _write_item(number: int, index: str, raw_id: object, doc_line: bytes) -> Can
     except UnicodeDecodeError as exc:
         return Refused(number, Reason.INVALID_UTF8.value, f"not valid UTF-8 at byte {exc.start}")
     except (ValueError, RecursionError) as exc:
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        detail = why_not_json(exc)
         return Refused(number, Reason.INVALID_JSON.value, f"failed to parse the document: {detail}")
     if not isinstance(doc, dict):
         return Refused(

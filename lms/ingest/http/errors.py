@@ -4,6 +4,12 @@
 from __future__ import annotations
 
 
+def why_not_json(exc: BaseException) -> str:
+    """What a JSON parser's error says, for the client: a RecursionError (a body nested past
+    the parser's depth) as the fault of the body, not as Python's recursion limit."""
+    return "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 class IngestError(Exception):
     """A request-level refusal; `status` is its HTTP status, `detail` says what is wrong."""
 

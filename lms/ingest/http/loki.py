@@ -54,7 +54,12 @@ from lms.domain.severity import Severity
 from lms.domain.timefmt import rfc3339
 from lms.ingest.http import logproto
 from lms.ingest.http.edge import Candidate, Refused
-from lms.ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from lms.ingest.http.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    why_not_json,
+)
 
 JSON = "application/json"
 PROTOBUF = ("application/x-protobuf", "application/protobuf")
@@ -214,7 +219,7 @@ def _json_streams(body: bytes) -> list[_Stream]:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+        raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
     streams = document.get("streams") if isinstance(document, dict) else None
     if not isinstance(streams, list):
         raise BadRequest('a Loki JSON push is an object with a "streams" array')

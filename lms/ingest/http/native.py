@@ -20,7 +20,7 @@ from typing import Any
 
 from lms.domain.record import Reason
 from lms.ingest.http.edge import MAX_KEY, Candidate, Refused
-from lms.ingest.http.errors import BadRequest, PayloadTooLarge
+from lms.ingest.http.errors import BadRequest, PayloadTooLarge, why_not_json
 
 NDJSON = "application/x-ndjson"
 NDJSON_TYPES = frozenset({NDJSON, "application/ndjson", "application/jsonl"})
@@ -41,7 +41,7 @@ def decode(body: bytes, content_type: str | None, max_logs: int) -> list[Candida
     try:
         document = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not JSON: {_why(exc)}") from None
+        raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
     if isinstance(document, dict):
         return [_item(0, document)]
     if not isinstance(document, list):
@@ -60,7 +60,7 @@ def _ndjson(body: bytes, max_logs: int) -> list[Candidate | Refused]:
         except UnicodeDecodeError as exc:
             items.append(Refused(number, Reason.INVALID_UTF8.value, str(exc)))
         except (ValueError, RecursionError) as exc:
-            items.append(Refused(number, Reason.INVALID_JSON.value, _why(exc)))
+            items.append(Refused(number, Reason.INVALID_JSON.value, why_not_json(exc)))
         else:
             items.append(_item(number, value))
     return items
@@ -84,7 +84,3 @@ def _count(logs: int, max_logs: int) -> None:
             f"{logs} logs in one request, the bound is {max_logs} (INGEST_MAX_LOGS);"
             " split them over several requests"
         )
-
-
-def _why(exc: BaseException) -> str:
-    return "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)

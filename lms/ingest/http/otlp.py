@@ -67,7 +67,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from lms.domain.record import Reason
 from lms.domain.timefmt import rfc3339
 from lms.ingest.http.edge import Candidate, Refused
-from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge
+from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge, why_not_json
 
 DEFAULT_SERVICE = "unknown_service"
 """service_name of a record whose resource has no `service.name`."""
@@ -131,14 +131,16 @@ def parse_request(body: bytes, encoding: Encoding) -> ExportLogsServiceRequest:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"not valid JSON: {exc}") from None
+        raise BadRequest(f"not valid JSON: {why_not_json(exc)}") from None
     if not isinstance(document, dict):
         raise BadRequest("an OTLP/JSON ExportLogsServiceRequest must be a JSON object")
     _hex_ids_to_base64(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as exc:
-        raise BadRequest(f"not an OTLP/JSON ExportLogsServiceRequest: {exc}") from None
+        raise BadRequest(
+            f"not an OTLP/JSON ExportLogsServiceRequest: {why_not_json(exc)}"
+        ) from None
     return request
 
 

@@ -21,10 +21,20 @@ from lms.settings import Settings
 C = TypeVar("C")
 
 # A pull of 1,000 large messages easily exceeds gRPC's default 4 MB receive limit.
+# Keepalive: a ping every 10 s, and a connection whose ping is not acked within 5 s is
+# closed, failing its calls (UNAVAILABLE), so a dead link is noticed in seconds rather than
+# at the 20 s default timeout of a 30 s ping. Pings without data stay at gRPC's default of 2
+# per idle spell: the emulator's server (grpc-java) answers more with a GOAWAY "too many
+# pings"; an idle stream is checked by the stream's own health check instead
+# (lms.ingest.sources.pubsub.stream_health). Reconnect attempts back off to 5 s, not gRPC's
+# 120 s: after a long outage a call on a channel still waiting to reconnect fails at once, so
+# a long wait there would add itself to the pull retry's own backoff.
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 

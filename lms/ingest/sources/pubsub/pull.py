@@ -29,6 +29,9 @@ MAX_PER_PULL = 1000
 class PullSubscriber:
     """Unary Pull loops: each asks for no more than flow control has room for."""
 
+    retried: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+    """Errors retried with backoff (and logged): the service's or the connection's."""
+
     def __init__(
         self,
         client: SubscriberAsyncClient,
@@ -64,7 +67,7 @@ class PullSubscriber:
     def _retrying(self) -> AsyncRetrying:
         """Retry transient Pub/Sub errors forever, with backoff that a stop cuts short."""
         return AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            retry=retry_if_exception_type(self.retried),
             wait=wait_exponential_jitter(multiplier=0.5, max=10),
             sleep=self._sleep_unless_stopping,
             before_sleep=self._log_retry,
