@@ -709,9 +709,7 @@ def test_request_context_within_the_rules_is_kept(metadata: dict[str, Any]) -> N
         ({"seq": False}, "metadata.seq must be an integer, not a boolean"),
     ],
 )
-def test_request_context_beyond_the_rules_is_refused(
-    metadata: dict[str, Any], detail: str
-) -> None:
+def test_request_context_beyond_the_rules_is_refused(metadata: dict[str, Any], detail: str) -> None:
     """What the generated columns could not hold exactly is refused at the edge, never
     stored un-indexed (so a user's requests are never missing from their listing)."""
     rejection = rejected(body(metadata={"other": 1, **metadata}))
