@@ -712,7 +712,14 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
-PATHS = ["/v1/logs", "/v1/services", "/v1/severity", "/v1/consistency", "/readyz"]
+PATHS = [
+    "/v1/logs",
+    "/v1/services",
+    "/v1/severity",
+    "/v1/consistency",
+    "/v1/users/7/requests",
+    "/readyz",
+]
 
 
 @pytest.mark.parametrize("path", [*PATHS, "/metrics", "/openapi.json", "/docs", "/v1/nothing"])

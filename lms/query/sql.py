@@ -111,10 +111,13 @@ def build_logs_sql(
     filter (trace/span/user lookups); trace and span ids select so few rows that one plain
     SELECT sorts them.
 
-    A user's logs are found through the user_id prefix of the request-order index (sql/008),
-    whose entries hold (timestamp, id) but not in newest-first order: the page is sorted from
-    the entries in range alone (older than the cursor), and only its rows are read. A user
-    with many logs costs one pass over their index entries per page, not over their rows.
+    A user's logs: the page's (timestamp, id) first, then its rows. The index is not forced,
+    as the best plan depends on the user: for most, the user_id prefix of the request-order
+    index (sql/008), whose entries hold (timestamp, id) but not in newest-first order, so
+    they are sorted (entries only, no rows); for a user with a large share of the logs,
+    walking the timestamp index newest first finds a page sooner (3 ms against 28 ms for a
+    user of 50,000 among 200,000 logs), and MariaDB, knowing the user's count from the
+    index, picks it.
     """
     fetch = query.limit + 1
     if search is not None or query.trace_id is not None or query.span_id is not None:
@@ -123,10 +126,7 @@ def build_logs_sql(
         return sql, [*cond.args, fetch]
     if query.user_id is not None:
         cond = filter_conditions(query, None, False) + time_range(query)
-        branch = (
-            f"(SELECT id, `timestamp` FROM service_logs FORCE INDEX ({IX_USER}){cond.where()}"
-            f" {NEWEST_FIRST} LIMIT %s)"
-        )
+        branch = f"(SELECT id, `timestamp` FROM service_logs{cond.where()} {NEWEST_FIRST} LIMIT %s)"
         return _page_rows([branch]), [*cond.args, fetch, fetch]
     index, eq = driver_index(query)
     others = filter_conditions(replace(query, severities=()), None, False) + time_range(query)
