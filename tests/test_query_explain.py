@@ -242,8 +242,8 @@ def test_search_within_a_trace_reads_the_trace(
 def test_a_users_logs_are_found_through_the_request_index(
     loaded: tuple[pymysql.Connection, dict[str, Any]],
 ) -> None:
-    """GET /v1/logs?user_id= sorts the user's index entries (they hold timestamp and id) and
-    reads only the rows of the page."""
+    """GET /v1/logs?user_id= for a user with few of the logs sorts their index entries (they
+    hold timestamp and id) and reads only the rows of the page."""
     conn, values = loaded
     plan = explain(conn, *build_logs_sql(LogQuery(user_id=values["user_id"], limit=10)))
     [entries] = [row for row in plan if row["table"] == "service_logs"]
