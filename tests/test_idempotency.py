@@ -126,7 +126,8 @@ async def test_the_migration_keeps_rows_and_their_redeliveries_are_still_recogni
         "INSERT INTO service_severity (service_name, severity, `count`)"
         " VALUES ('svc-old', 'info', 1)",
     )
-    assert (await Migrator(s).migrate())[0] == KEYS_MIGRATION  # then any later ones
+    applied = await Migrator(s).migrate()
+    assert applied == [m.name for m in migration_files() if m.name >= KEYS_MIGRATION]
     assert (MIGRATIONS / KEYS_MIGRATION).is_file()
     assert await _rows(s) == [("m1", "m1")]
     applied = await Migrator(s).applied_at(KEYS_MIGRATION)

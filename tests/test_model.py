@@ -17,6 +17,7 @@ from lms.domain.record import (
     MAX_METADATA,
     MAX_METADATA_DEPTH,
     MAX_PAYLOAD,
+    MAX_SEQ,
     MAX_SERVICE_NAME,
     LogRecord,
     Reason,
@@ -665,6 +666,60 @@ def test_parent_resource_id_that_is_not_a_string_is_kept_but_not_indexed(parent:
         assert rejected(body(metadata={"parentResourceId": parent})).reason
     else:
         assert accepted(body(metadata={"parentResourceId": parent})).metadata
+
+
+# --- request context (sql/008_user_requests.sql) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"user_id": "u", "instance": "host-1:4242", "seq": 0},
+        {"user_id": "u" * MAX_CONTEXT, "instance": "i" * MAX_CONTEXT, "seq": MAX_SEQ},
+        {"user_id": 42},
+        {"user_id": -(2**63)},
+        {"user_id": 2**64 - 1},
+        {"instance": ""},
+        {"user_id": None, "instance": None, "seq": None},  # null is absent
+        {"seq": 7},  # each key alone
+    ],
+)
+def test_request_context_within_the_rules_is_kept(metadata: dict[str, Any]) -> None:
+    assert json.loads(accepted(body(metadata=metadata)).metadata or "") == metadata
+
+
+@pytest.mark.parametrize(
+    ("metadata", "detail"),
+    [
+        ({"user_id": ""}, "metadata.user_id has 0 characters, allowed 1..255"),
+        ({"user_id": "u" * 256}, "metadata.user_id has 256 characters, allowed 1..255"),
+        ({"user_id": True}, "metadata.user_id must be a string or an integer, not a boolean"),
+        ({"user_id": 4.2}, "metadata.user_id must be a string or an integer, not a number"),
+        ({"user_id": 42.0}, "metadata.user_id must be a string or an integer, not a number"),
+        ({"user_id": ["u"]}, "metadata.user_id must be a string or an integer, not an array"),
+        ({"user_id": {"id": 1}}, "metadata.user_id must be a string or an integer, not an obj"),
+        ({"user_id": 2**64}, "metadata.user_id is an integer beyond 64 bits"),
+        ({"user_id": -(2**63) - 1}, "metadata.user_id is an integer beyond 64 bits"),
+        ({"instance": "i" * 256}, "metadata.instance has 256 characters, allowed at most 255"),
+        ({"instance": 7}, "metadata.instance must be a string, not an integer"),
+        ({"seq": -1}, "metadata.seq must be in 0..999999999999999999"),
+        ({"seq": MAX_SEQ + 1}, "metadata.seq must be in 0..999999999999999999"),
+        ({"seq": "7"}, "metadata.seq must be an integer, not a string"),
+        ({"seq": 7.0}, "metadata.seq must be an integer, not a number with a fraction"),
+        ({"seq": False}, "metadata.seq must be an integer, not a boolean"),
+    ],
+)
+def test_request_context_beyond_the_rules_is_refused(metadata: dict[str, Any], detail: str) -> None:
+    """What the generated columns could not hold exactly is refused at the edge, never
+    stored un-indexed (so a user's requests are never missing from their listing)."""
+    rejection = rejected(body(metadata={"other": 1, **metadata}))
+    assert rejection.reason is Reason.INVALID_FIELD
+    assert rejection.detail.startswith(detail), rejection.detail
+
+
+def test_request_context_rules_hold_on_the_top_level_only() -> None:
+    nested = {"http": {"user_id": True, "seq": "x", "instance": 1}}
+    assert accepted(body(metadata=nested)).metadata
 
 
 context_values = st.one_of(

@@ -12,12 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lms.query.buckets import MAX_BUCKETS, bucket_range
-from lms.query.cursor import Cursor
+from lms.query.cursor import MAX_CURSOR, Cursor, RequestCursor
 from lms.query.errors import QueryError
 from lms.query.filters import MAX_LIMIT, LogQuery
 from lms.query.probe import build_probe_sql, first_probe_depth, next_probe_depth
 from lms.query.search import MAX_Q, TextSearch, parse_search
 from lms.query.sql import build_logs_sql
+from lms.query.user_requests import RequestsQuery, build_requests_sql
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123_456)
 
@@ -62,6 +63,44 @@ def test_garbage_cursor_is_a_query_error(text: str) -> None:
 def test_cursor_decode_never_raises_anything_but_query_error(text: str) -> None:
     with contextlib.suppress(QueryError):
         Cursor.decode(text)
+
+
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.text(max_size=255),
+    st.integers(min_value=0, max_value=10**18 - 1),
+    st.integers(min_value=0, max_value=2**64 - 1),
+)
+def test_request_cursor_round_trips(moment: datetime, instance: str, seq: int, row_id: int) -> None:
+    cursor = RequestCursor(moment, instance, seq, row_id)
+    text = cursor.encode()
+    assert len(text) <= MAX_CURSOR
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", text)
+    assert RequestCursor.decode(text) == cursor
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"r1:1:2:3", b"r1:x:2:3:h", b"r1:1:-2:3:h", b"r1:1:2:3.0:h", b"r2:1:2:3:h", b"\xff"],
+)
+def test_garbage_request_cursor_is_a_query_error(raw: bytes) -> None:
+    with pytest.raises(QueryError, match="not a cursor returned by GET /v1/users"):
+        RequestCursor.decode(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def test_each_listing_refuses_the_others_cursor_by_name() -> None:
+    logs = Cursor(T0, 7).encode()
+    requests = RequestCursor(T0, "h:1", 3, 7).encode()
+    with pytest.raises(QueryError, match=r"a cursor of GET /v1/logs, not of GET /v1/users"):
+        RequestCursor.decode(logs)
+    with pytest.raises(QueryError, match=r"a cursor of GET /v1/users/\{user_id\}/requests, not"):
+        Cursor.decode(requests)
+
+
+@given(st.text(max_size=80))
+def test_request_cursor_decode_never_raises_anything_but_query_error(text: str) -> None:
+    with contextlib.suppress(QueryError):
+        RequestCursor.decode(text)
 
 
 # --- full-text -----------------------------------------------------------------------------
@@ -205,6 +244,37 @@ def test_cursor_is_an_expanded_row_comparison() -> None:
     sql, args = build_logs_sql(LogQuery(trace_id="t", cursor=Cursor(T0, 42), limit=3))
     assert "`timestamp` <= %s AND (`timestamp` < %s OR id < %s)" in sql
     assert args == ["t", T0, T0, 42, 4]
+
+
+def test_a_users_logs_are_sorted_from_index_entries_only() -> None:
+    sql, args = build_logs_sql(LogQuery(user_id="u", cursor=Cursor(T0, 42), limit=3))
+    assert sql.startswith("SELECT l.id, ")
+    assert "(SELECT id, `timestamp` FROM service_logs WHERE user_id = %s AND `timestamp` <=" in sql
+    assert args == ["u", T0, T0, 42, 4, 4]
+
+
+def test_a_users_requests_are_read_forwards_along_their_index() -> None:
+    cursor = RequestCursor(T0, "h:1", 9, 42)
+    sql, args = build_requests_sql(RequestsQuery("u", 3, cursor))
+    assert (
+        "FORCE INDEX (ix_service_logs_user_requests) WHERE user_id = %s AND request_instance IS"
+        " NOT NULL AND request_seq IS NOT NULL AND `timestamp` >= %s AND (`timestamp` > %s OR"
+        " (request_instance >= %s AND (request_instance > %s OR (request_seq >= %s AND"
+        " (request_seq > %s OR id > %s))))) ORDER BY `timestamp`, request_instance,"
+        " request_seq, id LIMIT %s"
+    ) in sql
+    assert args == ["u", T0, T0, "h:1", "h:1", 9, 9, 42, 4]
+    assert "`timestamp` >=" not in build_requests_sql(RequestsQuery("u"))[0]
+
+
+@pytest.mark.parametrize(
+    ("user_id", "limit", "field"),
+    [("", 1, "user_id"), ("u" * 256, 1, "user_id"), ("u", 0, "limit")],
+)
+def test_requests_query_checks_its_input(user_id: str, limit: int, field: str) -> None:
+    with pytest.raises(QueryError) as info:
+        RequestsQuery(user_id, limit)
+    assert info.value.field == field
 
 
 def test_fulltext_is_a_bound_parameter() -> None:

@@ -712,7 +712,14 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
-PATHS = ["/v1/logs", "/v1/services", "/v1/severity", "/v1/consistency", "/readyz"]
+PATHS = [
+    "/v1/logs",
+    "/v1/services",
+    "/v1/severity",
+    "/v1/consistency",
+    "/v1/users/7/requests",
+    "/readyz",
+]
 
 
 @pytest.mark.parametrize("path", [*PATHS, "/metrics", "/openapi.json", "/docs", "/v1/nothing"])
@@ -792,7 +799,7 @@ async def test_unmigrated_database_is_503_naming_migrate(mysql_database: str) ->
 async def test_migration_keeps_existing_rows(
     mysql_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at version 1 with rows gets versions 2 to 4 without losing any of them."""
+    """A database at version 1 with rows gets the later versions without losing any row."""
     settings = _settings(mysql_database)
     only_first = tmp_path / "sql"
     only_first.mkdir()
@@ -816,6 +823,7 @@ async def test_migration_keeps_existing_rows(
         "004_short_payload_in_indexes.sql",
         "005_idempotency_key.sql",
         "006_rejected_digest.sql",
+        "008_user_requests.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

@@ -16,11 +16,12 @@ import pymysql
 import pytest
 
 from lms.devtools.seed import END, bulk_load
-from lms.query.cursor import Bound, Cursor
+from lms.query.cursor import Bound, Cursor, RequestCursor
 from lms.query.filters import LogQuery
 from lms.query.probe import build_probe_sql
 from lms.query.search import parse_search
 from lms.query.sql import build_logs_sql
+from lms.query.user_requests import RequestsQuery, build_requests_sql
 from tests.conftest import mysql_config
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,21 @@ def loaded() -> Iterator[tuple[pymysql.Connection, dict[str, Any]]]:
             **mysql_config(), database=name, cursorclass=pymysql.cursors.DictCursor
         )
         with conn.cursor() as cur:
+            # The HTTP requests of the seed become request logs of 40 users (sql/008).
+            cur.execute(
+                "UPDATE service_logs SET metadata = JSON_SET(COALESCE(metadata, '{}'),"
+                " '$.user_id', CONCAT('user-', id % 40), '$.instance', CONCAT('web-', id % 3),"
+                " '$.seq', id) WHERE payload LIKE 'GET /api/%' OR payload LIKE 'POST /api/%'"
+            )
+            conn.commit()
+            cur.execute("ANALYZE TABLE service_logs")
+            cur.fetchall()
+            cur.execute(
+                "SELECT user_id, COUNT(*) AS n FROM service_logs WHERE user_id IS NOT NULL"
+                " GROUP BY user_id ORDER BY n DESC LIMIT 1"
+            )
+            user = cur.fetchone()
+            assert user is not None and user["n"] > 50, user
             cur.execute(
                 "SELECT service_name, resource_id, trace_id, span_id, `commit`,"
                 " parent_resource_id, `timestamp`, id FROM service_logs"
@@ -48,7 +64,7 @@ def loaded() -> Iterator[tuple[pymysql.Connection, dict[str, Any]]]:
                 " ORDER BY id DESC LIMIT 1"
             )
             values = cur.fetchone()
-        yield conn, values
+        yield conn, {**values, "user_id": user["user_id"]}
         conn.close()
     finally:
         with admin.cursor() as cur:
@@ -101,11 +117,16 @@ def queries(v: dict[str, Any]) -> dict[str, LogQuery]:
             service=v["service_name"], cursor=Cursor(t - timedelta(days=10), 5)
         ),
         "commit + cursor": LogQuery(commit=v["commit"], cursor=Cursor(t, int(v["id"]))),
+        "user_id": LogQuery(user_id=v["user_id"]),
+        "user_id + severity + cursor": LogQuery(
+            user_id=v["user_id"], severities=("info",), cursor=Cursor(t, int(v["id"]))
+        ),
     }
 
 
 SHAPES = list(queries({"timestamp": END, "id": 1, **dict.fromkeys(
-    ["service_name", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id"], "x"
+    ["service_name", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id",
+     "user_id"], "x"
 )}))  # fmt: skip
 
 
@@ -216,3 +237,34 @@ def test_search_within_a_trace_reads_the_trace(
     plan = explain(conn, *build_logs_sql(query, parse_search("timeout"), use_index=False))
     assert_no_table_scan(plan)
     assert plan[0]["key"] == "ix_service_logs_trace"
+
+
+def test_a_users_logs_are_found_through_the_request_index(
+    loaded: tuple[pymysql.Connection, dict[str, Any]],
+) -> None:
+    """GET /v1/logs?user_id= for a user with few of the logs sorts their index entries (they
+    hold timestamp and id) and reads only the rows of the page."""
+    conn, values = loaded
+    plan = explain(conn, *build_logs_sql(LogQuery(user_id=values["user_id"], limit=10)))
+    [entries] = [row for row in plan if row["table"] == "service_logs"]
+    assert entries["key"] == "ix_service_logs_user_requests", plan
+    assert entries["type"] == "ref", plan
+    assert "Using index" in (entries["Extra"] or ""), plan
+    (read,) = [row for row in plan if row["table"] == "l"]
+    assert (read["type"], read["key"]) == ("eq_ref", "PRIMARY"), plan
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_users_requests_are_read_in_index_order(
+    loaded: tuple[pymysql.Connection, dict[str, Any]], deep: bool
+) -> None:
+    """GET /v1/users/{user_id}/requests walks the index forwards: no sort, and from a cursor
+    a range that starts at it."""
+    conn, values = loaded
+    cursor = RequestCursor(END - timedelta(days=10), "web-1", 5, 7) if deep else None
+    plan = explain(conn, *build_requests_sql(RequestsQuery(values["user_id"], 10, cursor)))
+    assert_no_table_scan(plan)
+    [read] = plan
+    assert read["key"] == "ix_service_logs_user_requests", plan
+    assert read["type"] == ("range" if deep else "ref"), plan
+    assert "filesort" not in (read["Extra"] or ""), plan

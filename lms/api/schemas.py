@@ -17,6 +17,7 @@ from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
 from lms.domain.severity import SeverityName
 from lms.domain.timefmt import parse_timestamp
 from lms.query.buckets import Bucket
+from lms.query.cursor import MAX_CURSOR
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
@@ -34,6 +35,15 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT)]
+Cursor = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_CURSOR,
+        description="next_cursor of the previous page, to read the following one",
+    ),
+]
+"""A listing's own next_cursor, checked by its kind (lms.query.cursor) beyond its length."""
 
 # --- parameters ----------------------------------------------------------------------------
 
@@ -66,6 +76,9 @@ class LogsParams(_Params):
     parent_resource_id: Identifier | None = Field(
         None, description="exact metadata.parentResourceId"
     )
+    user_id: Identifier | None = Field(
+        None, description='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
+    )
     q: str | None = Field(
         None,
         min_length=1,
@@ -75,12 +88,12 @@ class LogsParams(_Params):
         " count inside a phrase. Operators are not interpreted.",
     )
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="logs per page")
-    cursor: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        description="next_cursor of the previous page, to read the following one",
-    )
+    cursor: Cursor | None = None
+
+
+class RequestsParams(_Params):
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="requests per page")
+    cursor: Cursor | None = None
 
 
 class SeverityParams(_Params):
@@ -146,6 +159,13 @@ class PairOut(PairJson):
 
 class LogsOut(BaseModel):
     logs: list[LogOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class RequestsOut(BaseModel):
+    requests: list[LogOut] = Field(
+        description="the user's request logs, oldest first, each as GET /v1/logs gives it"
+    )
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 

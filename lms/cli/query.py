@@ -33,8 +33,9 @@ def add_commands(commands: Commands) -> None:
         run_api,
         help="serve the HTTP query API and HTTP ingestion",
         description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
-        "/v1/consistency; OpenAPI at /openapi.json) and HTTP ingestion (POST /v1/logs, "
-        "/otlp/v1/logs, /loki/api/v1/push, /_bulk; published to PUBSUB_TOPIC) on "
+        "/v1/consistency, /v1/users/{user_id}/requests; OpenAPI at /openapi.json) and HTTP "
+        "ingestion (POST /v1/logs, /otlp/v1/logs, /loki/api/v1/push, /_bulk; published to "
+        "PUBSUB_TOPIC) on "
         "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
         "API_WORKERS forks worker processes. Ingestion needs one of INGEST_TOKENS when set "
         "(Bearer, or the password of HTTP Basic); with API_TOKEN set, every other endpoint "
@@ -81,6 +82,9 @@ def add_commands(commands: Commands) -> None:
     logs.add_argument("--span-id", help="exact span_id")
     logs.add_argument("--commit", help="exact commit")
     logs.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
+    logs.add_argument(
+        "--user-id", help='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
+    )
     logs.add_argument(
         "-q",
         "--query",

@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeGuard
 
 from lms.domain.severity import SEVERITIES, Severity
 from lms.domain.timefmt import parse_timestamp
@@ -20,6 +22,11 @@ MAX_SERVICE_NAME = 100
 MAX_PAYLOAD = 2048
 MAX_CONTEXT = 255
 """Characters of `resource_id`, `trace_id`, `span_id`, `commit` and metadata.parentResourceId."""
+MAX_SEQ = 10**18 - 1
+"""Largest metadata.seq: 18 digits, what sql/008 casts to its BIGINT column."""
+MIN_USER_ID = -(2**63)
+MAX_USER_ID = 2**64 - 1
+"""An integer metadata.user_id fits 64 bits (signed or unsigned), as JSON integers do in MySQL."""
 MAX_METADATA = 16_384
 """Characters of `metadata` once stored as compact JSON."""
 MAX_METADATA_DEPTH = 20
@@ -207,13 +214,11 @@ def _metadata(value: object) -> str | None:
     problem = _structure_problem(value, MAX_METADATA_DEPTH)
     if problem:
         raise _Invalid(Reason.INVALID_FIELD, f"field 'metadata' {problem}")
-    parent = value.get("parentResourceId")
-    if isinstance(parent, str) and len(parent) > MAX_CONTEXT:
-        raise _Invalid(
-            Reason.INVALID_FIELD,
-            f"metadata.parentResourceId has {len(parent)} characters,"
-            f" allowed at most {MAX_CONTEXT}",
-        )
+    for key, check in _RESERVED_METADATA.items():
+        reserved = value.get(key)
+        problem = None if reserved is None else check(reserved)
+        if problem:
+            raise _Invalid(Reason.INVALID_FIELD, f"metadata.{key} {problem}")
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
@@ -227,6 +232,71 @@ def _metadata(value: object) -> str | None:
         )
     _no_surrogates("metadata", text)
     return text
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """A JSON integer; bool is an int in Python but `true` in JSON, never a number."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_problem(value: str, min_len: int, max_len: int) -> str | None:
+    if min_len <= len(value) <= max_len:
+        return None
+    allowed = f"{min_len}..{max_len}" if min_len else f"at most {max_len}"
+    return f"has {len(value)} characters, allowed {allowed}"
+
+
+def _parent_resource_problem(value: object) -> str | None:
+    """Only a string is indexed (parent_resource_id); other values stay in metadata only."""
+    return _string_problem(value, 0, MAX_CONTEXT) if isinstance(value, str) else None
+
+
+def _user_id_problem(value: object) -> str | None:
+    """A string or an integer: the user 42 and the user "42" are one (the user_id column
+    holds the digits). 64 bits keep an integer exact in MySQL's binary JSON too."""
+    if isinstance(value, str):
+        return _string_problem(value, 1, MAX_CONTEXT)
+    if _is_int(value):
+        in_range = MIN_USER_ID <= value <= MAX_USER_ID
+        return None if in_range else "is an integer beyond 64 bits (-2^63..2^64-1)"
+    return f"must be a string or an integer, not {_json_type(value)}"
+
+
+def _instance_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        return _string_problem(value, 0, MAX_CONTEXT)
+    return f"must be a string, not {_json_type(value)}"
+
+
+def _seq_problem(value: object) -> str | None:
+    if not _is_int(value):
+        return f"must be an integer, not {_json_type(value)}"
+    return None if 0 <= value <= MAX_SEQ else f"must be in 0..{MAX_SEQ} (10^18 - 1)"
+
+
+_JSON_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number with a fraction",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, so a detail speaks the sender's terms."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+_RESERVED_METADATA: dict[str, Callable[[object], str | None]] = {
+    "parentResourceId": _parent_resource_problem,
+    "user_id": _user_id_problem,
+    "instance": _instance_problem,
+    "seq": _seq_problem,
+}
+"""The metadata keys the schema takes out into indexed columns, and what each may hold
+(a problem in words, or None); null counts as absent. See sql/002 and sql/008."""
 
 
 def _structure_problem(value: object, max_depth: int) -> str | None:

@@ -31,6 +31,8 @@ class LogQuery:
     span_id: str | None = None
     commit: str | None = None
     parent_resource_id: str | None = None
+    user_id: str | None = None
+    """metadata.user_id (an integer one as its digits), the user_id column of sql/008."""
     q: str | None = None
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None

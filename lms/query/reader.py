@@ -52,6 +52,7 @@ from lms.query.results import (
 )
 from lms.query.search import TextSearch, parse_search
 from lms.query.sql import Conditions, build_logs_sql
+from lms.query.user_requests import RequestsQuery, build_requests_sql, cursor_after
 from lms.settings import MIN_QUERY_TIMEOUT, Settings
 from lms.store.connection import connect, connect_kwargs, connect_timeout
 from lms.store.errors import (
@@ -124,8 +125,10 @@ class LogReader:
         await self._ensure_pool()  # learns the server's full-text token sizes
         search = parse_search(query.q, self.min_token, self.max_token)
         if search.patterns:
-            if query.trace_id is not None or query.span_id is not None:
-                # A trace has few rows: check them all, no FULLTEXT lookup needed.
+            by_id = (query.trace_id, query.span_id, query.user_id)
+            if any(value is not None for value in by_id):
+                # A trace has few rows, a user's are found by their own index: check them
+                # all, no FULLTEXT lookup needed.
                 self.strategies["scan"] += 1
                 return await self._fetch(*build_logs_sql(query, search, use_index=False))
             rows = await self._probe(query, search, self.probe_depth) if self.probe_depth else None
@@ -268,6 +271,14 @@ class LogReader:
         return Consistency(
             [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
         )
+
+    async def user_requests(self, query: RequestsQuery) -> LogPage:
+        """A page of one user's request logs, oldest first (lms.query.user_requests)."""
+        rows = await self._fetch(*build_requests_sql(query))
+        next_cursor = None
+        if len(rows) > query.limit:
+            next_cursor = cursor_after(rows[query.limit - 1]).encode()
+        return LogPage([entry_from_row(row) for row in rows[: query.limit]], next_cursor)
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", [])

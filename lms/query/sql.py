@@ -23,6 +23,7 @@ IX_SERVICE_SEVERITY = "ix_service_logs_service_severity_ts"
 IX_RESOURCE = "ix_service_logs_resource_ts"
 IX_COMMIT = "ix_service_logs_commit_ts"
 IX_PARENT = "ix_service_logs_parent_ts"
+IX_USER = "ix_service_logs_user_requests"
 
 
 def filter_conditions(query: LogQuery, search: TextSearch | None, use_index: bool) -> Conditions:
@@ -34,6 +35,7 @@ def filter_conditions(query: LogQuery, search: TextSearch | None, use_index: boo
         ("span_id", query.span_id),
         ("`commit`", query.commit),
         ("parent_resource_id", query.parent_resource_id),
+        ("user_id", query.user_id),
     ):
         if value is not None:
             cond.add(f"{column} = %s", value)
@@ -106,14 +108,26 @@ def build_logs_sql(
     walk through every newer row.
 
     With `search` the FULLTEXT index finds the candidates (`use_index`), or only the REGEXPs
-    filter (trace/span lookups); trace and span ids select so few rows that one plain SELECT
-    sorts them.
+    filter (trace/span/user lookups); trace and span ids select so few rows that one plain
+    SELECT sorts them.
+
+    A user's logs: the page's (timestamp, id) first, then its rows. The index is not forced,
+    as the best plan depends on the user: for most, the user_id prefix of the request-order
+    index (sql/008), whose entries hold (timestamp, id) but not in newest-first order, so
+    they are sorted (entries only, no rows); for a user with a large share of the logs,
+    walking the timestamp index newest first finds a page sooner (3 ms against 28 ms for a
+    user of 50,000 among 200,000 logs), and MariaDB, knowing the user's count from the
+    index, picks it.
     """
     fetch = query.limit + 1
     if search is not None or query.trace_id is not None or query.span_id is not None:
         cond = filter_conditions(query, search, use_index) + time_range(query)
         sql = f"SELECT {COLUMNS} FROM service_logs{cond.where()} {NEWEST_FIRST} LIMIT %s"
         return sql, [*cond.args, fetch]
+    if query.user_id is not None:
+        cond = filter_conditions(query, None, False) + time_range(query)
+        branch = f"(SELECT id, `timestamp` FROM service_logs{cond.where()} {NEWEST_FIRST} LIMIT %s)"
+        return _page_rows([branch]), [*cond.args, fetch, fetch]
     index, eq = driver_index(query)
     others = filter_conditions(replace(query, severities=()), None, False) + time_range(query)
     branches: list[str] = []

@@ -1,1 +1,2 @@
-"""One router per area of the API: logs, stats (counters), ingest (native), health, metrics."""
+"""One router per area of the API: logs, users (a user's requests), stats (counters), ingest
+(native), health, metrics."""
