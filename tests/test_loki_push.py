@@ -79,7 +79,7 @@ async def serving(settings) -> AsyncIterator[Served]:
     finally:
         server.should_exit = True
         await task
-        app.state.publisher.close()
+        await app.state.publisher.close()
 
 
 async def test_a_loki_client_library_pushes_logs_that_arrive_mapped(settings) -> None:

@@ -145,8 +145,9 @@ async def test_readiness_needs_database_and_subscriber() -> None:
     assert (await check.check())[0] is None  # still the cached answer
     now = 1.0
     reason, checks = await check.check()
-    assert reason is not None and reason.startswith("database unreachable: ")
-    assert "Connection refused" in reason and checks["database"] != "ok"
+    # The failure's kind, not what the server said (it may name users and hosts).
+    assert reason == "database unreachable: ConnectionRefusedError"
+    assert checks["database"] == "ConnectionRefusedError"
     assert db.pings == 2
 
     db.error, db.hang = None, True
@@ -194,7 +195,7 @@ async def test_health_server_endpoints(http: aiohttp.ClientSession) -> None:
         running, db.error = True, OSError("boom")
         status, _, body = await _get(http, f"{base}/readyz")
         assert (
-            status == 503 and json.loads(body)["reason"] == "database unreachable: OSError('boom')"
+            status == 503 and json.loads(body)["reason"] == "database unreachable: OSError"
         )
 
         status, ctype, body = await _get(http, f"{base}/metrics")

@@ -21,6 +21,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from lms.store.errors import error_code
+
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT = 2.0
@@ -81,7 +83,13 @@ class ReadinessCheck:
         except TimeoutError:
             return f"no answer within {self._timeout:g}s"
         except Exception as exc:
-            return repr(exc)
+            # The body names the failure, never what the server said (user names, hosts):
+            # that goes to the log, once per change.
+            code = error_code(exc)
+            short = f"MySQL error {code}" if code is not None else type(exc).__name__
+            if short != self._db_error:
+                log.warning("readiness ping failed", error=repr(exc))
+            return short
         return None
 
 

@@ -15,12 +15,38 @@ CONNECT_TIMEOUT = 10.0
 
 
 class QuietCursor(aiomysql.Cursor):
-    """A cursor that skips SHOW WARNINGS: fetching warnings would cost a round trip per
-    statement on the hot path, and the writer needs none (its strict SQL mode turns every
-    value the database would alter into an error)."""
+    """A cursor that skips SHOW WARNINGS: aiomysql would fetch them after every statement
+    that has any, only to turn them into Python warnings nobody reads."""
 
     async def _show_warnings(self, conn: aiomysql.Connection) -> None:
         return None
+
+
+DUPLICATE_ENTRY = 1062
+"""The warning of a row INSERT IGNORE skipped because its key is stored already."""
+
+
+class WarningCountingCursor(aiomysql.Cursor):
+    """Counts the warnings of its statements and keeps the first that is not a duplicate key,
+    so the writer can tell "a duplicate was skipped" (the one thing INSERT IGNORE may do to a
+    row) from "a value was altered" (never allowed). `reset` before each statement."""
+
+    warnings = 0
+    altered: tuple[int, str] | None = None
+    """(code, message) of the first warning that is not DUPLICATE_ENTRY."""
+
+    def reset(self) -> None:
+        self.warnings, self.altered = 0, None
+
+    async def _show_warnings(self, conn: aiomysql.Connection) -> None:
+        # Called by aiomysql after each statement that has warnings (each chunk of an
+        # executemany), and only then: a batch without duplicates costs no round trip.
+        self.warnings += self._result.warning_count
+        if self.altered is None:
+            for _level, code, message in await conn.show_warnings() or ():
+                if int(code) != DUPLICATE_ENTRY:
+                    self.altered = (int(code), str(message))
+                    break
 
 
 def connect_kwargs(settings: Settings, database: str | None) -> dict[str, Any]:

@@ -7,11 +7,15 @@ a half-finished transaction can never be reused. A timed-out transaction is also
 server, from a second connection: abandoned, it would go on running and hold its locks against
 its own retry until the server noticed the closed socket.
 
-Duplicates, and only duplicates, are ignored: `INSERT ... ON DUPLICATE KEY UPDATE id = id`
-inserts nothing for a key already stored (0 affected rows, so it counts nothing), and the
-writer's connections run in strict SQL mode, so a value the database would truncate or coerce
-(an over-long string, an unknown ENUM value) raises a data error instead of being stored
-altered, as `INSERT IGNORE` would store it. Both are valid on MariaDB and MySQL 8.
+Duplicates, and only duplicates, are ignored. `INSERT IGNORE` skips a row whose key is
+stored already (it counts nothing), but it would also store a value the database truncates or
+coerces (an over-long string, an unknown ENUM value), with a warning. So the writer counts the
+warnings of each insert: every skipped row accounts for one (a duplicate key); any warning
+beyond those, or any of another kind, means a value was altered, and the batch fails with a
+data error (rolled back, then split by lms.ingest.pipeline.storing) instead of being stored
+altered. The connections also run in strict SQL mode. `INSERT ... ON DUPLICATE KEY UPDATE`
+would need the UPDATE privilege, which `lms mon`'s database user does not have. Both are valid
+on MariaDB and MySQL 8.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import structlog
 
 from lms.domain.record import LogRecord, Rejection
 from lms.settings import Settings
-from lms.store.connection import connect
-from lms.store.errors import DATABASE_ERRORS, classify, error_code
+from lms.store.connection import WarningCountingCursor, connect
+from lms.store.errors import DATA_ERROR_CODES, DATABASE_ERRORS, classify, error_code
 
 log = structlog.get_logger(__name__)
 
@@ -51,13 +55,11 @@ STRICT_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
 KILL_TIMEOUT = 5.0
 """Seconds at most to kill a timed-out transaction on the server (less when DB_TIMEOUT is)."""
 
-_IGNORE_DUPLICATE = " ON DUPLICATE KEY UPDATE id = id"
-"""A no-op update: a duplicate key inserts and changes nothing (0 affected rows)."""
 _INSERT_LOG = (
-    "INSERT INTO service_logs"
+    "INSERT IGNORE INTO service_logs"
     " (idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`,"
     " resource_id, trace_id, span_id, `commit`, metadata)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)" + _IGNORE_DUPLICATE
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _COUNT_NEW = (
     "SELECT service_name, severity, COUNT(*) FROM service_logs"
@@ -68,10 +70,34 @@ _INSERT_SEVERITY = (
     " VALUES (%s, %s, %s, %s)"
 )
 _INSERT_REJECTED = (
-    "INSERT INTO rejected_messages"
+    "INSERT IGNORE INTO rejected_messages"
     " (idempotency_key, message_id, reason, detail, data, data_size, data_sha256, received_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)" + _IGNORE_DUPLICATE
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+
+ALTERED_VALUE = 1265
+"""The code a data error gets when the database altered a value but its warning is not one
+of lms.store.errors' data errors, or was not among those SHOW WARNINGS returned (at most
+max_error_count)."""
+
+
+async def _insert_new(cur: WarningCountingCursor, sql: str, rows: list[tuple[object, ...]]) -> int:
+    """INSERT IGNORE `rows`; the number inserted. Raises a data error (pymysql's DataError,
+    which lms.store.errors classifies as one) when any value was altered: more warnings than
+    skipped duplicates, or a warning of another kind."""
+    cur.reset()
+    await cur.executemany(sql, rows)
+    inserted = max(int(cur.rowcount), 0)
+    if cur.altered is not None or cur.warnings > len(rows) - inserted:
+        code, message = cur.altered or (
+            ALTERED_VALUE,
+            "the database altered a value (a warning other than a duplicate key)",
+        )
+        if code not in DATA_ERROR_CODES:  # still the rows' fault: split, never stop
+            code, message = ALTERED_VALUE, f"({code}) {message}"
+        raise pymysql.err.DataError(code, message)
+    return inserted
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +212,7 @@ class BatchWriter:
         await conn.begin()
         async with conn.cursor() as cur:
             if logs:
-                await cur.executemany(_INSERT_LOG, list(_log_rows(logs, batch_id)))
-                inserted = max(cur.rowcount, 0)
+                inserted = await _insert_new(cur, _INSERT_LOG, list(_log_rows(logs, batch_id)))
                 if inserted == len(logs):
                     # The usual case: every row is new, so the batch itself has the counts.
                     result.new_by_key = dict(
@@ -208,9 +233,9 @@ class BatchWriter:
             for item in rejections:
                 by_reason.setdefault(item.rejection.reason.value, []).append(item)
             for reason, items in sorted(by_reason.items()):
-                await cur.executemany(_INSERT_REJECTED, list(_rejection_rows(items)))
-                if cur.rowcount > 0:
-                    result.rejected_by_reason[reason] = cur.rowcount
+                stored = await _insert_new(cur, _INSERT_REJECTED, list(_rejection_rows(items)))
+                if stored:
+                    result.rejected_by_reason[reason] = stored
         await conn.commit()
         return result
 
@@ -220,6 +245,7 @@ class BatchWriter:
                 self._settings,
                 self._settings.mysql_database,
                 init_command=f"SET SESSION sql_mode = '{STRICT_SQL_MODE}'",
+                cursorclass=WarningCountingCursor,
             )
         return self._conn
 
