@@ -194,9 +194,7 @@ async def test_health_server_endpoints(http: aiohttp.ClientSession) -> None:
 
         running, db.error = True, OSError("boom")
         status, _, body = await _get(http, f"{base}/readyz")
-        assert (
-            status == 503 and json.loads(body)["reason"] == "database unreachable: OSError"
-        )
+        assert status == 503 and json.loads(body)["reason"] == "database unreachable: OSError"
 
         status, ctype, body = await _get(http, f"{base}/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
