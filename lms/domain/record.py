@@ -10,9 +10,12 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from lms.domain import strictjson
+from lms.domain.identifiers import identifier_problem
 from lms.domain.severity import SEVERITIES, Severity
 from lms.domain.timefmt import parse_timestamp
 
@@ -25,7 +28,31 @@ MAX_METADATA = 16_384
 MAX_METADATA_DEPTH = 20
 """Nesting of `metadata` (the object itself is 1); MariaDB's json_valid stops at 32."""
 
+DEFAULT_MAX_FUTURE_SKEW = 600.0
+"""Seconds a timestamp may be ahead of this host's clock (MAX_FUTURE_SKEW): Loki's own
+default grace (`creation_grace_period`, 10 minutes), so what a Loki accepts LMS accepts too.
+It absorbs a drifting producer clock and the clock difference between the `lms api` host
+that checks a log and the `lms mon` host that checks it again; a log from a clock hours or
+years ahead would otherwise sit on top of every newest-first page until then."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utc_now() -> datetime:
+    """Now as naive UTC, the form of LogRecord.timestamp."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the rules take from configuration and from time: the grace for timestamps ahead
+    of `clock` (naive UTC; injected by tests), in seconds."""
+
+    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW
+    clock: Callable[[], datetime] = utc_now
+
+
+DEFAULT_RULES = Rules()
 
 
 class Reason(enum.StrEnum):
@@ -68,38 +95,40 @@ class _Invalid(Exception):
         self.rejection = Rejection(reason, detail)
 
 
-def parse_message(data: bytes) -> LogRecord | Rejection:
+def parse_message(data: bytes, rules: Rules = DEFAULT_RULES) -> LogRecord | Rejection:
     """Turn a message body into a log record or the reason it is not one."""
     try:
-        return _parse(data)
+        return _parse(data, rules)
     except _Invalid as invalid:
         return invalid.rejection
 
 
-def parse_object(obj: object) -> LogRecord | Rejection:
+def parse_object(obj: object, rules: Rules = DEFAULT_RULES) -> LogRecord | Rejection:
     """The same rules for a JSON value already decoded, e.g. by an HTTP ingestion endpoint,
-    so the edge refuses exactly what `lms mon` would reject."""
+    so the edge refuses exactly what `lms mon` would reject. The decoder must have refused
+    duplicate keys itself (lms.domain.strictjson), as `parse_message` does."""
     try:
-        return _fields(obj)
+        return _fields(obj, rules)
     except _Invalid as invalid:
         return invalid.rejection
 
 
-def _parse(data: bytes) -> LogRecord:
+def _parse(data: bytes, rules: Rules) -> LogRecord:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Invalid(Reason.INVALID_UTF8, f"not valid UTF-8 at byte {exc.start}") from None
     try:
-        obj = json.loads(text)
+        obj = strictjson.loads(text)
     except (ValueError, RecursionError) as exc:
-        # JSONDecodeError is a ValueError; so is an integer of more than 4300 digits.
+        # JSONDecodeError is a ValueError; so are an integer of more than 4300 digits and a
+        # key given twice (strictjson.DuplicateKeyError).
         detail = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise _Invalid(Reason.INVALID_JSON, f"not valid JSON: {detail}") from None
-    return _fields(obj)
+    return _fields(obj, rules)
 
 
-def _fields(obj: object) -> LogRecord:
+def _fields(obj: object, rules: Rules) -> LogRecord:
     if not isinstance(obj, dict):
         raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__} is not an object")
     resource_id = _context_field(obj, "resource_id", "resourceId")
@@ -113,6 +142,7 @@ def _fields(obj: object) -> LogRecord:
         service_name = resource_id
     else:
         service_name = _text_field(obj, "service_name", 1, MAX_SERVICE_NAME)
+        _identifier("service_name", service_name)
     payload = _text_field(obj, _spelling(obj, "payload", "message"), 0, MAX_PAYLOAD)
     severity_name = _spelling(obj, "severity", "level")
     if severity_name == "level":  # other loggers' spelling: LEVEL, warning, critical
@@ -130,6 +160,7 @@ def _fields(obj: object) -> LogRecord:
         timestamp = parse_timestamp(raw_timestamp)
     except ValueError as exc:
         raise _Invalid(Reason.INVALID_FIELD, f"timestamp {raw_timestamp!r}: {exc}") from None
+    _not_too_far_ahead(raw_timestamp, timestamp, rules)
     return LogRecord(
         service_name,
         payload,
@@ -192,7 +223,25 @@ def _context_field(obj: dict[str, object], name: str, camel: str | None) -> str 
             f"field {name!r} has {len(value)} characters, allowed at most {MAX_CONTEXT}",
         )
     _no_surrogates(name, value)
+    _identifier(name, value)
     return value
+
+
+def _identifier(name: str, value: str) -> None:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise _Invalid(Reason.INVALID_FIELD, f"field {name!r} {problem}")
+
+
+def _not_too_far_ahead(raw: str, timestamp: datetime, rules: Rules) -> None:
+    """A difference of datetimes, not now + grace, so that no clock or grace overflows."""
+    ahead = (timestamp - rules.clock()).total_seconds()
+    if ahead > rules.max_future_skew:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"timestamp {raw!r} is {ahead:.0f} s ahead of the server's clock, more than the"
+            f" {rules.max_future_skew:g} s allowed (MAX_FUTURE_SKEW)",
+        )
 
 
 def _metadata(value: object) -> str | None:
@@ -208,12 +257,14 @@ def _metadata(value: object) -> str | None:
     if problem:
         raise _Invalid(Reason.INVALID_FIELD, f"field 'metadata' {problem}")
     parent = value.get("parentResourceId")
-    if isinstance(parent, str) and len(parent) > MAX_CONTEXT:
-        raise _Invalid(
-            Reason.INVALID_FIELD,
-            f"metadata.parentResourceId has {len(parent)} characters,"
-            f" allowed at most {MAX_CONTEXT}",
-        )
+    if isinstance(parent, str):
+        if len(parent) > MAX_CONTEXT:
+            raise _Invalid(
+                Reason.INVALID_FIELD,
+                f"metadata.parentResourceId has {len(parent)} characters,"
+                f" allowed at most {MAX_CONTEXT}",
+            )
+        _identifier("metadata.parentResourceId", parent)
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:

@@ -106,7 +106,9 @@ async def ingest(request: Request, publisher: Publisher, settings: AppSettings) 
     """
     body = await read_body(request, BodyLimits.from_settings(settings))
     items = native.decode(body, request.headers.get("content-type"), settings.ingest_max_logs)
-    published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
+    published, refused, _ids = await publish_checked(
+        publisher, items, endpoint_of(request), settings.record_rules
+    )
     result = IngestResult(
         accepted=len(published),
         rejected=[RejectedLog(index=r.index, reason=r.reason, detail=r.detail) for r in refused],
