@@ -123,7 +123,14 @@ class Supervisor:
             self.subscriber = intake(
                 client, s.subscription_path, dispatcher, queue, pullers=s.pullers
             )
-            self.flusher = Flusher(queue, self.writer, dispatcher, s.batchsize, s.flushinterval)
+            self.flusher = Flusher(
+                queue,
+                self.writer,
+                dispatcher,
+                s.batchsize,
+                s.flushinterval,
+                rules=s.record_rules,
+            )
             log.info(
                 "monitor started",
                 subscription=s.subscription_path,

@@ -23,7 +23,7 @@ from typing import Protocol
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from lms.domain.record import LogRecord, Rejection, parse_message
+from lms.domain.record import DEFAULT_RULES, LogRecord, Rejection, Rules, parse_message
 from lms.ingest.pipeline.batcher import Batcher, Trigger
 from lms.ingest.received import Received
 from lms.ops import metrics
@@ -78,12 +78,14 @@ class Flusher:
         flushinterval: float,
         clock: Callable[[], float] = time.monotonic,
         max_backoff: float = 10.0,
+        rules: Rules = DEFAULT_RULES,
     ) -> None:
         self._queue = queue
         self._writer = writer
         self._acker = acker
         self._batcher: Batcher[Parsed] = Batcher(batchsize, flushinterval, clock)
         self._max_backoff = max_backoff
+        self._rules = rules
         self._writing: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
         self.batches = 0
@@ -112,7 +114,8 @@ class Flusher:
                     await self._flush(self._batcher.due() or Trigger.SHUTDOWN)
                 return
             if chunk:
-                self._batcher.add(Parsed(item, parse_message(item.data)) for item in chunk)
+                rules = self._rules
+                self._batcher.add(Parsed(item, parse_message(item.data, rules)) for item in chunk)
                 metrics.BUFFERED.set(len(self._batcher))
             while trigger := self._batcher.due():
                 await self._flush(trigger)
