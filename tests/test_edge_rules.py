@@ -18,7 +18,7 @@ from lms.ingest.http import elastic, loki, native, otlp
 from lms.ingest.http.edge import Candidate, Refused, check
 
 NOW = datetime(2026, 12, 1, 9, 0, 0)
-RULES = Rules(max_future_skew=600, clock=lambda: NOW)
+RULES = Rules(max_future_skew=600, clock=lambda: NOW.replace(tzinfo=UTC).timestamp())
 SOON = NOW + timedelta(seconds=599)
 LATE = NOW + timedelta(seconds=601)
 

@@ -46,7 +46,7 @@ def body(**changes: Any) -> bytes:
     return json.dumps({k: v for k, v in obj.items() if v is not ...}).encode()
 
 
-END_OF_TIME = Rules(clock=lambda: datetime(9999, 12, 31, 23, 59, 59, 999_999))
+END_OF_TIME = Rules(clock=lambda: datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 """Rules whose clock is the last moment MySQL can store: no timestamp is in its future."""
 
 
@@ -778,7 +778,7 @@ def test_a_payload_may_hold_control_characters_and_spaces() -> None:
 
 # --- timestamps ahead of the clock (MAX_FUTURE_SKEW) ----------------------------------------
 
-NOW = datetime(2026, 12, 1, 9, 0, 0)
+NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC).timestamp()
 AT_NOW = Rules(max_future_skew=600, clock=lambda: NOW)
 
 

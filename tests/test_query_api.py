@@ -147,7 +147,7 @@ def _settings(database: str, **overrides: object) -> Settings:
     return load_settings(**{**values, **overrides})
 
 
-SEED_RULES = Rules(clock=lambda: datetime(9999, 12, 31))
+SEED_RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 """Seeds may lie in the future (logs arriving "later" than all others): no grace applies."""
 
 
