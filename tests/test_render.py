@@ -12,14 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lms.cli.render import (
-    json_text,
-    log_json,
-    log_line,
-    printable,
-    services_json,
-    services_table,
-)
+from lms.cli.render import json_text, log_json, log_line, services_json, services_table
+from lms.devtools.verify import Consistency
+from lms.domain.identifiers import printable
 from lms.domain.severity import SEVERITY_ORDER
 from lms.query.results import LogEntry, ServiceCounts
 
@@ -97,3 +92,10 @@ def test_stats_escape_service_names_in_the_table_and_in_json() -> None:
     as_json = services_json(services)
     assert raw_controls(as_json) == []
     assert json.loads(as_json)["services"][1]["service_name"] == "bad\x1b[2J\x9b"
+
+
+def test_the_consistency_table_of_make_run_escapes_service_names() -> None:
+    key = ("svc\x1b[2J", "info")
+    table = Consistency({key: 1}, {key: 1}, {key: 1}, {}, 0).table()
+    assert raw_controls(table) == []
+    assert "svc\\x1b[2J" in table

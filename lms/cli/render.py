@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lms.domain.identifiers import CONTROL
+from lms.domain.identifiers import printable
 from lms.domain.severity import SEVERITY_ORDER
 from lms.domain.timefmt import rfc3339
 from lms.query.results import LogEntry, ServiceCounts
@@ -23,17 +23,9 @@ from lms.query.results import LogEntry, ServiceCounts
 LOG_HEADER = f"{'TIMESTAMP (UTC)':<27}  {'LEVEL':<5}  {'SERVICE':<20}  PAYLOAD"
 
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JSON_UNESCAPED = re.compile("[\x7f-\x9f]")
 """The control characters json.dumps leaves raw with ensure_ascii=False: DEL and C1 (whose
 0x9b is an 8-bit CSI)."""
-
-
-def printable(text: str) -> str:
-    """`text` with each control character as an escape: `\\n`, `\\r`, `\\t`, else `\\xNN`."""
-    if text.isprintable():  # one C pass: the usual text costs nothing more
-        return text
-    return CONTROL.sub(lambda match: _NAMED.get(match[0]) or f"\\x{ord(match[0]):02x}", text)
 
 
 def json_text(value: Any, indent: int | None = None) -> str:

@@ -5,7 +5,8 @@ Service names and ids are compared by the database in `utf8mb4_bin`, a PAD SPACE
 (or two idempotency keys) would silently become one. A control character has no business in
 a name or an id, and could carry a terminal escape sequence to whoever prints it. So these
 values are refused, never trimmed: altering a client's value silently would break its own
-lookups. Payloads may hold both; the CLI escapes control characters when it prints them.
+lookups. Payloads may hold both, so whatever prints stored text shows it through
+`printable`, which escapes control characters (names stored before these rules included).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 """Unicode's control characters (category Cc): C0, DEL and C1 (0x9b is an 8-bit CSI)."""
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def identifier_problem(value: str) -> str | None:
@@ -36,3 +38,10 @@ def identifier_problem(value: str) -> str | None:
             " value without it"
         )
     return None
+
+
+def printable(text: str) -> str:
+    """`text` with each control character as an escape: `\\n`, `\\r`, `\\t`, else `\\xNN`."""
+    if text.isprintable():  # one C pass: the usual text costs nothing more
+        return text
+    return CONTROL.sub(lambda match: _NAMED.get(match[0]) or f"\\x{ord(match[0]):02x}", text)
