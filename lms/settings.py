@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lms.domain.record import DEFAULT_MAX_FUTURE_SKEW, Rules
+
 MIN_QUERY_TIMEOUT = 0.001
 """The smallest API_QUERY_TIMEOUT: MySQL's max_execution_time counts whole milliseconds."""
 
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
     )
     duration: float | None = Field(
         default=None, gt=0, description="stop after this many seconds (unset: run until signal)"
+    )
+    max_future_skew: float = Field(
+        default=DEFAULT_MAX_FUTURE_SKEW,
+        ge=0,
+        le=10 * 366 * 86400,
+        description="seconds a log's timestamp may be ahead of the server's clock; a later"
+        " one is rejected (invalid_field), by HTTP ingestion and by `lms mon`",
     )
 
     sim_services: int = Field(default=5, ge=1, le=10_000, description="simulated services")
@@ -270,6 +279,11 @@ class Settings(BaseSettings):
         return [
             tok.strip() for tok in self.ingest_tokens.get_secret_value().split(",") if tok.strip()
         ]
+
+    @property
+    def record_rules(self) -> Rules:
+        """The rules of lms.domain.record that depend on configuration."""
+        return Rules(self.max_future_skew)
 
     @property
     def topic_path(self) -> str:

@@ -227,6 +227,27 @@ CATALOGUE: list[Kind] = [
             "9999-12-31T23:59:59-01:00",
         )
     ],
+    # --- names, ids, keys and the clock (issue 14) -------------------------------------------
+    Kind("service_name ending in a space", BAD_FIELD, lambda r: _dumps(_log(service_name="s "))),
+    Kind("service_name with a leading tab", BAD_FIELD, lambda r: _dumps(_log(service_name="\ts"))),
+    Kind("trace_id of one space", BAD_FIELD, lambda r: _dumps(_log(trace_id=" "))),
+    Kind(
+        "terminal escape in service_name",
+        BAD_FIELD,
+        lambda r: _dumps(_log(service_name="svc\x1b]0;pwned\x07")),
+    ),
+    Kind("8-bit CSI in span_id", BAD_FIELD, lambda r: _dumps(_log(span_id="s\x9b2J"))),
+    Kind("timestamp in 2999", BAD_FIELD, lambda r: _dumps(_log(timestamp="2999-01-01T00:00:00Z"))),
+    Kind(
+        "service_name given twice",
+        BAD_JSON,
+        lambda r: _dumps(_log())[:-1] + b', "service_name": "svc-other"}',
+    ),
+    Kind(
+        "metadata key given twice",
+        BAD_JSON,
+        lambda r: _dumps(_log())[:-1] + b', "metadata": {"k": 1, "k": 2}}',
+    ),
     # --- deep nesting -------------------------------------------------------------------------
     Kind("100,000 nested arrays", BAD_JSON, lambda r: b"[" * 100_000 + b"]" * 100_000),
     Kind(
@@ -280,6 +301,16 @@ CATALOGUE: list[Kind] = [
         lambda r: _dumps(_log(service_name="😀", payload="🔥" * 50)),
     ),
     Kind("NUL in payload", stored(), lambda r: _dumps(_log(payload="a\u0000b"))),
+    Kind(
+        "escapes and edge spaces in payload",
+        stored(),
+        lambda r: _dumps(_log(payload=" \x1b[31mred\x1b[0m\x9b ")),
+    ),
+    Kind(
+        "inner space in service_name",
+        stored("svc poison"),
+        lambda r: _dumps(_log(service_name="svc poison")),
+    ),
 ]
 
 

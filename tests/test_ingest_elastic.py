@@ -115,6 +115,7 @@ def test_the_url_index_is_the_default_and_an_action_index_wins() -> None:
         (ndjson({"index": "a"}, doc()), "not an object"),
         (ndjson({"index": {}}, doc()), "names no index"),
         (b"\n\n", "no requests added"),
+        (b'{"index": {"_index": "a", "_id": "x", "_id": "y"}}\n' + ndjson(doc()), "'_id'"),
     ],
 )
 def test_a_body_whose_action_lines_cannot_be_read_is_refused_whole(body: bytes, words: str) -> None:
@@ -139,6 +140,27 @@ def test_a_bad_document_line_refuses_only_its_own_item() -> None:
     assert isinstance(fine, Candidate)
     [latin1] = parse_bulk(ndjson({"index": {"_index": "a"}}, b'{"message": "caf\xe9"}')).decoded
     assert isinstance(latin1, Refused) and latin1.reason == "invalid_utf8"
+
+
+def test_a_document_naming_a_key_twice_refuses_only_its_own_item() -> None:
+    # As Elasticsearch does (strict duplicate detection): which value was meant is unknown.
+    bulk = parse_bulk(
+        ndjson(
+            {"index": {"_index": "a"}},
+            b'{"message": "one", "level": "info", "level": "error", "@timestamp": "%s"}'
+            % STAMP.encode(),
+            {"index": {"_index": "a"}},
+            b'{"message": "m", "@timestamp": "%s", "log": {"level": 1, "level": 2}}'
+            % STAMP.encode(),
+            {"index": {"_index": "a"}},
+            doc(),
+        )
+    )
+    top, nested, fine = bulk.decoded
+    assert isinstance(top, Refused) and top.reason == "invalid_json"
+    assert "'level'" in top.detail
+    assert isinstance(nested, Refused) and nested.reason == "invalid_json"
+    assert isinstance(fine, Candidate)
 
 
 def test_lines_are_numbered_as_in_the_body_blank_lines_included() -> None:
@@ -276,7 +298,7 @@ def test_the_id_is_the_idempotency_key(raw_id: object, key: str) -> None:
     assert item.key == key
 
 
-@pytest.mark.parametrize("raw_id", ["", "k" * 129, True, {"a": 1}])
+@pytest.mark.parametrize("raw_id", ["", "k" * 129, True, {"a": 1}, "k ", " k", "k\x1b", "\t"])
 def test_an_id_that_cannot_be_a_key_refuses_the_item(raw_id: object) -> None:
     [item] = parse_bulk(ndjson({"index": {"_index": "i", "_id": raw_id}}, doc())).decoded
     assert isinstance(item, Refused) and item.reason == INVALID_ID

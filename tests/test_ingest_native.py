@@ -18,6 +18,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from lms.api.app import create_app
 from lms.devtools.ports import free_port
 from lms.devtools.resources import delete_resources
 from lms.ingest.http.body import BodyLimits, read_body
+from lms.ingest.http.edge import Refused
 from lms.ingest.http.errors import IngestError
 from lms.ingest.http.native import decode
 from lms.ingest.http.publisher import KEY_ATTRIBUTE
@@ -200,6 +202,44 @@ def test_ndjson_lines_keep_their_numbers() -> None:
     ]
 
 
+LOG_TEXT = json.dumps(log(payload="p"))
+TWICE = LOG_TEXT[:-1] + ', "severity": "error"}'
+"""A log naming `severity` twice: which one it meant, no reader can tell."""
+
+
+def test_a_duplicate_key_refuses_only_its_own_log_in_every_form() -> None:
+    for body, content_type in (
+        (f"[{LOG_TEXT}, {TWICE}, {LOG_TEXT}]".encode(), None),
+        (f"{LOG_TEXT}\n{TWICE}\n{LOG_TEXT}\n".encode(), "application/x-ndjson"),
+    ):
+        items = decode(body, content_type, 10)
+        assert [type(item).__name__ for item in items] == ["Candidate", "Refused", "Candidate"]
+        refused = items[1]
+        assert isinstance(refused, Refused)
+        assert (refused.index, refused.reason) == (1, "invalid_json")
+        assert "'severity'" in refused.detail
+    [alone] = decode(TWICE.encode(), None, 10)
+    assert isinstance(alone, Refused) and alone.reason == "invalid_json"
+    nested = decode(b'[{"metadata": {"k": 1, "k": 2}}]', None, 10)
+    assert isinstance(nested[0], Refused) and "'k'" in nested[0].detail
+
+
+def test_a_body_with_a_duplicate_key_must_still_be_json_as_a_whole() -> None:
+    for body in (f"[{TWICE}, oops]", f"{TWICE} trailing"):
+        with pytest.raises(IngestError) as refused:
+            decode(body.encode(), None, 10)
+        assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("key", ["k-1 ", " k-1", "k\x1b1", "k\n", " "])
+def test_an_id_with_whitespace_at_an_end_or_a_control_is_refused(key: str) -> None:
+    # The key column compares PAD SPACE: `k-1 ` would be dropped as a duplicate of `k-1`.
+    [item] = decode(json.dumps(log(id=key)).encode(), None, 10)
+    assert isinstance(item, Refused)
+    assert item.reason == "invalid_id"
+    assert "whitespace" in item.detail or "control character" in item.detail
+
+
 @pytest.mark.parametrize("body", [b"", b"{", b"42", b'"a log"', b"null", b"\xff", b"[" * 100_000])
 def test_a_body_that_is_not_the_format_is_a_bad_request(body: bytes) -> None:
     with pytest.raises(IngestError) as refused:
@@ -288,6 +328,54 @@ async def test_partial_acceptance_names_each_refused_log(api: Callable[..., Any]
     keys = {rm.message.attributes[KEY_ATTRIBUTE]: json.loads(rm.message.data) for rm in messages}
     assert sorted(keys) == ["k-0", "k-6"]
     assert all("id" not in fields for fields in keys.values())
+
+
+async def test_names_ids_far_future_timestamps_and_duplicate_keys_are_refused_each(
+    api: Callable[..., Any],
+) -> None:
+    """Issue 14 through the real app: each bad log is refused by itself with its reason,
+    never published trimmed or altered; the valid ones are published as sent."""
+    client, s = await api()
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    logs = [
+        log(service="svc "),
+        log(trace_id="t\x1b]0;pwned\x07"),
+        log(id="k-2 "),
+        log(timestamp=ahead),
+        log(payload="kept-4", id="k-4", timestamp=soon),
+        log(metadata={"parentResourceId": " p"}),
+    ]
+    parts = [json.dumps(item) for item in logs]
+    parts.insert(5, TWICE)
+    response = await client.post("/v1/logs", content=f"[{', '.join(parts)}]".encode())
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 1
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [
+        (0, "invalid_field"),
+        (1, "invalid_field"),
+        (2, "invalid_id"),
+        (3, "invalid_field"),
+        (5, "invalid_json"),
+        (6, "invalid_field"),
+    ]
+    details = [r["detail"] for r in answer["rejected"]]
+    assert "service_name" in details[0] and "whitespace" in details[0]
+    assert "trace_id" in details[1] and "U+001B" in details[1]
+    assert "MAX_FUTURE_SKEW" in details[3]
+    assert "'severity'" in details[4]
+    [message] = await pull_all(s, 1)
+    assert message.message.attributes[KEY_ATTRIBUTE] == "k-4"
+    assert json.loads(message.message.data)["payload"] == "kept-4"
+
+
+async def test_max_future_skew_is_the_apps_setting(api: Callable[..., Any]) -> None:
+    client, s = await api(max_future_skew=7200)
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = await client.post("/v1/logs", json=log(timestamp=ahead))
+    assert response.status_code == 202, response.text
+    assert len(await pull_all(s, 1)) == 1
 
 
 async def test_no_valid_log_is_400_with_the_same_shape(api: Callable[..., Any]) -> None:

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from lms.domain.identifiers import identifier_problem
 from lms.domain.record import (
+    DEFAULT_RULES,
     MAX_CONTEXT,
     MAX_METADATA,
     MAX_METADATA_DEPTH,
@@ -22,7 +24,9 @@ from lms.domain.record import (
     LogRecord,
     Reason,
     Rejection,
+    Rules,
     parse_message,
+    parse_object,
 )
 from lms.domain.severity import SEVERITIES, Severity
 from lms.domain.timefmt import parse_timestamp
@@ -43,14 +47,18 @@ def body(**changes: Any) -> bytes:
     return json.dumps({k: v for k, v in obj.items() if v is not ...}).encode()
 
 
-def rejected(data: bytes) -> Rejection:
-    result = parse_message(data)
+END_OF_TIME = Rules(clock=lambda: datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+"""Rules whose clock is the last moment MySQL can store: no timestamp is in its future."""
+
+
+def rejected(data: bytes, rules: Rules = DEFAULT_RULES) -> Rejection:
+    result = parse_message(data, rules)
     assert isinstance(result, Rejection), f"expected a Rejection, got {result!r}"
     return result
 
 
-def accepted(data: bytes) -> LogRecord:
-    result = parse_message(data)
+def accepted(data: bytes, rules: Rules = DEFAULT_RULES) -> LogRecord:
+    result = parse_message(data, rules)
     assert isinstance(result, LogRecord), f"expected a LogRecord, got {result!r}"
     return result
 
@@ -341,7 +349,7 @@ def test_timestamp_is_converted_to_naive_utc(timestamp: str, expected: datetime)
     parsed = parse_timestamp(timestamp)
     assert parsed == expected
     assert parsed.tzinfo is None
-    assert accepted(body(timestamp=timestamp)).timestamp == expected
+    assert accepted(body(timestamp=timestamp), END_OF_TIME).timestamp == expected
 
 
 def test_lower_case_z_is_accepted() -> None:
@@ -432,7 +440,9 @@ def test_parse_message_never_raises_on_arbitrary_json(value: object) -> None:
 
 
 @given(
-    service=st.text(min_size=1, max_size=MAX_SERVICE_NAME),
+    service=st.text(min_size=1, max_size=MAX_SERVICE_NAME).filter(
+        lambda name: identifier_problem(name) is None
+    ),
     payload=st.text(max_size=MAX_PAYLOAD),
     severity=st.sampled_from(sorted(SEVERITIES)),
     moment=st.datetimes(min_value=datetime(1001, 1, 2), max_value=datetime(9998, 12, 30)),
@@ -450,7 +460,7 @@ def test_valid_logs_round_trip(
             "timestamp": aware.isoformat(),
         }
     ).encode()
-    assert parse_message(data) == LogRecord(
+    assert parse_message(data, END_OF_TIME) == LogRecord(
         service, payload, severity, aware.astimezone(UTC).replace(tzinfo=None)
     )
 
@@ -764,3 +774,150 @@ def test_parse_message_never_raises_with_context_fields(obj: dict[str, Any], met
             assert isinstance(json.loads(result.metadata), dict)
             assert len(result.metadata) <= MAX_METADATA
             result.metadata.encode("utf-8")  # storable as utf8mb4
+
+
+# --- names and ids: no whitespace at the ends, no control characters (issue 14) ------------
+# utf8mb4_bin is PAD SPACE: `svc` and `svc ` would be one service, one trace, one key.
+
+IDENTIFIER_FIELDS = ["service_name", "resource_id", "trace_id", "traceId", "span_id", "commit"]
+UNTRIMMED = ["svc ", " svc", "svc   ", "svc\u00a0", "\u3000svc", " "]
+CONTROLS = ["a\x1b[31mred", "a\x00b", "a\x07", "a\x7fb", "a\x9b31m", "a\nb", "a\tb"]
+CONTROL_OF = {value: next(c for c in value if not c.isprintable()) for value in CONTROLS}
+
+
+@pytest.mark.parametrize("field", IDENTIFIER_FIELDS)
+@pytest.mark.parametrize("value", UNTRIMMED)
+def test_a_name_or_id_with_whitespace_at_an_end_is_rejected_not_trimmed(
+    field: str, value: str
+) -> None:
+    rejection = rejected(body(**{field: value}))
+    assert rejection.reason is Reason.INVALID_FIELD
+    assert repr(field) in rejection.detail
+    assert "whitespace" in rejection.detail
+
+
+def test_a_resource_id_standing_in_for_the_service_name_is_checked_too() -> None:
+    rejection = rejected(body(service_name=..., resource_id="svc "))
+    assert rejection.reason is Reason.INVALID_FIELD
+    assert "resource_id" in rejection.detail
+
+
+def test_a_parent_resource_id_with_whitespace_or_a_control_is_rejected() -> None:
+    for value in ("node-7 ", "node\x1b7"):
+        rejection = rejected(body(metadata={"parentResourceId": value}))
+        assert rejection.reason is Reason.INVALID_FIELD
+        assert "metadata.parentResourceId" in rejection.detail
+
+
+@pytest.mark.parametrize("field", IDENTIFIER_FIELDS)
+@pytest.mark.parametrize("value", CONTROLS)
+def test_a_name_or_id_with_a_control_character_is_rejected(field: str, value: str) -> None:
+    rejection = rejected(body(**{field: value}))
+    assert rejection.reason is Reason.INVALID_FIELD
+    assert repr(field) in rejection.detail
+    assert f"U+{ord(CONTROL_OF[value]):04X}" in rejection.detail
+
+
+@pytest.mark.parametrize(
+    "value", ["checkout api", "a b", "é-service", "svc\u200b", "\U0001f600", "x" * 100]
+)
+def test_inner_spaces_and_other_printable_text_are_fine(value: str) -> None:
+    record = accepted(body(service_name=value, trace_id=value))
+    assert (record.service_name, record.trace_id) == (value, value)
+
+
+def test_a_payload_may_hold_control_characters_and_spaces() -> None:
+    payload = " \x1b[31mred\x1b[0m\nnext line\t "
+    assert accepted(body(payload=payload)).payload == payload
+
+
+# --- timestamps ahead of the clock (MAX_FUTURE_SKEW) ----------------------------------------
+
+NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC).timestamp()
+AT_NOW = Rules(max_future_skew=600, clock=lambda: NOW)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-12-01T09:10:00Z",  # exactly the grace ahead
+        "2026-12-01T11:10:00+02:00",  # the same instant, in another offset
+        "2026-12-01T09:00:00Z",
+        "2024-05-01T12:00:00Z",
+    ],
+)
+def test_a_timestamp_up_to_the_grace_ahead_is_accepted(timestamp: str) -> None:
+    assert accepted(body(timestamp=timestamp), AT_NOW)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-12-01T09:10:00.000001Z",
+        "2026-12-01T10:10:00.5+01:00",
+        "2027-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_a_timestamp_further_ahead_is_rejected_naming_the_setting(timestamp: str) -> None:
+    rejection = rejected(body(timestamp=timestamp), AT_NOW)
+    assert rejection.reason is Reason.INVALID_FIELD
+    assert "MAX_FUTURE_SKEW" in rejection.detail
+    assert timestamp in rejection.detail
+
+
+def test_the_grace_is_the_setting_and_zero_means_none() -> None:
+    strict = Rules(max_future_skew=0, clock=lambda: NOW)
+    assert accepted(body(timestamp="2026-12-01T09:00:00Z"), strict)
+    assert rejected(body(timestamp="2026-12-01T09:00:00.000001Z"), strict)
+    lenient = Rules(max_future_skew=86400, clock=lambda: NOW)
+    assert accepted(body(timestamp="2026-12-02T09:00:00Z"), lenient)
+
+
+def test_the_default_grace_is_ten_minutes_of_the_wall_clock() -> None:
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    later = (datetime.now(UTC) + timedelta(minutes=15)).isoformat()
+    assert accepted(body(timestamp=soon))
+    assert rejected(body(timestamp=later)).reason is Reason.INVALID_FIELD
+
+
+def test_parse_object_applies_the_same_rules() -> None:
+    fields = {**VALID, "timestamp": "2027-01-01T00:00:00Z"}
+    assert isinstance(parse_object(fields, AT_NOW), Rejection)
+    assert isinstance(parse_object({**VALID, "service_name": "svc "}), Rejection)
+    assert isinstance(parse_object(VALID, AT_NOW), LogRecord)
+
+
+# --- duplicate keys -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (
+            b'{"service_name": "a", "payload": "p", "severity": "info",'
+            b' "timestamp": "2024-05-01T12:00:00Z", "service_name": "b"}',
+            "service_name",
+        ),
+        (
+            b'{"service_name": "a", "payload": "p", "severity": "info",'
+            b' "severity": "error", "timestamp": "2024-05-01T12:00:00Z"}',
+            "severity",
+        ),
+        (
+            b'{"service_name": "a", "payload": "p", "severity": "info",'
+            b' "timestamp": "2024-05-01T12:00:00Z", "metadata": {"k": 1, "k": 2}}',
+            "k",
+        ),
+        (b'{"x": [{"\\u0061": 1, "a": 2}]}', "a"),  # the same key once decoded
+        (b'{"extra": 1, "extra": 1}', "extra"),  # even an ignored field, even equal
+    ],
+)
+def test_a_key_given_twice_is_invalid_json_naming_it(data: bytes, key: str) -> None:
+    rejection = rejected(data)
+    assert rejection.reason is Reason.INVALID_JSON
+    assert repr(key) in rejection.detail
+
+
+def test_the_same_key_in_different_objects_is_fine() -> None:
+    assert accepted(body(metadata={"service_name": "x", "a": {"service_name": "y"}}))

@@ -187,6 +187,25 @@ def test_patterns_match_the_text_they_came_from(words: list[str]) -> None:
     assert all(re.search(p, payload) for p in search.patterns)
 
 
+# --- equality filters: what no stored name or id can be is an error (issue 14) --------------
+
+
+@pytest.mark.parametrize(
+    "field", ["service", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id"]
+)
+@pytest.mark.parametrize("value", ["svc ", " svc", "svc\t", "s\x1bvc", "s\x9bvc"])
+def test_an_exact_filter_no_stored_value_can_match_is_a_query_error(field: str, value: str) -> None:
+    # PAD SPACE: `service = 'svc '` would silently match `svc`; say so instead.
+    with pytest.raises(QueryError) as caught:
+        LogQuery.from_input({field: value})
+    assert caught.value.field == field
+    assert "whitespace" in caught.value.message or "control character" in caught.value.message
+
+
+def test_inner_spaces_in_an_exact_filter_are_fine() -> None:
+    assert LogQuery(service="checkout api", trace_id="a b").service == "checkout api"
+
+
 # --- SQL shapes ----------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from schemathesis.python.asgi import get_client
 
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
-from lms.domain.record import LogRecord, parse_message
+from lms.domain.record import LogRecord, Rules, parse_message
 from lms.query.cursor import Cursor
 from lms.query.filters import LogQuery
 from lms.query.reader import LogReader
@@ -147,13 +147,17 @@ def _settings(database: str, **overrides: object) -> Settings:
     return load_settings(**{**values, **overrides})
 
 
+SEED_RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
+"""Seeds may lie in the future (logs arriving "later" than all others): no grace applies."""
+
+
 async def _store(settings: Settings, bodies: Sequence[tuple[str, dict[str, Any]]]) -> None:
     storage = BatchWriter(settings)
     try:
         await Migrator(settings).migrate()
         logs = []
         for message_id, body in bodies:
-            record = parse_message(json.dumps(body).encode())
+            record = parse_message(json.dumps(body).encode(), SEED_RULES)
             assert isinstance(record, LogRecord), (body, record)
             logs.append(StoredLog(message_id, record))
         for start in range(0, len(logs), 100):
@@ -229,7 +233,7 @@ def seeded() -> Iterator[Seeded]:
         conn.close()
         rows = []
         for message_id, body in bodies:
-            record = parse_message(json.dumps(body).encode())
+            record = parse_message(json.dumps(body).encode(), SEED_RULES)
             assert isinstance(record, LogRecord)
             parent = (body.get("metadata") or {}).get("parentResourceId")
             rows.append(
@@ -578,6 +582,13 @@ async def test_a_range_with_nothing_in_it(client: httpx.AsyncClient) -> None:
         ("/v1/logs", {"q": ""}, "q"),
         ("/v1/logs", {"service": "s" * 101}, "service"),
         ("/v1/logs", {"trace_id": "t" * 256}, "trace_id"),
+        ("/v1/logs", {"service": "api "}, "service"),  # PAD SPACE would match `api`
+        ("/v1/logs", {"service": " api"}, "service"),
+        ("/v1/logs", {"service": "a\x1bpi"}, "service"),
+        ("/v1/logs", {"trace_id": "t "}, "trace_id"),
+        ("/v1/logs", {"commit": "c\x00"}, "commit"),
+        ("/v1/logs", {"parent_resource_id": "p\t"}, "parent_resource_id"),
+        ("/v1/severity", {"service": "api "}, "service"),
         ("/v1/services", {"service": "api"}, "service"),
         ("/v1/severity", {"bucket": "week"}, "bucket"),
         ("/v1/severity", {"bucket": "minute", "from": "2020-01-01T00:00:00Z"}, "from"),
@@ -972,6 +983,8 @@ def test_lms_logs_since_and_resource(seeded: Seeded) -> None:
         ["-q", "to"],
         ["--cursor", "nope"],
         ["--limit", "0"],
+        ["--service", "api "],
+        ["--trace-id", "\x1b[31m"],
     ],
 )
 def test_lms_logs_bad_arguments_exit_2(seeded: Seeded, args: list[str]) -> None:

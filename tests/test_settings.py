@@ -126,6 +126,12 @@ def test_dotenv_file_is_read_and_the_environment_wins(
     assert load_settings().batchsize == 9
 
 
+def test_max_future_skew_becomes_the_record_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().record_rules.max_future_skew == 600
+    monkeypatch.setenv("MAX_FUTURE_SKEW", "3600")
+    assert load_settings().record_rules.max_future_skew == 3600
+
+
 def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCHSIZE", "9")
     assert load_settings(batchsize=3).batchsize == 3
@@ -158,6 +164,8 @@ def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPa
         ({"ACK_DEADLINE": "5"}, "ACK_DEADLINE"),
         ({"DB_TIMEOUT": "0"}, "DB_TIMEOUT"),
         ({"DURATION": "-3"}, "DURATION"),
+        ({"MAX_FUTURE_SKEW": "-1"}, "MAX_FUTURE_SKEW"),
+        ({"MAX_FUTURE_SKEW": "1e12"}, "MAX_FUTURE_SKEW"),
         ({"PUBSUB_TOPIC": "ab"}, "PUBSUB_TOPIC"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),

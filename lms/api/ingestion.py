@@ -18,6 +18,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from lms.domain.record import Rules
 from lms.ingest.http.edge import Accepted, Candidate, Refused, check
 from lms.ingest.http.errors import IngestError
 from lms.ingest.http.publisher import LogPublisher
@@ -51,7 +52,10 @@ def endpoint_of(request: Request) -> str:
 
 
 async def publish_checked(
-    publisher: LogPublisher, items: Iterable[Candidate | Refused], endpoint: str
+    publisher: LogPublisher,
+    items: Iterable[Candidate | Refused],
+    endpoint: str,
+    rules: Rules,
 ) -> tuple[list[Accepted], list[Refused], list[str]]:
     """Check `items`, publish the valid ones and wait for Pub/Sub; (published, refused, and
     the Pub/Sub message ids of the published, in their order).
@@ -60,7 +64,7 @@ async def publish_checked(
     request is promised, and the refused logs are not counted either (the client retries
     the whole request, so they would be counted again).
     """
-    accepted, refused = check(items)
+    accepted, refused = check(items, rules)
     message_ids: list[str] = []
     if accepted:
         started = time.perf_counter()

@@ -11,14 +11,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, with_config
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    with_config,
+)
 
 from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
 from lms.domain.severity import SeverityName
 from lms.domain.timefmt import parse_timestamp
 from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
-from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT
+from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
 
@@ -34,7 +42,20 @@ Timestamp = Annotated[
     BeforeValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT)]
+
+
+def _exact(value: str) -> str:
+    """A 422 for what no stored name or id can be (lms.query.filters.exact_problem)."""
+    problem = exact_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT), AfterValidator(_exact)]
+ServiceName = Annotated[
+    str, Field(min_length=1, max_length=MAX_SERVICE_NAME), AfterValidator(_exact)
+]
 Cursor = Annotated[
     str,
     Field(
@@ -53,9 +74,7 @@ class _Params(BaseModel):
 
 
 class LogsParams(_Params):
-    service: str | None = Field(
-        None, min_length=1, max_length=MAX_SERVICE_NAME, description="exact service_name"
-    )
+    service: ServiceName | None = Field(None, description="exact service_name")
     severities: list[SeverityName] = Field(
         default_factory=list,
         alias="severity",
@@ -107,7 +126,7 @@ class SeverityParams(_Params):
     until: Timestamp | None = Field(
         None, alias="to", description="RFC 3339, exclusive; default: now"
     )
-    service: str | None = Field(None, min_length=1, max_length=MAX_SERVICE_NAME)
+    service: ServiceName | None = Field(None, description="exact service_name")
 
 
 class NoParams(_Params):

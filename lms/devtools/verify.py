@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lms.domain.identifiers import printable
 from lms.ingest.sources.pubsub.keys import CLIENT_PREFIX
 from lms.settings import Settings
 from lms.store.connection import connect
@@ -111,7 +112,7 @@ class Consistency:
         for key in self.pairs:
             mark = "   <-- mismatch" if key in wrong else ""
             lines.append(
-                f"{key[0]:<16} {key[1]:<8} {self.published.get(key, 0):>10}"
+                f"{printable(key[0]):<16} {key[1]:<8} {self.published.get(key, 0):>10}"
                 f" {self.stored.get(key, 0):>10} {self.counted.get(key, 0):>10}{mark}"
             )
         totals = (sum(column.values()) for column in (self.published, self.stored, self.counted))

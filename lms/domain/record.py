@@ -10,11 +10,14 @@ from __future__ import annotations
 import enum
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeGuard
 
+from lms.domain import strictjson
+from lms.domain.identifiers import identifier_problem
 from lms.domain.severity import SEVERITIES, Severity
 from lms.domain.timefmt import parse_timestamp
 
@@ -32,7 +35,31 @@ MAX_METADATA = 16_384
 MAX_METADATA_DEPTH = 20
 """Nesting of `metadata` (the object itself is 1); MariaDB's json_valid stops at 32."""
 
+DEFAULT_MAX_FUTURE_SKEW = 600.0
+"""Seconds a timestamp may be ahead of this host's clock (MAX_FUTURE_SKEW): Loki's own
+default grace (`creation_grace_period`, 10 minutes), so what a Loki accepts LMS accepts too.
+It absorbs a drifting producer clock and the clock difference between the `lms api` host
+that checks a log and the `lms mon` host that checks it again; a log from a clock hours or
+years ahead would otherwise sit on top of every newest-first page until then."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the rules take from configuration and from time: the grace, in seconds, for
+    timestamps ahead of `clock` (seconds since the Unix epoch, time.time; injected by tests).
+
+    Epoch seconds rather than a datetime: time.time() and a subtraction cost a fraction of
+    datetime.now(UTC).replace(tzinfo=None) on the hot path, which reads the clock per message.
+    """
+
+    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW
+    clock: Callable[[], float] = time.time
+
+
+DEFAULT_RULES = Rules()
 
 
 class Reason(enum.StrEnum):
@@ -75,38 +102,40 @@ class _Invalid(Exception):
         self.rejection = Rejection(reason, detail)
 
 
-def parse_message(data: bytes) -> LogRecord | Rejection:
+def parse_message(data: bytes, rules: Rules = DEFAULT_RULES) -> LogRecord | Rejection:
     """Turn a message body into a log record or the reason it is not one."""
     try:
-        return _parse(data)
+        return _parse(data, rules)
     except _Invalid as invalid:
         return invalid.rejection
 
 
-def parse_object(obj: object) -> LogRecord | Rejection:
+def parse_object(obj: object, rules: Rules = DEFAULT_RULES) -> LogRecord | Rejection:
     """The same rules for a JSON value already decoded, e.g. by an HTTP ingestion endpoint,
-    so the edge refuses exactly what `lms mon` would reject."""
+    so the edge refuses exactly what `lms mon` would reject. The decoder must have refused
+    duplicate keys itself (lms.domain.strictjson), as `parse_message` does."""
     try:
-        return _fields(obj)
+        return _fields(obj, rules)
     except _Invalid as invalid:
         return invalid.rejection
 
 
-def _parse(data: bytes) -> LogRecord:
+def _parse(data: bytes, rules: Rules) -> LogRecord:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Invalid(Reason.INVALID_UTF8, f"not valid UTF-8 at byte {exc.start}") from None
     try:
-        obj = json.loads(text)
+        obj = strictjson.loads(text)
     except (ValueError, RecursionError) as exc:
-        # JSONDecodeError is a ValueError; so is an integer of more than 4300 digits.
+        # JSONDecodeError is a ValueError; so are an integer of more than 4300 digits and a
+        # key given twice (strictjson.DuplicateKeyError).
         detail = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise _Invalid(Reason.INVALID_JSON, f"not valid JSON: {detail}") from None
-    return _fields(obj)
+    return _fields(obj, rules)
 
 
-def _fields(obj: object) -> LogRecord:
+def _fields(obj: object, rules: Rules) -> LogRecord:
     if not isinstance(obj, dict):
         raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__} is not an object")
     resource_id = _context_field(obj, "resource_id", "resourceId")
@@ -120,6 +149,7 @@ def _fields(obj: object) -> LogRecord:
         service_name = resource_id
     else:
         service_name = _text_field(obj, "service_name", 1, MAX_SERVICE_NAME)
+        _identifier("service_name", service_name)
     payload = _text_field(obj, _spelling(obj, "payload", "message"), 0, MAX_PAYLOAD)
     severity_name = _spelling(obj, "severity", "level")
     if severity_name == "level":  # other loggers' spelling: LEVEL, warning, critical
@@ -137,6 +167,7 @@ def _fields(obj: object) -> LogRecord:
         timestamp = parse_timestamp(raw_timestamp)
     except ValueError as exc:
         raise _Invalid(Reason.INVALID_FIELD, f"timestamp {raw_timestamp!r}: {exc}") from None
+    _not_too_far_ahead(raw_timestamp, timestamp, rules)
     return LogRecord(
         service_name,
         payload,
@@ -199,7 +230,25 @@ def _context_field(obj: dict[str, object], name: str, camel: str | None) -> str 
             f"field {name!r} has {len(value)} characters, allowed at most {MAX_CONTEXT}",
         )
     _no_surrogates(name, value)
+    _identifier(name, value)
     return value
+
+
+def _identifier(name: str, value: str) -> None:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise _Invalid(Reason.INVALID_FIELD, f"field {name!r} {problem}")
+
+
+def _not_too_far_ahead(raw: str, timestamp: datetime, rules: Rules) -> None:
+    """Exact at the boundary: whole seconds and microseconds are exact in a double here."""
+    ahead = (timestamp - _EPOCH).total_seconds() - rules.clock()
+    if ahead > rules.max_future_skew:
+        raise _Invalid(
+            Reason.INVALID_FIELD,
+            f"timestamp {raw!r} is {ahead:.0f} s ahead of the server's clock, more than the"
+            f" {rules.max_future_skew:g} s allowed (MAX_FUTURE_SKEW)",
+        )
 
 
 def _metadata(value: object) -> str | None:
@@ -240,8 +289,10 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _string_problem(value: str, min_len: int, max_len: int) -> str | None:
+    """An indexed string is an identifier too: no space at an end (the PAD SPACE collation
+    would make `a` and `a ` one value), no control character."""
     if min_len <= len(value) <= max_len:
-        return None
+        return identifier_problem(value)
     allowed = f"{min_len}..{max_len}" if min_len else f"at most {max_len}"
     return f"has {len(value)} characters, allowed {allowed}"
 

@@ -130,6 +130,7 @@ class Supervisor:
                 s.batchsize,
                 s.flushinterval,
                 batch_max_bytes=s.batch_max_bytes,
+                rules=s.record_rules,
             )
             log.info(
                 "monitor started",

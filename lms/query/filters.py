@@ -7,12 +7,23 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from lms.domain.identifiers import identifier_problem
 from lms.domain.severity import SEVERITY_ORDER
 from lms.query.cursor import Cursor
 from lms.query.errors import QueryError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+EXACT_FILTERS = ("service", "resource_id", "trace_id", "span_id", "commit", "parent_resource_id")
+"""Filters compared for equality with a stored name or id."""
+
+
+def exact_problem(value: str) -> str | None:
+    """Why `value` cannot be the value of an equality filter, or None. The columns compare
+    PAD SPACE, so `svc ` would silently match `svc`; and no stored name or id holds
+    whitespace at its ends or a control character (lms.domain.identifiers) to be found."""
+    problem = identifier_problem(value)
+    return None if problem is None else f"{problem}; no stored value does"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,11 @@ class LogQuery:
             raise QueryError(
                 "severity", f"{unknown[0]!r} is not one of {', '.join(SEVERITY_ORDER)}"
             )
+        for name in EXACT_FILTERS:
+            value = getattr(self, name)
+            problem = None if value is None else exact_problem(value)
+            if problem is not None:
+                raise QueryError(name, problem)
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise QueryError("to", "must be later than from (the range is [from, to))")
 

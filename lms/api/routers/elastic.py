@@ -77,7 +77,7 @@ async def _bulk(
         body = await read_body(request, BodyLimits.from_settings(settings))
         decoded = parse_bulk(body, index, settings.ingest_max_logs)
         accepted, refused, ids = await publish_checked(
-            publisher, decoded.decoded, endpoint_of(request)
+            publisher, decoded.decoded, endpoint_of(request), settings.record_rules
         )
     except IngestError as exc:
         return _error(exc)

@@ -28,20 +28,30 @@ _LOG: dict[str, Any] = {
     "type": "object",
     "description": "A log, with the fields of a Pub/Sub message (see the README's Message"
     " format: `message`/`level` are accepted for `payload`/`severity`, camelCase for the"
-    " tracing context); other fields are ignored. A log breaking a rule is refused by itself"
-    " (`rejected`), not the whole body.",
+    " tracing context); other fields are ignored. A log breaking a rule (a key given twice"
+    " included) is refused by itself (`rejected`), not the whole body.",
     "properties": {
         "id": {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_KEY,
             "description": "the client's idempotency key; not a field of the log (it travels"
-            " as the Pub/Sub attribute lms_key)",
+            " as the Pub/Sub attribute lms_key); no whitespace at either end, no control"
+            " character",
         },
-        "service_name": {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_NAME},
+        "service_name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_SERVICE_NAME,
+            "description": "no whitespace at either end, no control character",
+        },
         "payload": {"type": "string", "maxLength": MAX_PAYLOAD},
         "severity": {"type": "string", "enum": list(SEVERITY_ORDER)},
-        "timestamp": {"type": "string", "format": "date-time"},
+        "timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "at most MAX_FUTURE_SKEW seconds ahead of the server's clock",
+        },
         **{name: _CONTEXT for name in ("trace_id", "span_id", "resource_id", "commit")},
         "metadata": {"type": ["object", "null"]},
     },
@@ -106,7 +116,9 @@ async def ingest(request: Request, publisher: Publisher, settings: AppSettings) 
     """
     body = await read_body(request, BodyLimits.from_settings(settings))
     items = native.decode(body, request.headers.get("content-type"), settings.ingest_max_logs)
-    published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
+    published, refused, _ids = await publish_checked(
+        publisher, items, endpoint_of(request), settings.record_rules
+    )
     result = IngestResult(
         accepted=len(published),
         rejected=[RejectedLog(index=r.index, reason=r.reason, detail=r.detail) for r in refused],

@@ -109,7 +109,9 @@ async def push(request: Request, publisher: Publisher, settings: AppSettings) ->
                 f"the push has {len(items)} entries, allowed at most {settings.ingest_max_logs}"
                 " (INGEST_MAX_LOGS)"
             )
-        _published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
+        _published, refused, _ids = await publish_checked(
+            publisher, items, endpoint_of(request), settings.record_rules
+        )
     except IngestError as exc:
         return _error(exc)
     if refused:

@@ -72,7 +72,9 @@ async def export_logs(request: Request, publisher: Publisher, settings: AppSetti
     try:
         body = await read_body(request, BodyLimits.from_settings(settings))
         items = otlp.decode(body, encoding, settings.ingest_max_logs)
-        _published, refused, _ids = await publish_checked(publisher, items, endpoint_of(request))
+        _published, refused, _ids = await publish_checked(
+            publisher, items, endpoint_of(request), settings.record_rules
+        )
     except IngestError as exc:
         return _error(exc, encoding)
     return Response(otlp.success_body(len(items), refused, encoding), media_type=encoding)

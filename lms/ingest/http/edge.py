@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lms.domain.record import LogRecord, parse_object
+from lms.domain.identifiers import identifier_problem
+from lms.domain.record import DEFAULT_RULES, LogRecord, Rules, parse_object
 
 MAX_KEY = 128
 """Characters of an idempotency key (a native log's `id`, an Elasticsearch `_id`)."""
@@ -55,7 +56,18 @@ class Accepted:
     key: str | None = None
 
 
-def check(items: Iterable[Candidate | Refused]) -> tuple[list[Accepted], list[Refused]]:
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be an idempotency key (a phrase to follow its name), or None. The
+    key column is compared PAD SPACE too, so `k` and `k ` would be one key: the second log
+    would be dropped as a duplicate of the first."""
+    if not 1 <= len(key) <= MAX_KEY:
+        return f"has {len(key)} characters, allowed 1..{MAX_KEY}"
+    return identifier_problem(key)
+
+
+def check(
+    items: Iterable[Candidate | Refused], rules: Rules = DEFAULT_RULES
+) -> tuple[list[Accepted], list[Refused]]:
     """Split decoded items into what is published and what is refused, keeping the order."""
     accepted: list[Accepted] = []
     refused: list[Refused] = []
@@ -63,7 +75,7 @@ def check(items: Iterable[Candidate | Refused]) -> tuple[list[Accepted], list[Re
         if isinstance(item, Refused):
             refused.append(item)
             continue
-        outcome = parse_object(item.fields)
+        outcome = parse_object(item.fields, rules)
         if isinstance(outcome, LogRecord):
             accepted.append(Accepted(item.index, encode(item.fields), item.key))
         else:

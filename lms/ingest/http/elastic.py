@@ -35,14 +35,14 @@ The action's `_id` is the log's idempotency key, so a shipper's retry stores not
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lms.domain import strictjson
 from lms.domain.record import Reason
-from lms.ingest.http.edge import MAX_KEY, Candidate, Refused
+from lms.ingest.http.edge import Candidate, Refused, key_problem
 from lms.ingest.http.errors import BadRequest, IngestError, PayloadTooLarge, why_not_json
 
 WRITE_ACTIONS = frozenset({"index", "create"})
@@ -137,7 +137,9 @@ def _action(line: bytes, line_number: int) -> tuple[str, dict[str, Any]]:
     """The action name and its metadata object, or BadRequest: without a readable action
     line the rest of the body cannot be paired up."""
     try:
-        obj = json.loads(line)
+        obj = strictjson.loads(line)
+    except strictjson.DuplicateKeyError as exc:
+        raise BadRequest(f"Malformed action/metadata line [{line_number}]: {exc}") from None
     except (ValueError, RecursionError):
         raise BadRequest(
             f"Malformed action/metadata line [{line_number}]: not a JSON object"
@@ -190,7 +192,7 @@ class _ItemRefused(Exception):
 
 def _write_item(number: int, index: str, raw_id: object, doc_line: bytes) -> Candidate | Refused:
     try:
-        doc = json.loads(doc_line)
+        doc = strictjson.loads(doc_line)
     except UnicodeDecodeError as exc:
         return Refused(number, Reason.INVALID_UTF8.value, f"not valid UTF-8 at byte {exc.start}")
     except (ValueError, RecursionError) as exc:
@@ -215,12 +217,9 @@ def _key(raw_id: object) -> str | None:
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         raise _ItemRefused(INVALID_ID, f"_id must be a string, not {type(raw_id).__name__}")
     key = str(raw_id)
-    if not 1 <= len(key) <= MAX_KEY:
-        raise _ItemRefused(
-            INVALID_ID,
-            f"_id has {len(key)} characters, allowed 1..{MAX_KEY} (LMS keeps it as the"
-            " idempotency key)",
-        )
+    problem = key_problem(key)
+    if problem is not None:
+        raise _ItemRefused(INVALID_ID, f"_id {problem} (LMS keeps it as the idempotency key)")
     return key
 
 

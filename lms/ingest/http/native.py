@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lms.domain import strictjson
 from lms.domain.record import Reason
-from lms.ingest.http.edge import MAX_KEY, Candidate, Refused
+from lms.ingest.http.edge import MAX_KEY, Candidate, Refused, key_problem
 from lms.ingest.http.errors import BadRequest, PayloadTooLarge, why_not_json
 
 NDJSON = "application/x-ndjson"
@@ -39,15 +40,28 @@ def decode(body: bytes, content_type: str | None, max_logs: int) -> list[Candida
     if media_type in NDJSON_TYPES:
         return _ndjson(body, max_logs)
     try:
-        document = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        document = strictjson.loads(text)
+    except strictjson.DuplicateKeyError as exc:
+        document = _with_duplicates(text, exc)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
-    if isinstance(document, dict):
+    if isinstance(document, dict | strictjson.DuplicateKeyError):
         return [_item(0, document)]
     if not isinstance(document, list):
         raise BadRequest("the body must be a JSON log object or an array of them")
     _count(len(document), max_logs)
     return [_item(index, value) for index, value in enumerate(document)]
+
+
+def _with_duplicates(text: str, duplicate: strictjson.DuplicateKeyError) -> Any:
+    """The document of a body in which some object names a key twice: an array's elements
+    each on its own (so a duplicate refuses only its log), otherwise the error itself."""
+    try:
+        whole = json.loads(text)  # the rest of the body must be JSON all the same
+        return strictjson.array_items(text) if isinstance(whole, list) else duplicate
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
 
 
 def _ndjson(body: bytes, max_logs: int) -> list[Candidate | Refused]:
@@ -56,7 +70,7 @@ def _ndjson(body: bytes, max_logs: int) -> list[Candidate | Refused]:
     items: list[Candidate | Refused] = []
     for number, line in lines:
         try:
-            value = json.loads(line.decode("utf-8"))
+            value = strictjson.loads(line.decode("utf-8"))
         except UnicodeDecodeError as exc:
             items.append(Refused(number, Reason.INVALID_UTF8.value, str(exc)))
         except (ValueError, RecursionError) as exc:
@@ -67,14 +81,19 @@ def _ndjson(body: bytes, max_logs: int) -> list[Candidate | Refused]:
 
 
 def _item(index: int, value: Any) -> Candidate | Refused:
+    if isinstance(value, strictjson.DuplicateKeyError):
+        return Refused(index, Reason.INVALID_JSON.value, str(value))
     if not isinstance(value, dict):
         return Refused(index, Reason.NOT_AN_OBJECT.value, "a log must be a JSON object")
     fields = dict(value)
     key = fields.pop(ID_FIELD, None)
     if key is None:
         return Candidate(index, fields)
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
+    if not isinstance(key, str):
         return Refused(index, INVALID_ID, f"id must be a string of 1 to {MAX_KEY} characters")
+    problem = key_problem(key)
+    if problem is not None:
+        return Refused(index, INVALID_ID, f"id {problem}")
     return Candidate(index, fields, key)
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import structlog
 
-from lms.domain.record import parse_message
+from lms.domain.record import DEFAULT_RULES, Rules, parse_message
 from lms.ingest.pipeline.batcher import Batcher, Trigger
 from lms.ingest.pipeline.storing import BatchStore, Parsed, Writer
 from lms.ingest.received import Received
@@ -65,6 +65,7 @@ class Flusher:
         clock: Callable[[], float] = time.monotonic,
         max_backoff: float = 10.0,
         batch_max_bytes: int | None = None,
+        rules: Rules = DEFAULT_RULES,
     ) -> None:
         self._queue = queue
         self._store = BatchStore(writer, max_backoff)
@@ -72,6 +73,7 @@ class Flusher:
         self._batcher: Batcher[Parsed] = Batcher(
             batchsize, flushinterval, clock, batch_max_bytes, _body_bytes
         )
+        self._rules = rules
         self._writing: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
         self.batches = 0
@@ -100,7 +102,8 @@ class Flusher:
                     await self._flush(self._batcher.due() or Trigger.SHUTDOWN)
                 return
             if chunk:
-                self._batcher.add(Parsed(item, parse_message(item.data)) for item in chunk)
+                rules = self._rules
+                self._batcher.add(Parsed(item, parse_message(item.data, rules)) for item in chunk)
                 metrics.BUFFERED.set(len(self._batcher))
             while trigger := self._batcher.due():
                 await self._flush(trigger)
