@@ -661,6 +661,13 @@ async def test_readyz_follows_the_database(
     assert (await mon.wait_ready(http))["checks"]["database"] == "ok"
     await wait_until(lambda: stored(15), timeout=60, message="15 logs stored after restore")
 
+    async def acked(count: int) -> bool:
+        return (await mon.scrape(http)).value("lms_messages_acked_total") == count
+
+    # The rows are visible before lms mon has its commit's answer: cut now, and it would
+    # retry a committed batch (stored once, but not counted as its own).
+    await wait_until(lambda: acked(15), timeout=30, message="lms mon acked all 15")
+
     # A database that accepts connections but never answers: not ready either.
     await proxy.blackhole()
     doc = await mon.wait_ready(http, ready=False)
