@@ -1,0 +1,104 @@
+"""PubSubTransport: batches published straight to the LMS topic, one Publish call each.
+
+It calls the Publish RPC of google-cloud-pubsub's client (`PublisherClient.api`) rather
+than its batching `publish()`: the handler batches already, one synchronous call per batch
+gives a clear outcome per attempt, and it starts no threads of its own, so it still works
+from an `atexit` hook (the library's batching threads do not run once the interpreter is
+shutting down). The client honours `PUBSUB_EMULATOR_HOST` as usual.
+
+Each log's key is the message attribute `lms_key`, from which `lms mon` derives the row's
+idempotency key (lms/ingest/sources/pubsub/keys.py); the body is the log without an `id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lms_client.entry import Entry
+from lms_client.transport import Refused, Retryable, refuse_all
+
+KEY_ATTRIBUTE = "lms_key"
+MAX_MESSAGES = 1000
+"""Messages of one Publish request (Pub/Sub's limit)."""
+MAX_REQUEST_BYTES = 9 << 20
+"""Bytes of one Publish request, below Pub/Sub's 10 MB with room for attributes."""
+_PERMANENT = ("InvalidArgument", "PermissionDenied", "Unauthenticated", "FailedPrecondition")
+"""Errors a retry cannot fix. Every other one, NotFound included (the topic may be created
+once `lms mon` starts), is retried."""
+
+
+def _import_pubsub() -> Any:
+    try:
+        from google.cloud import pubsub_v1
+    except ImportError as exc:
+        raise ImportError(
+            "lms_client.PubSubTransport needs google-cloud-pubsub: pip install 'lms-client[pubsub]'"
+        ) from exc
+    return pubsub_v1
+
+
+class PubSubTransport:
+    """Publishes to `projects/{project}/topics/{topic}`, the topic `lms mon` reads
+    (`PUBSUB_PROJECT`, `PUBSUB_TOPIC`). `timeout`: seconds one Publish call may take.
+    Other keyword arguments go to `google.cloud.pubsub_v1.PublisherClient` (credentials,
+    client_options)."""
+
+    def __init__(
+        self, project: str, topic: str, *, timeout: float = 10.0, **client_kwargs: Any
+    ) -> None:
+        if not project or not topic:
+            raise ValueError("PubSubTransport needs a project and a topic")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        pubsub_v1 = _import_pubsub()
+        self._client = pubsub_v1.PublisherClient(**client_kwargs)
+        self._message = pubsub_v1.types.PubsubMessage
+        self.topic_path: str = self._client.topic_path(project, topic)
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"PubSubTransport({self.topic_path!r})"
+
+    def send(self, batch: Sequence[Entry]) -> list[Refused]:
+        from google.api_core import exceptions as gexc
+
+        for chunk in _chunks(batch):
+            messages = [
+                self._message(data=e.data, attributes={KEY_ATTRIBUTE: e.key}) for e in chunk
+            ]
+            try:
+                self._client.api.publish(
+                    topic=self.topic_path, messages=messages, timeout=self.timeout, retry=None
+                )
+            except gexc.GoogleAPICallError as exc:
+                detail = f"publish to {self.topic_path}: {type(exc).__name__}: {exc.message}"
+                if type(exc).__name__ in _PERMANENT:
+                    return refuse_all(batch, type(exc).__name__, detail)
+                # The chunks before this one are published; retrying them too stores nothing
+                # twice (same lms_key).
+                raise Retryable(detail) from exc
+            except Exception as exc:
+                raise Retryable(f"publish to {self.topic_path}: {exc!r}") from exc
+        return []
+
+    def close(self) -> None:
+        transport = getattr(self._client.api, "transport", None)
+        close = getattr(transport, "close", None)
+        if close is not None:
+            close()
+
+
+def _chunks(batch: Sequence[Entry]) -> list[Sequence[Entry]]:
+    """`batch` cut into Publish requests within Pub/Sub's limits, in order."""
+    chunks: list[Sequence[Entry]] = []
+    start, size = 0, 0
+    for index, entry in enumerate(batch):
+        full = index - start >= MAX_MESSAGES or size + entry.size > MAX_REQUEST_BYTES
+        if index > start and full:
+            chunks.append(batch[start:index])
+            start, size = index, 0
+        size += entry.size + len(entry.key) + 16
+    if start < len(batch):
+        chunks.append(batch[start:])
+    return chunks
