@@ -1,10 +1,11 @@
 """PubSubTransport: batches published straight to the LMS topic, one Publish call each.
 
-It calls the Publish RPC of google-cloud-pubsub's client (`PublisherClient.api`) rather
-than its batching `publish()`: the handler batches already, one synchronous call per batch
-gives a clear outcome per attempt, and it starts no threads of its own, so it still works
-from an `atexit` hook (the library's batching threads do not run once the interpreter is
-shutting down). The client honours `PUBSUB_EMULATOR_HOST` as usual.
+It calls the Publish RPC of google-cloud-pubsub's generated client (`google.pubsub_v1`)
+rather than the batching `google.cloud.pubsub_v1.PublisherClient.publish()`: the handler
+batches already, one synchronous call per batch gives a clear outcome per attempt, and it
+starts no threads of its own, so it still works from an `atexit` hook (the library's batching
+threads do not run once the interpreter is shutting down). `PUBSUB_EMULATOR_HOST` is honoured
+as the library's high-level client does: a plain channel to it, anonymous credentials.
 
 Each log's key is the message attribute `lms_key`, from which `lms mon` derives the row's
 idempotency key (lms/ingest/sources/pubsub/keys.py); the body is the log without an `id`.
@@ -12,6 +13,7 @@ idempotency key (lms/ingest/sources/pubsub/keys.py); the body is the log without
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +32,7 @@ once `lms mon` starts), is retried."""
 
 def _import_pubsub() -> Any:
     try:
-        from google.cloud import pubsub_v1
+        from google import pubsub_v1
     except ImportError as exc:
         raise ImportError(
             "lms_client.PubSubTransport needs google-cloud-pubsub: pip install 'lms-client[pubsub]'"
@@ -38,11 +40,26 @@ def _import_pubsub() -> Any:
     return pubsub_v1
 
 
+def _emulator_transport() -> dict[str, Any]:
+    """Where $PUBSUB_EMULATOR_HOST is set, a plain gRPC channel to it (the emulator has no
+    TLS and no credentials), as google-cloud-pubsub's own clients do."""
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:
+        return {}
+    import grpc
+    from google.auth.credentials import AnonymousCredentials
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    transport = PublisherGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    return {"transport": transport}
+
+
 class PubSubTransport:
     """Publishes to `projects/{project}/topics/{topic}`, the topic `lms mon` reads
     (`PUBSUB_PROJECT`, `PUBSUB_TOPIC`). `timeout`: seconds one Publish call may take.
-    Other keyword arguments go to `google.cloud.pubsub_v1.PublisherClient` (credentials,
-    client_options)."""
+    Other keyword arguments go to `google.pubsub_v1.PublisherClient` (credentials,
+    client_options, transport); with none, `PUBSUB_EMULATOR_HOST` is honoured."""
 
     def __init__(
         self, project: str, topic: str, *, timeout: float = 10.0, **client_kwargs: Any
@@ -52,9 +69,9 @@ class PubSubTransport:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         pubsub_v1 = _import_pubsub()
-        self._client = pubsub_v1.PublisherClient(**client_kwargs)
-        self._message = pubsub_v1.types.PubsubMessage
-        self.topic_path: str = self._client.topic_path(project, topic)
+        self._client = pubsub_v1.PublisherClient(**(client_kwargs or _emulator_transport()))
+        self._message = pubsub_v1.PubsubMessage
+        self.topic_path: str = pubsub_v1.PublisherClient.topic_path(project, topic)
         self.timeout = timeout
 
     def __repr__(self) -> str:
@@ -68,7 +85,7 @@ class PubSubTransport:
                 self._message(data=e.data, attributes={KEY_ATTRIBUTE: e.key}) for e in chunk
             ]
             try:
-                self._client.api.publish(
+                self._client.publish(
                     topic=self.topic_path, messages=messages, timeout=self.timeout, retry=None
                 )
             except gexc.GoogleAPICallError as exc:
@@ -83,10 +100,7 @@ class PubSubTransport:
         return []
 
     def close(self) -> None:
-        transport = getattr(self._client.api, "transport", None)
-        close = getattr(transport, "close", None)
-        if close is not None:
-            close()
+        self._client.transport.close()
 
 
 def _chunks(batch: Sequence[Entry]) -> list[Sequence[Entry]]:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from client_support import Collector, Gate, InstantTimer, Scripted, make_handler, retryable
 from lms_client import LMSHandler
 from lms_client.delivery import backoff
 from lms_client.http import retry_after
 from lms_client.spool import Spool
-
-from client_support import Collector, Gate, InstantTimer, Scripted, make_handler, retryable
 
 
 def _logger(handler: logging.Handler, name: str = "lms-client-delivery") -> logging.Logger:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from client_support import Collector, entries_fields, make_handler
 from lms.domain import record as server_record
 from lms.domain.record import LogRecord, parse_message
 from lms.ingest.http.edge import MAX_KEY as SERVER_MAX_KEY
@@ -25,8 +26,6 @@ from lms_client.entry import Entry, from_line
 from lms_client.jsonsafe import json_safe
 from lms_client.mapping import TRUNCATED_KEYS, metadata_text, severity_of, timestamp_of, truncate
 from lms_client.pubsub import KEY_ATTRIBUTE
-
-from client_support import Collector, entries_fields, make_handler
 
 
 def test_limits_are_the_servers() -> None:
@@ -101,7 +100,11 @@ def test_every_field_of_a_record() -> None:
         "timestamp": timestamp_of(record.created),
         "resource_id": "pod-7",
         "commit": "abc123",
-        "metadata": {"logger": "lms-client-test", "order": 1234, "user": {"id": "u-1", "vip": True}},
+        "metadata": {
+            "logger": "lms-client-test",
+            "order": 1234,
+            "user": {"id": "u-1", "vip": True},
+        },
     }
     _accepted_by_lms(collector.entries)
 
