@@ -320,3 +320,34 @@ def _accepted_by_lms(entries: list[Entry]) -> None:
     for entry in entries:
         parsed = parse_message(entry.data)
         assert isinstance(parsed, LogRecord), parsed
+
+
+def test_structlog_through_the_stdlib_integration() -> None:
+    """The README's structlog set-up: key-value pairs become metadata, exc_info a traceback."""
+    import structlog
+
+    collector = Collector()
+    handler = make_handler(collector)
+    _logger(handler)
+    logger = structlog.wrap_logger(
+        logging.getLogger("lms-client-test"),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    logger.bind(order=7).warning("card %s declined", "4242", user="u-1")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        logger.exception("failed")
+    handler.close()
+    declined, failed = entries_fields(collector.entries)
+    assert declined["severity"] == "warn"
+    assert declined["payload"] == "card 4242 declined"
+    assert declined["metadata"] == {"logger": "lms-client-test", "order": 7, "user": "u-1"}
+    assert failed["severity"] == "error"
+    assert failed["payload"].endswith("ZeroDivisionError: division by zero")
