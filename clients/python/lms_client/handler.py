@@ -33,6 +33,7 @@ from lms_client.mapping import (
     dumps,
     extras_of,
     metadata_text,
+    plain_json,
     severity_of,
     timestamp_of,
     trace_context,
@@ -286,10 +287,14 @@ class LMSHandler(logging.Handler):
         self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
     ) -> Entry:
         fields.update(self._constants)
-        text = dumps(fields)
-        meta = metadata_text(metadata)
-        if meta is not None:
-            text = text[:-1] + ',"metadata":' + meta + "}"
+        whole = plain_json({**fields, "metadata": metadata}, metadata) if metadata else None
+        if whole is not None:
+            text = whole
+        else:
+            text = dumps(fields)
+            meta = metadata_text(metadata)
+            if meta is not None:
+                text = text[:-1] + ',"metadata":' + meta + "}"
         if key is None:
             key = f"{self._key_prefix}{next(self._key_seq):x}"
         return Entry(key, text.encode("utf-8"))

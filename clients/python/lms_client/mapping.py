@@ -132,8 +132,25 @@ def dumps(value: object) -> str:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _ints_fit(fields: Mapping[str, object]) -> bool:
-    return all(-MAX_JSON_INT < v < MAX_JSON_INT for v in fields.values() if type(v) is int)
+def plain_json(document: Mapping[str, object], metadata: Mapping[str, object]) -> str | None:
+    """`document` as JSON when `metadata` (part of it) is the usual `extra=`: flat strings,
+    numbers, booleans, within every limit of LMS; None otherwise (json_safe must convert it).
+
+    The fast path of emit: one json.dumps for the whole log. NaN raises here, lone
+    surrogates and huge integers are looked for, and the length of the whole document bounds
+    the metadata's.
+    """
+    if not all(type(v) in _PLAIN for v in metadata.values()):
+        return None
+    try:
+        text = dumps(document)
+    except (ValueError, TypeError):
+        return None
+    if len(text) > MAX_METADATA or has_surrogates(text):
+        return None
+    if not all(-MAX_JSON_INT < v < MAX_JSON_INT for v in metadata.values() if type(v) is int):
+        return None
+    return text
 
 
 def metadata_text(fields: Mapping[str, object]) -> str | None:
@@ -144,16 +161,9 @@ def metadata_text(fields: Mapping[str, object]) -> str | None:
     """
     if not fields:
         return None
-    if all(type(v) in _PLAIN for v in fields.values()):
-        # The usual extra= (strings, numbers): json.dumps as is, unless it holds what the
-        # database would refuse (NaN raises here, lone surrogates are looked for).
-        try:
-            text = dumps(fields)
-        except (ValueError, TypeError):
-            pass
-        else:
-            if len(text) <= MAX_METADATA and not has_surrogates(text) and _ints_fit(fields):
-                return text
+    text = plain_json(fields, fields)
+    if text is not None:
+        return text
     safe = json_safe(dict(fields))
     assert isinstance(safe, dict)
     text = dumps(safe)

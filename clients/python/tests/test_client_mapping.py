@@ -341,7 +341,7 @@ def test_structlog_through_the_stdlib_integration() -> None:
     )
     logger.bind(order=7).warning("card %s declined", "4242", user="u-1")
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         logger.exception("failed")
     handler.close()
