@@ -122,7 +122,9 @@ class Delivery:
             now = self._timer.now()
             resend_due = self._pending and now >= self._next_resend
             if closing or resend_due:
-                batch = self._buffer.take(0.0, 0.0)
+                # No lingering; while closing with a resend to wait for, wait for it (or logs).
+                early = resend_due or not self._pending
+                batch = self._buffer.take(0.0, 0.0 if early else self._next_resend - now)
             else:
                 wait = self._next_resend - now if self._pending else 1.0
                 batch = self._buffer.take(self._interval, min(max(wait, 0.0), 1.0))

@@ -334,6 +334,7 @@ def _after_fork_restart(handler: LMSHandler) -> None:
     def restart() -> None:
         alive = ref()
         if alive is not None and not alive._closed:
+            alive._tally = Tally()  # the child's own counts
             alive._start()
 
     if hasattr(os, "register_at_fork"):

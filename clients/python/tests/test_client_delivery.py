@@ -284,3 +284,42 @@ def test_an_unknown_transport_is_refused_at_construction() -> None:
         make_handler(Collector(), on_full="wait")
     with pytest.raises(ValueError, match="queue_size must be a positive number"):
         make_handler(Collector(), queue_size=0)
+
+
+class FileSink(Collector):
+    """Appends each log's key to a file: what a forked child sent, readable by the parent."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def send(self, batch: object) -> list[object]:  # type: ignore[override]
+        with self.path.open("a") as out:
+            out.writelines(f"{e.key}\n" for e in batch)  # type: ignore[attr-defined]
+        return []
+
+
+def test_a_forked_child_sends_with_its_own_thread_and_keys(tmp_path: Path) -> None:
+    import os
+
+    sink = FileSink(tmp_path / "sent")
+    handler = make_handler(sink)
+    logger = _logger(handler)
+    logger.info("parent")
+    assert handler.drain(30)
+    pid = os.fork()
+    if pid == 0:  # the child: without a new thread nothing would be sent
+        code = 1
+        try:
+            for i in range(3):
+                logger.info("child %d", i)
+            code = 0 if handler.drain(30) and handler.counters.sent == 3 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    handler.close()
+    parent_key, *child_keys = (tmp_path / "sent").read_text().split()
+    assert len(child_keys) == 3
+    prefix = parent_key.rsplit("-", 1)[0]
+    assert all(not key.startswith(prefix) for key in child_keys)
