@@ -258,3 +258,26 @@ async def test_lms_down_at_start_then_back(settings: SettingsFactory, tmp_path: 
     got = _received(await pull_all(s, 50))
     assert len({key for key, _ in got}) == 50
     assert handler.counters.dropped == 0
+
+
+async def test_http_batches_over_lms_apis_limit_are_split(
+    settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """An `lms api` with a lower INGEST_MAX_LOGS than the handler's batches answers 413: the
+    batch is halved until it fits, and every log arrives once."""
+    s = settings()
+    await ensure_resources(s)
+    async with lms_api(s, tmp_path, INGEST_MAX_LOGS="3") as api:
+        handler = LMSHandler(
+            service_name="checkout",
+            transport=HTTPTransport(url=str(api.base_url)),
+            batch_size=10,
+            flush_interval=60,
+        )
+        logger = _logger(handler)
+        for i in range(10):
+            logger.info("n %d", i)
+        await _drain(handler)
+        handler.close()
+    assert handler.counters.sent == 10 and handler.counters.dropped == 0
+    assert len({key for key, _ in _received(await pull_all(s, 10))}) == 10
