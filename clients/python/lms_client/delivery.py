@@ -124,7 +124,8 @@ class Delivery:
             if closing or resend_due:
                 # No lingering; while closing with a resend to wait for, wait for it (or logs).
                 early = resend_due or not self._pending
-                batch = self._buffer.take(0.0, 0.0 if early else self._next_resend - now)
+                until = min(self._next_resend, self._deadline) - now
+                batch = self._buffer.take(0.0, 0.0 if early else min(max(until, 0.0), 1.0))
             else:
                 wait = self._next_resend - now if self._pending else 1.0
                 batch = self._buffer.take(self._interval, min(max(wait, 0.0), 1.0))
