@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from lms.devtools.ports import free_port
 from lms.domain.record import LogRecord, parse_message
-from lms_client import HTTPTransport, LMSHandler, PubSubTransport
+from lms_client import HTTPTransport, LMSHandler, PubSubTransport, Timer
 from lms_client.entry import Entry
 from lms_client.spool import Spool
 from tests.helpers import SettingsFactory, db_query, ensure_resources, pull_all, wait_until
@@ -281,3 +282,43 @@ async def test_http_batches_over_lms_apis_limit_are_split(
         handler.close()
     assert handler.counters.sent == 10 and handler.counters.dropped == 0
     assert len({key for key, _ in _received(await pull_all(s, 10))}) == 10
+
+
+class RecordingTimer(Timer):
+    """Real time, and a record of every wait the sending thread asked for."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return super().wait(event, seconds)
+
+
+async def test_http_503_is_retried_after_its_retry_after(
+    settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """`lms api` answers 503 with `Retry-After: 1` while its topic does not exist: the
+    handler waits exactly that long between attempts, and the logs arrive once the topic is
+    there."""
+    s = settings()
+    timer = RecordingTimer()
+    async with lms_api(s, tmp_path) as api:
+        handler = LMSHandler(
+            service_name="checkout",
+            transport=HTTPTransport(url=str(api.base_url)),
+            flush_interval=0.05,
+            retry_for=120,
+            timer=timer,
+            on_error=lambda _p: None,
+        )
+        logger = _logger(handler)
+        for i in range(5):
+            logger.info("n %d", i)
+        await wait_until(lambda: handler.counters.retried >= 10, message="two retries")
+        assert handler.counters.sent == 0
+        await ensure_resources(s)
+        await wait_until(lambda: handler.counters.sent == 5, timeout=60, message="all sent")
+        handler.close()
+    assert timer.waits and set(timer.waits) == {1.0}
+    assert len({key for key, _ in _received(await pull_all(s, 5))}) == 5
