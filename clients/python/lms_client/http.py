@@ -14,6 +14,7 @@ import email.utils
 import gzip
 import http.client
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +29,7 @@ from lms_client.transport import Refused, Retryable, refuse_all
 
 INGEST_PATH = "/v1/logs"
 _RETRY_STATUSES = frozenset({408, 429})
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -58,6 +60,8 @@ class HTTPTransport:
             raise ValueError(f"url must be http:// or https:// with a host, not {url!r}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if token is not None and not _TOKEN.fullmatch(token):
+            raise ValueError("token must be printable ASCII without spaces (a header value)")
         base = url.rstrip("/")
         self.endpoint = base if base.endswith(INGEST_PATH) else base + INGEST_PATH
         self.timeout = timeout

@@ -323,3 +323,13 @@ def test_a_forked_child_sends_with_its_own_thread_and_keys(tmp_path: Path) -> No
     assert len(child_keys) == 3
     prefix = parent_key.rsplit("-", 1)[0]
     assert all(not key.startswith(prefix) for key in child_keys)
+
+
+def test_http_transport_checks_its_arguments() -> None:
+    from lms_client import HTTPTransport
+
+    with pytest.raises(ValueError, match="http:// or https://"):
+        HTTPTransport(url="lms:3000")
+    with pytest.raises(ValueError, match="token must be printable ASCII"):
+        HTTPTransport(url="http://lms:3000", token="abc\r\nX-Evil: 1")
+    assert HTTPTransport(url="http://lms:3000/").endpoint == "http://lms:3000/v1/logs"
