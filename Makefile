@@ -16,7 +16,7 @@ RUFF := $(VENV)/bin/ruff
 EMULATOR := $(PY) -m lms.devtools.emulator
 RUN_DIR := $(CURDIR)/.run
 DOCKER_COMPOSE ?= docker compose
-LINT_PATHS := lms tests e2e bench scripts
+LINT_PATHS := lms tests e2e bench scripts clients/python
 
 # `make run`: how long `lms sim` publishes, and batches small enough to watch them land.
 DURATION ?= 60
@@ -32,13 +32,15 @@ RUN_DATABASE ?= lms_run
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv (if missing) and install lms with its dev tools (constraints.txt)
+install: $(VENV)/.installed  ## create .venv (if missing) and install lms (dev tools) and lms-client (constraints.txt)
 
 # Every package at the version of constraints.txt (scripts/lock.py; `make lock` rewrites it).
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The client library (clients/python, its own distribution) is installed beside the server,
+# with its Pub/Sub extra, for its tests and benchmark.
+$(VENV)/.installed: pyproject.toml constraints.txt clients/python/pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]' -e 'clients/python[pubsub]'
 	touch $@
 
 lock: install  ## rewrite constraints.txt from .venv: the versions of everything '.[dev]' needs
@@ -117,7 +119,7 @@ emulator-start: install  ## start a Pub/Sub emulator in the background (state in
 emulator-stop: install  ## stop the emulator of emulator-start
 	@EMULATOR_RUN_DIR=$(RUN_DIR) $(EMULATOR) stop
 
-lint: install  ## ruff check, ruff format --check, mypy --strict over lms/, constraints.txt up to date
+lint: install  ## ruff check, ruff format --check, mypy --strict over lms/ and lms_client/, constraints.txt up to date
 	@$(RUFF) check $(LINT_PATHS)
 	$(RUFF) format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
@@ -127,10 +129,14 @@ format: install  ## apply ruff's fixes and formatting
 	@$(RUFF) check --fix $(LINT_PATHS)
 	$(RUFF) format $(LINT_PATHS)
 
-bench: install  ## throughput benchmark (bench/run.py), the ingestion benchmark, the query benchmark
+bench: install  ## throughput (bench/run.py), ingestion, client, then the query benchmark
 	@$(PY) bench/run.py
 	$(MAKE) --no-print-directory bench-ingest
+	$(MAKE) --no-print-directory bench-client
 	$(MAKE) --no-print-directory bench-query
+
+bench-client: install  ## client library: cost of logger.info via LMSHandler, records/s delivered
+	@$(PY) bench/client_handler.py
 
 # The query benchmark loads this many logs (bulk INSERTs, ~7 min for 5M on 2 CPUs), times
 # them with the server's buffer pool, then again with BENCH_QUERY_POOL_MB (0: skip that).
@@ -140,7 +146,7 @@ BENCH_QUERY_POOL_MB ?= 4096
 bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
 	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS) --pool-mb $(BENCH_QUERY_POOL_MB)
 
-.PHONY: bench-pipeline bench-ingest bench-rss bench-tune bench-write
+.PHONY: bench-pipeline bench-ingest bench-rss bench-tune bench-write bench-client
 
 # The ingestion benchmark needs wrk (Debian's package: `sudo apt-get install -y wrk`); it says
 # so and fails when it is missing. Its knobs are BENCH_INGEST_* variables (bench/ingest.py).

@@ -141,12 +141,12 @@ def lms_mon_fixture(tmp_path: Path) -> Iterator[LmsFactory]:
 
 @contextlib.asynccontextmanager
 async def lms_api(
-    settings: Settings, workdir: Path, **env: str
+    settings: Settings, workdir: Path, port: int | None = None, **env: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A real `lms api` child on a free port, configured by `settings` then `env`; yields a
-    client of it once /healthz answers. SIGTERMed at the end, and it must exit 0 (a clean
-    stop, like `lms mon`)."""
-    port = free_port()
+    """A real `lms api` child on `port` (default: a free one), configured by `settings` then
+    `env`; yields a client of it once /healthz answers. SIGTERMed at the end, and it must exit
+    0 (a clean stop, like `lms mon`)."""
+    port = port or free_port()
     log_path = workdir / "api.log"
     output = log_path.open("wb")
     proc = await asyncio.create_subprocess_exec(

@@ -35,6 +35,9 @@ KNOWN_LONG: dict[str, float] = {
     "tests/test_faults.py::": 20,  # the other fault scenarios
     "tests/test_pipeline.py::test_nothing_is_acked_before_commit": 10,
     "tests/test_observability.py::test_readyz_follows_the_database": 8,
+    "clients/python/tests/test_client_package.py::test_the_client_benchmark_runs": 19,
+    "clients/python/tests/test_client_transports.py::test_lms_down_at_start_then_back": 14,
+    "clients/python/tests/test_client_transports.py::test_the_spool_survives": 11,
 }
 
 
