@@ -21,7 +21,7 @@ import pytest
 from lms.api.app import create_app
 from lms.domain.record import LogRecord
 from lms.ingest.http.publisher import LogPublisher
-from lms.ingest.sources.pubsub.keys import KEY_ATTRIBUTE, message_key
+from lms.ingest.sources.pubsub.keys import KEY_ATTRIBUTE, client_key_problem, message_key
 from lms.ingest.supervisor import KEYS_MIGRATION, Supervisor
 from lms.store.migrations import MIGRATIONS, Migrator, migration_files
 from lms.store.writer import BatchWriter, StoredLog
@@ -41,6 +41,16 @@ def test_a_producer_key_wins_and_pubsub_keys_carry_the_publish_time() -> None:
     assert message_key("7", 999, {}, 1_000) == "7"
     assert message_key("7", 5_000, {}, None) == "7"
     assert message_key("7", 5_000, {KEY_ATTRIBUTE: ""}, 1_000) == "7@5000"
+
+
+@pytest.mark.parametrize("key", ["k" * 252, "ck-1 ", " ck-1", "ck\n1", "ck\x1b1"])
+def test_a_producer_key_that_cannot_be_one_is_named_and_not_used(key: str) -> None:
+    attributes = {KEY_ATTRIBUTE: key}
+    problem = client_key_problem(attributes)
+    assert problem is not None and problem.startswith("attribute lms_key ")
+    assert message_key("7", 5_000, attributes, 1_000) == "7@5000"  # the message's own key
+    assert client_key_problem({KEY_ATTRIBUTE: "k" * 251}) is None
+    assert client_key_problem({KEY_ATTRIBUTE: "ck 1"}) is None  # a space inside is fine
 
 
 async def _rows(settings) -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -403,30 +402,38 @@ async def test_large_messages_are_held_to_the_byte_bound(settings, run_monitor) 
     assert await subscription_backlog(s) == 0
 
 
-async def test_a_log_the_database_refuses_is_rejected_and_the_pipeline_goes_on(
-    settings, run_monitor
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("k" * 300, "has 300 characters, allowed at most 251"),
+        ("k-1 ", "starts or ends with whitespace"),
+        ("k\x1b[2J", "control character"),
+    ],
+    ids=["too long", "trailing space", "control character"],
+)
+async def test_a_producer_key_that_cannot_be_one_is_rejected_and_the_pipeline_goes_on(
+    settings, run_monitor, key: str, problem: str
 ) -> None:
-    """A producer key longer than the key column: valid to the parser, refused only by the
-    database. Its batch is split, it is kept as rejected with the database's reason (under
-    the key's digest), the other logs of the batch are stored, and the monitor goes on."""
+    """A producer publishing straight to Pub/Sub sets an lms_key the key column would refuse
+    (too long) or confuse (`k-1 ` and `k-1` are one key under PAD SPACE): the message is
+    rejected with why, under its own message key, and nothing of it is stored altered."""
     s = settings(batchsize=100, flushinterval=1.0)
     await prepare(s)
-    long_key = "k" * 300
     await publish(s, [make_log("svc-k", "info", f"m{i}") for i in range(20)])
-    await publish(s, [make_log("svc-k", "error", "its key is too long")], {"lms_key": long_key})
+    [bad_id] = await publish(s, [make_log("svc-k", "error", "its key is wrong")], {"lms_key": key})
     running = run_monitor(s)
     await wait_until(lambda: _equals(count_logs(s), 20), timeout=30, message="20 stored")
     await wait_until(
         lambda: _equals(_count(s, "rejected_messages"), 1), timeout=30, message="1 rejected"
     )
-    rows = await db_query(s, "SELECT idempotency_key, reason, detail, data FROM rejected_messages")
-    key, reason, detail, data = rows[0]
-    assert reason == "invalid_field"
-    assert detail.startswith("refused by the database: (1265) Data truncated")
-    assert "idempotency_key" in detail
-    assert key == "sha256:" + hashlib.sha256(f"key:{long_key}".encode()).hexdigest()
-    assert b"its key is too long" in bytes(data)
-    # Nothing of it was stored altered (a truncated key would be a row of 255 characters).
+    rows = await db_query(
+        s, "SELECT message_id, idempotency_key, reason, detail, data FROM rejected_messages"
+    )
+    message_id, stored_key, reason, detail, data = rows[0]
+    assert (message_id, reason) == (bad_id, "invalid_field")
+    assert detail.startswith("attribute lms_key") and problem in detail, detail
+    assert stored_key.startswith(f"{bad_id}@")  # its own key, not the producer's
+    assert b"its key is wrong" in bytes(data)
     assert await db_query(s, "SELECT COUNT(*) FROM service_logs WHERE severity = 'error'") == [(0,)]
     await publish(s, [make_log("svc-k", "info", "still going")])
     await wait_until(lambda: _equals(count_logs(s), 21), timeout=30, message="the monitor goes on")

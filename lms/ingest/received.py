@@ -10,7 +10,8 @@ from datetime import datetime
 class Received:
     """`ack_id` settles it with its source; `key` makes it stored once (its message id when
     the source gives no other, lms.ingest.sources.pubsub.keys); `publish_time` is Unix
-    seconds, for the end-to-end lag metric."""
+    seconds, for the end-to-end lag metric; `key_problem`, when set, says why the producer's
+    key is unusable: the message is then rejected with it (under its own key)."""
 
     ack_id: str
     message_id: str
@@ -18,6 +19,7 @@ class Received:
     publish_time: float
     received_at: datetime
     key: str | None = None
+    key_problem: str | None = None
 
     @property
     def idempotency_key(self) -> str:

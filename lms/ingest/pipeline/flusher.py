@@ -23,7 +23,7 @@ from typing import Protocol
 
 import structlog
 
-from lms.domain.record import DEFAULT_RULES, Rules, parse_message
+from lms.domain.record import DEFAULT_RULES, LogRecord, Reason, Rejection, Rules, parse_message
 from lms.ingest.pipeline.batcher import Batcher, Trigger
 from lms.ingest.pipeline.storing import BatchStore, Parsed, Writer
 from lms.ingest.received import Received
@@ -102,11 +102,15 @@ class Flusher:
                     await self._flush(self._batcher.due() or Trigger.SHUTDOWN)
                 return
             if chunk:
-                rules = self._rules
-                self._batcher.add(Parsed(item, parse_message(item.data, rules)) for item in chunk)
+                self._batcher.add(Parsed(item, self._parse(item)) for item in chunk)
                 metrics.BUFFERED.set(len(self._batcher))
             while trigger := self._batcher.due():
                 await self._flush(trigger)
+
+    def _parse(self, item: Received) -> LogRecord | Rejection:
+        if item.key_problem is not None:
+            return Rejection(Reason.INVALID_FIELD, item.key_problem)
+        return parse_message(item.data, self._rules)
 
     async def _next_chunk(self) -> list[Received] | None:
         """The next chunk; [] when the interval elapsed first, None for the stop sentinel."""

@@ -29,7 +29,7 @@ from tenacity import (
 from lms.ingest.received import Received
 from lms.ingest.sources.pubsub.client import TRANSIENT_ERRORS
 from lms.ingest.sources.pubsub.flow_control import FlowControl
-from lms.ingest.sources.pubsub.keys import message_key
+from lms.ingest.sources.pubsub.keys import client_key_problem, message_key
 from lms.ingest.sources.pubsub.leaser import Leaser, ack_id_chunks
 from lms.ops import metrics
 
@@ -98,6 +98,7 @@ class Dispatcher:
             published.seconds + published.nanos / 1e9,
             now,
             message_key(message.message_id, micros, message.attributes, self._keyed_since),
+            client_key_problem(message.attributes),
         )
 
     async def ack(self, ack_ids: list[str]) -> None:

@@ -14,9 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from lms.domain.identifiers import identifier_problem
+
 KEY_ATTRIBUTE = "lms_key"
 """The message attribute that carries a producer's key (lms.ingest.http.publisher sets it)."""
 CLIENT_PREFIX = "key:"
+MAX_CLIENT_KEY = 255 - len(CLIENT_PREFIX)
+"""Characters of a producer's key: the idempotency_key column holds 255 with the prefix."""
+
+
+def client_key_problem(attributes: Mapping[str, str]) -> str | None:
+    """Why the producer's key cannot be one (a detail for rejected_messages), or None.
+
+    A key with a space at an end would be one with the key without it (the column compares
+    PAD SPACE), so the second log would be dropped as a duplicate; a too long one the column
+    refuses. Such a message is rejected, under its own message key, never stored altered.
+    """
+    client = attributes.get(KEY_ATTRIBUTE)
+    if not client:
+        return None
+    if len(client) > MAX_CLIENT_KEY:
+        problem: str | None = f"has {len(client)} characters, allowed at most {MAX_CLIENT_KEY}"
+    else:
+        problem = identifier_problem(client)
+    return None if problem is None else f"attribute {KEY_ATTRIBUTE} {problem}"
 
 
 def message_key(
@@ -28,7 +49,7 @@ def message_key(
     """The key of one message; `keyed_since_micros` is when migration 005 was applied (Unix
     microseconds; None: not applied, every message is keyed the old way)."""
     client = attributes.get(KEY_ATTRIBUTE)
-    if client:
+    if client and client_key_problem(attributes) is None:
         return CLIENT_PREFIX + client
     if keyed_since_micros is None or publish_micros < keyed_since_micros:
         return message_id
