@@ -335,6 +335,13 @@ def test_a_json_body_that_is_not_a_push_is_a_bad_request(body: bytes) -> None:
         decode(body, "application/json")
 
 
+def test_a_label_named_twice_is_a_bad_request_naming_it() -> None:
+    """Which `app` was meant? Neither is stored (json would silently keep the last)."""
+    body = b'{"streams": [{"stream": {"app": "a", "app": "b"}, "values": [["1", "x"]]}]}'
+    with pytest.raises(BadRequest, match="'app' appears more than once"):
+        decode(body, "application/json")
+
+
 @pytest.mark.parametrize(
     "body",
     [b"plain bytes, not snappy", bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff garbage"))],

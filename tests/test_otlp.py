@@ -311,6 +311,7 @@ def test_json_with_a_non_hex_id_is_a_bad_request() -> None:
         (b"{not json", Encoding.JSON, "not valid JSON"),
         (b"[1, 2]", Encoding.JSON, "must be a JSON object"),
         (b'{"resourceLogs": 7}', Encoding.JSON, "not an OTLP/JSON"),
+        (b'{"resourceLogs": [], "resourceLogs": []}', Encoding.JSON, "'resourceLogs' appears"),
     ],
 )
 def test_undecodable_bodies_are_bad_requests(body: bytes, encoding: Encoding, match: str) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import cramjam
 from google.protobuf.message import DecodeError
 
+from lms.domain import strictjson
 from lms.domain.record import Reason
 from lms.domain.severity import Severity
 from lms.domain.timefmt import rfc3339
@@ -217,7 +218,7 @@ def _timestamp(ns: int) -> str:
 
 def _json_streams(body: bytes) -> list[_Stream]:
     try:
-        document = json.loads(body)
+        document = strictjson.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
     streams = document.get("streams") if isinstance(document, dict) else None

@@ -64,6 +64,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from lms.domain import strictjson
 from lms.domain.record import Reason
 from lms.domain.timefmt import rfc3339
 from lms.ingest.http.edge import Candidate, Refused
@@ -129,7 +130,7 @@ def parse_request(body: bytes, encoding: Encoding) -> ExportLogsServiceRequest:
             raise BadRequest(f"not a protobuf ExportLogsServiceRequest: {exc}") from None
         return request
     try:
-        document = json.loads(body)
+        document = strictjson.loads(body)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"not valid JSON: {why_not_json(exc)}") from None
     if not isinstance(document, dict):
