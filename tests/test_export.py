@@ -433,3 +433,18 @@ async def test_a_failure_midway_truncates_the_transfer(big: Settings, tmp_path: 
             assert 0 < received < 20 * 2**20
         finally:
             _admin(f"RENAME TABLE `{database}`.gone TO `{database}`.service_logs")
+
+
+def test_lms_logs_export_into_a_closed_pipe_ends_quietly(stored: Settings) -> None:
+    """`lms logs --export ndjson | head -1`: the reader leaving is no error."""
+    proc = subprocess.Popen(
+        [LMS, "logs", "--export", "ndjson"],
+        env=child_environment(stored, {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["id"]
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -209,7 +210,8 @@ def _run_export(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lms logs: export incomplete: {exc.explained}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `| head`: the reader has what it wanted
-        sys.stderr.close()  # nothing more to say, and Python would complain at exit
+        # What Python's docs advise: stdout to /dev/null, so the flush at exit cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
 
