@@ -448,3 +448,26 @@ def test_lms_logs_export_into_a_closed_pipe_ends_quietly(stored: Settings) -> No
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_lms_logs_export_failing_midway_exits_1(big: Settings) -> None:
+    """The table vanishes after the first page: the output is cut short, and the exit
+    status and stderr say so."""
+    database = big.mysql_database
+    proc = subprocess.Popen(
+        [LMS, "logs", "--export", "csv"],
+        env=child_environment(big, {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == (",".join(CSV_COLUMNS) + "\r\n").encode()
+    assert proc.stdout.readline()  # the first page is being written: a pipe holds less
+    _admin(f"RENAME TABLE `{database}`.service_logs TO `{database}`.gone")
+    try:
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 1
+    finally:
+        _admin(f"RENAME TABLE `{database}`.gone TO `{database}`.service_logs")
+    assert 0 < rest.count(b"\r\n") < BIG
+    assert b"export incomplete" in proc.stderr.read()
