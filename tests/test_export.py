@@ -420,18 +420,23 @@ async def test_a_failure_midway_truncates_the_transfer(big: Settings, tmp_path: 
     """The table vanishes after the first page: the client must see a broken transfer (no
     final chunk), not a short body that looks complete."""
     database = big.mysql_database
-    async with lms_api(big, tmp_path) as client:
-        received = 0
-        with pytest.raises(httpx.RemoteProtocolError):
-            async with client.stream("GET", "/v1/logs/export", params={"format": "csv"}) as r:
-                assert r.status_code == 200
-                async for chunk in r.aiter_bytes():
-                    if received == 0:
-                        _admin(f"RENAME TABLE `{database}`.service_logs TO `{database}`.gone")
-                    received += len(chunk)
-        try:
-            assert 0 < received < 20 * 2**20
-        finally:
+    renamed = False
+    try:
+        async with lms_api(big, tmp_path) as client:
+            received = 0
+            with pytest.raises(httpx.RemoteProtocolError):
+                async with client.stream(
+                    "GET", "/v1/logs/export", params={"format": "csv"}
+                ) as response:
+                    assert response.status_code == 200
+                    async for chunk in response.aiter_bytes():
+                        if not renamed:
+                            _admin(f"RENAME TABLE `{database}`.service_logs TO `{database}`.gone")
+                            renamed = True
+                        received += len(chunk)
+        assert 0 < received < 20 * 2**20
+    finally:
+        if renamed:
             _admin(f"RENAME TABLE `{database}`.gone TO `{database}`.service_logs")
 
 
