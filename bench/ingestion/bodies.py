@@ -1,7 +1,8 @@
 """The request bodies of the ingestion benchmark, written once to files wrk sends.
 
 The logs are those `lms pub` publishes (lms.devtools.traffic's LogFactory with its defaults:
-payloads of 20-200 characters, SIM_SERVICES services), so the HTTP parts move the same
+realistic templated payloads of their natural lengths, request logs with their metadata,
+SIM_SERVICES services), so the HTTP parts move the same
 messages as the baseline and their logs/s compare.
 """
 

@@ -174,7 +174,8 @@ def section(results: dict, rows: list[Row]) -> str:
         " arrived. Only answers with the expected status and body count (202 with"
         ' `"accepted":N,"rejected":[]`); any other answer or socket error fails the part.'
         " Its own CPU is in the notes, to show it is not the limit.",
-        "- The logs are those `lms pub` publishes (payloads of 20-200 characters), so (a)"
+        "- The logs are those `lms pub` publishes (realistic templated logs, request logs with"
+        " their metadata), so (a)"
         " and (b) move the same messages; (a) is `lms pub`'s own rate (publishes confirmed,"
         " start-up excluded), run between the two servers.",
         "- (d) is `GET /healthz` with the same 64 connections and the same server: the cost of"

@@ -26,6 +26,7 @@ from lms.domain.severity import SeverityName
 from lms.domain.timefmt import parse_timestamp
 from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
+from lms.query.export import ExportFormat
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
@@ -73,7 +74,9 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LogsParams(_Params):
+class LogFilterParams(_Params):
+    """The filters of GET /v1/logs, shared by its export."""
+
     service: ServiceName | None = Field(None, description="exact service_name")
     severities: list[SeverityName] = Field(
         default_factory=list,
@@ -106,8 +109,15 @@ class LogsParams(_Params):
         " must occur as that phrase. Words of fewer than 3 characters and stopwords only"
         " count inside a phrase. Operators are not interpreted.",
     )
+
+
+class LogsParams(LogFilterParams):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="logs per page")
     cursor: Cursor | None = None
+
+
+class ExportParams(LogFilterParams):
+    format: ExportFormat = Field(description="ndjson: the items of GET /v1/logs, one a line; csv")
 
 
 class RequestsParams(_Params):

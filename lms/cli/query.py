@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from lms.domain.severity import SEVERITY_ORDER
 from lms.domain.timefmt import parse_timestamp
 from lms.query.cursor import Cursor
 from lms.query.errors import DatabaseUnavailable, QueryError
+from lms.query.export import MEDIA_TYPES, open_export
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, LogQuery
 from lms.query.reader import LogReader
 from lms.query.results import LogEntry, ServiceCounts
@@ -95,12 +97,19 @@ def add_commands(commands: Commands) -> None:
     logs.add_argument(
         "--limit",
         type=positive_int,
-        default=DEFAULT_LIMIT,
         metavar="N",
         help="at most N logs (default 100; more are read in pages of 1000)",
     )
     logs.add_argument("--cursor", help="continue after a previous page (printed at its end)")
-    logs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    output = logs.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    output.add_argument(
+        "--export",
+        choices=list(MEDIA_TYPES),
+        help="every matching log (no --limit), streamed to stdout as NDJSON or CSV, the"
+        " format of GET /v1/logs/export; exit 1 if the database fails midway (the output is"
+        " then incomplete)",
+    )
 
     stats = add_command(
         commands,
@@ -148,6 +157,10 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_logs(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 2 for a query the arguments cannot make (like argparse), 1 for the database."""
+    if args.export is not None:
+        return _run_export(args, settings)
+    if args.limit is None:
+        args.limit = DEFAULT_LIMIT
     if not args.json:
         print(LOG_HEADER)
     try:
@@ -180,6 +193,38 @@ async def _print_logs(
                 return page.next_cursor
             cursor = Cursor.decode(page.next_cursor)
             query = replace(query, limit=min(remaining, MAX_LIMIT), cursor=cursor)
+
+
+def _run_export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit is not None or args.cursor is not None:
+        print(
+            "lms logs: --export writes every matching log: no --limit, no --cursor", file=sys.stderr
+        )
+        return 2
+    try:
+        asyncio.run(_export(args, settings))
+    except QueryError as exc:
+        print(f"lms logs: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
+        print(f"lms logs: export incomplete: {exc.explained}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        # What Python's docs advise: stdout to /dev/null, so the flush at exit cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+async def _export(args: argparse.Namespace, settings: Settings) -> None:
+    """Writes the export to stdout page by page, the same bytes as GET /v1/logs/export
+    (CSV's CRLF line ends kept, whatever the platform)."""
+    query = LogQuery.from_input({**vars(args), "limit": MAX_LIMIT, "cursor": None})
+    out = sys.stdout.buffer
+    async with _reader(settings) as reader:
+        async for chunk in await open_export(reader, query, args.export):
+            out.write(chunk.encode("utf-8"))
+    out.flush()
 
 
 def run_stats(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,8 +23,10 @@ def add_commands(commands: Commands) -> None:
         commands,
         "pub",
         run_pub,
-        help="publish N random valid test logs",
-        description="Publish N valid test logs (random services and severities), wait for "
+        help="publish N realistic valid test logs",
+        description="Publish N valid, realistic test logs (access lines with the request "
+        "convention, cache misses, retries, database and upstream errors...; README, "
+        "Simulated traffic), wait for "
         "every publish to be confirmed and print the count per (service, severity).",
     )
     pub.add_argument("count", type=positive_int, metavar="N", help="number of messages")
@@ -37,8 +39,9 @@ def add_commands(commands: Commands) -> None:
         "sim",
         run_sim,
         help="simulate services publishing logs",
-        description="Simulate SIM_SERVICES services, each publishing random logs at random "
-        "intervals (SIM_RATE messages/s on average) for DURATION seconds (default 60), then "
+        description="Simulate SIM_SERVICES services, each publishing realistic logs at random "
+        "intervals (SIM_RATE messages/s on average; error share and rate drift, with "
+        "occasional incidents) for DURATION seconds (default 60), then "
         "print the confirmed totals per (service, severity).",
     )
     sim.add_argument("--report", type=Path, metavar="FILE", help="also write totals as JSON")

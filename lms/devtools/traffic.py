@@ -11,81 +11,86 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage
 
 from lms.devtools.http_traffic import HttpSender, HttpTarget, http_session
+from lms.devtools.messages import Traffic
 from lms.devtools.sender import Message, Sender, Tally
-from lms.domain.severity import Severity
 from lms.ingest.sources.pubsub import client as pubsub
 from lms.settings import Settings
 
-SEVERITY_WEIGHTS = {
-    Severity.DEBUG: 30,
-    Severity.INFO: 45,
-    Severity.WARN: 15,
-    Severity.ERROR: 8,
-    Severity.FATAL: 2,
-}
-_WORDS = [
+_FILLER = [
     "request",
     "handled",
     "user",
     "order",
     "payment",
     "cache",
-    "miss",
     "retry",
     "timeout",
-    "connected",
-    "failed",
-    "to",
-    "connect",
     "database",
     "query",
-    "slow",
     "upstream",
-    "downstream",
     "queue",
     "worker",
-    "started",
-    "stopped",
     "shard",
     "replica",
 ]
 
 
 class LogFactory:
-    """Random but valid log messages (payload sizes in `payload_chars`)."""
+    """Realistic valid log messages (lms.devtools.messages), with the time of `clock`.
 
-    def __init__(self, rng: random.Random, payload_chars: tuple[int, int] = (20, 200)) -> None:
+    With `payload_chars` (the benchmarks' knob), each payload is cut or padded with words to a
+    length drawn from that range; without, payloads keep their natural lengths (~30-120).
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        payload_chars: tuple[int, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._rng = rng
         self._payload_chars = payload_chars
-        self._severities = list(SEVERITY_WEIGHTS)
-        self._weights = list(SEVERITY_WEIGHTS.values())
+        self._clock = clock
+        self.traffic = Traffic(rng, clock)
 
     def make(self, service: str) -> Message:
-        severity = self._rng.choices(self._severities, self._weights)[0].value
-        body = {
+        log = self.traffic.make(service)
+        moment = datetime.fromtimestamp(log.timestamp, UTC)
+        body: dict[str, object] = {
             "service_name": service,
-            "payload": self._payload(),
-            "severity": severity,
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "payload": self._sized(log.payload),
+            "severity": log.severity,
+            "timestamp": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
-        return json.dumps(body).encode(), (service, severity)
+        if log.trace_id is not None:
+            body["trace_id"] = log.trace_id
+            body["span_id"] = log.span_id
+        if log.metadata is not None:
+            body["metadata"] = log.metadata
+        return json.dumps(body, separators=(",", ":")).encode(), (service, log.severity)
 
-    def _payload(self) -> str:
+    def rate_factor(self, service: str) -> float:
+        """How many times its mean rate `service` logs now (lms.devtools.messages)."""
+        return self.traffic.rate_factor(service, self._clock())
+
+    def _sized(self, payload: str) -> str:
+        if self._payload_chars is None:
+            return payload
         target = self._rng.randint(*self._payload_chars)
-        words: list[str] = []
-        length = 0
+        parts = [payload]
+        length = len(payload)
         while length < target:
-            word = self._rng.choice(_WORDS)
-            words.append(word)
+            word = self._rng.choice(_FILLER)
+            parts.append(word)
             length += len(word) + 1
-        return " ".join(words)[:target]
+        return " ".join(parts)[:target]
 
 
 class BatchPublisher(Sender):
@@ -137,7 +142,8 @@ async def simulate(
     """Each service publishes bursts at random (exponential) intervals for `duration` s.
 
     Bursts average a tenth of a second's worth of messages, so SIM_RATE holds on average
-    while the number of requests stays around ten per second per service.
+    while the number of requests stays around ten per second per service; the rate drifts
+    around it and doubles during an incident (LogFactory.rate_factor).
     """
     rng = random.Random(seed)
     factory = LogFactory(rng)
@@ -148,7 +154,8 @@ async def simulate(
 
         async def service(name: str) -> None:
             while (now := time.monotonic()) < end:
-                await asyncio.sleep(min(rng.expovariate(settings.sim_rate / mean_burst), end - now))
+                rate = settings.sim_rate * factory.rate_factor(name) / mean_burst
+                await asyncio.sleep(min(rng.expovariate(rate), end - now))
                 if time.monotonic() >= end:
                     return
                 burst = rng.randint(1, int(2 * mean_burst) - 1 or 1)

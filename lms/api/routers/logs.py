@@ -1,18 +1,24 @@
-"""GET /v1/logs: the stored logs, filtered, searched and paged."""
+"""GET /v1/logs: the stored logs, filtered, searched and paged; and their export."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Query
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from lms.api.dependencies import Reader
 from lms.api.render import json_answer
-from lms.api.schemas import LogsOut, LogsParams
+from lms.api.schemas import ExportParams, LogsOut, LogsParams
+from lms.query.errors import DatabaseUnavailable
+from lms.query.export import MEDIA_TYPES, open_export
 from lms.query.filters import LogQuery
 
 router = APIRouter()
+log = structlog.get_logger(__name__)
 
 
 @router.get("/logs", response_model=LogsOut, summary="Logs, newest first")
@@ -25,4 +31,55 @@ async def logs(params: Annotated[LogsParams, Query()], reader: Reader) -> Respon
     page = await reader.logs(LogQuery.from_input(dict(params)))
     return await json_answer(
         lambda: {"logs": [e.as_json() for e in page.logs], "next_cursor": page.next_cursor}
+    )
+
+
+_EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "every matching log, newest first, streamed (chunked); a failure"
+        " after the first byte aborts the connection, so a complete transfer is a complete"
+        " export",
+        "content": {
+            MEDIA_TYPES["ndjson"]: {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get(
+    "/logs/export",
+    response_class=StreamingResponse,
+    responses=_EXPORTED,
+    summary="Every matching log, as NDJSON or CSV",
+)
+async def export(params: Annotated[ExportParams, Query()], reader: Reader) -> Response:
+    """Every log matching the filters of GET /v1/logs, newest first, with no page limit:
+    streamed page by page in constant memory, for BI tools and spreadsheets.
+
+    `ndjson`: one log a line, each the item GET /v1/logs returns. `csv`: a header line, then
+    id, timestamp, service_name, severity, payload, resource_id, trace_id, span_id, commit and
+    metadata (compact JSON), RFC 4180 quoting, CRLF line ends, UTF-8; null is an empty field,
+    and a text starting with = + - @, tab or CR gets a leading apostrophe against formula
+    injection. Errors found before the first byte (a bad filter, the database down) are the
+    usual 422 and 503; one during the transfer closes the connection before the chunked
+    body's end, so a client sees a truncated transfer (curl exits 18), never a short file
+    that looks complete.
+    """
+    chunks = await open_export(reader, LogQuery.from_input(dict(params)), params.format)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk.encode("utf-8")
+        except DatabaseUnavailable as exc:
+            log.warning("export aborted midway", reason=exc.explained)
+            raise  # uvicorn closes the connection: the client sees a truncated transfer
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    disposition = f'attachment; filename="lms-logs-{stamp}.{params.format}"'
+    return StreamingResponse(
+        body(),
+        media_type=MEDIA_TYPES[params.format],
+        headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
     )
