@@ -1360,6 +1360,10 @@ async def dribble(seconds: float) -> AsyncIterator[bytes]:
     await asyncio.sleep(3600)
 
 
+SLOWLORIS_TIMEOUT = 8.0
+"""INGEST_BODY_TIMEOUT of scenario 10: well within its 20 s of 1 byte/s bodies."""
+
+
 @pytest.mark.slow
 async def test_http_bad_bodies_against_a_real_api(scenario: ScenarioFactory) -> None:
     """The bad-body corpus (tests/bad_bodies.py), three rounds, plus 100 MB bodies (declared
@@ -1372,7 +1376,8 @@ async def test_http_bad_bodies_against_a_real_api(scenario: ScenarioFactory) -> 
     await run.setup()
     mon = run.mon()
     await mon.wait_started()
-    api, url = await start_api(run)
+    # A body has INGEST_BODY_TIMEOUT to arrive: the slowloris bodies get their 408 midway.
+    api, url = await start_api(run, ingest_body_timeout=SLOWLORIS_TIMEOUT)
     port = int(url.rsplit(":", 1)[1])
     rss = RssSampler(api, interval=0.1).start()
     good = RetryingClients(url, keyed_logs("good", 100_000), clients=1, batch=1, pause=0.1)
@@ -1455,6 +1460,8 @@ async def test_http_bad_bodies_against_a_real_api(scenario: ScenarioFactory) -> 
         rss_samples=len(rss.samples),
     )
     assert not wrong, wrong[:10]
+    assert [a.status if a else None for a in slow_answers] == [408] * len(ENDPOINTS)
+    assert all("ingest_body_timeout" in a.text for a in slow_answers if a), slow_answers
     assert set(good.stats.statuses) == {202}, good.stats.statuses
     assert summary["slowest_answer_s"] < 5, "the good client waited behind the bad ones"
     assert rss_after_round[-1] - rss_after_round[0] < 32 * mb, "memory grows round after round"
