@@ -78,8 +78,6 @@ def add_commands(commands: Commands) -> None:
     when.add_argument(
         "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
     )
-        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
-    )
     logs.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
     logs.add_argument("--resource-id", help="exact resource_id")
     logs.add_argument("--trace-id", help="exact trace_id")
