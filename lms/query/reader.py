@@ -288,6 +288,8 @@ class LogReader:
 
         With `max_buckets`, a QueryError when the trends would hold more counts than that.
         """
+        if query.since is not None and query.until is not None:
+            trend_starts(query, [], max_buckets)  # a trend over the cap: refused before reading
         parts = spans(query.since, query.until)
 
         async def snapshot(cur: aiomysql.Cursor) -> tuple[list[int], Rows, dict[int, str]]:
