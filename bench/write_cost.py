@@ -40,8 +40,9 @@ def drop_database(name: str) -> None:
 
 
 WRITER_NEEDS = (5, 9)
-"""The migration that the write path needs whatever version is measured (its idempotency key
-column): a version below it is measured with its indexes plus that one migration."""
+"""The migrations the write path needs whatever version is measured (the idempotency key
+column of 5, the pattern_id column of 9): a version below one is measured with its indexes
+plus those migrations."""
 
 
 async def write_rate(version: int, batches: list[list[StoredLog]], database: str) -> float:

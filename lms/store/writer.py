@@ -294,6 +294,8 @@ class BatchWriter:
 
     def _discard(self) -> None:
         """Drop the connection without a round trip: its state is unknown after a failure."""
+        if self._patterns is not None:
+            self._patterns.rolled_back()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -13,11 +13,15 @@
 --                            with `pattern`).
 --   log_patterns             one row per template: the first batch that stores a log of it
 --                            inserts it (INSERT IGNORE, so replicas racing agree), with the
---                            earliest timestamp and the smallest id among that batch's logs.
+--                            earliest timestamp and the smallest id among that batch's logs
+--                            of it (first_seen is that batch's, not a later-arriving older log's).
 --   pattern_counts           append-only like service_severity: one row per batch and
 --                            (hour of the log's own timestamp, service, severity, pattern) with
 --                            the number of rows that batch really inserted; readers SUM them.
 --                            Only INSERTs, so `lms mon`'s user needs no UPDATE privilege.
+--                            Its primary key is the only index (a batch writes one B-tree):
+--                            a range of hours is read in key order, service and severity
+--                            tested on the way; batch_id makes each batch's row its own.
 -- Valid on MariaDB 10.6+ and MySQL 8. The runner splits on semicolons: none in comments.
 -- Adding the column rebuilds service_logs once: run `lms migrate` in a quiet moment.
 
@@ -35,14 +39,11 @@ CREATE TABLE IF NOT EXISTS log_patterns (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS pattern_counts (
-    id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     bucket_start DATETIME NOT NULL,
+    pattern_id   BIGINT UNSIGNED NOT NULL,
     service_name VARCHAR(100) COLLATE utf8mb4_bin NOT NULL,
     severity     ENUM('debug', 'info', 'warn', 'error', 'fatal') NOT NULL,
-    pattern_id   BIGINT UNSIGNED NOT NULL,
+    batch_id     BIGINT UNSIGNED NOT NULL,
     `count`      INT UNSIGNED NOT NULL,
-    created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (id),
-    KEY ix_pattern_counts_bucket (bucket_start, pattern_id, service_name, severity, `count`),
-    KEY ix_pattern_counts_service (service_name, bucket_start, pattern_id, severity, `count`)
+    PRIMARY KEY (bucket_start, pattern_id, service_name, severity, batch_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
