@@ -86,14 +86,14 @@ async def assert_exact(s: Settings) -> None:
         " FROM pattern_counts GROUP BY 1, 2, 3, 4",
     )
     assert sorted((*r[:4], int(r[4])) for r in sums) == sorted((*r[:4], int(r[4])) for r in oracle)
-    examples = await db_query(
-        s,
-        "SELECT p.pattern_id, p.template, l.payload, l.pattern_id FROM log_patterns AS p"
-        " JOIN service_logs AS l ON l.id = p.example_log_id",
-    )
-    assert {int(r[0]) for r in examples} == {int(r[3]) for r in oracle}
-    for pid, template, payload, row_pattern in examples:
-        assert (int(pid), template) == pattern_of(payload) and int(row_pattern) == int(pid)
+    stored = await db_query(s, "SELECT pattern_id, template, first_seen FROM log_patterns")
+    assert {int(r[0]) for r in stored} == {int(r[3]) for r in oracle}
+    for pid, template, first_seen in stored:
+        rows = await db_query(
+            s, "SELECT payload, `timestamp` FROM service_logs WHERE pattern_id = %s", (pid,)
+        )
+        assert {pattern_of(payload) for payload, _ in rows} == {(int(pid), template)}
+        assert first_seen in {stamp for _, stamp in rows}
 
 
 async def test_duplicates_are_not_counted(settings) -> None:

@@ -34,13 +34,8 @@ _INSERT_COUNTS = (
     "INSERT INTO pattern_counts (bucket_start, service_name, severity, pattern_id, batch_id,"
     " `count`) VALUES (%s, %s, %s, %s, %s, %s)"
 )
-_FIRST_ROWS = (
-    "SELECT pattern_id, MIN(`timestamp`), MIN(id) FROM service_logs WHERE batch_id = %s"
-    " GROUP BY pattern_id"
-)
 _INSERT_PATTERNS = (
-    "INSERT IGNORE INTO log_patterns (pattern_id, template, first_seen, example_log_id)"
-    " VALUES (%s, %s, %s, %s)"
+    "INSERT IGNORE INTO log_patterns (pattern_id, template, first_seen) VALUES (%s, %s, %s)"
 )
 MAX_KNOWN = 65_536
 """Pattern ids remembered as stored in log_patterns (about 6 MB at most); when full, the set
@@ -100,23 +95,30 @@ class PatternRollup:
             _INSERT_COUNTS,
             [(h, n, s, p, batch_id, c) for (h, n, s, p), c in sorted(counts.items())],
         )
-        if not {pid for _, _, _, pid in counts} <= self._known:
-            await self._store_templates(cur, batch_id, dict(patterns))
+        new = {pid for _, _, _, pid in counts} - self._known
+        if new:
+            await self._store_templates(cur, new, logs, patterns)
 
     async def _store_templates(
-        self, cur: aiomysql.Cursor, batch_id: int, templates: dict[int, str]
+        self,
+        cur: aiomysql.Cursor,
+        new: set[int],
+        logs: Sequence[_Keyed],
+        patterns: Sequence[Pattern],
     ) -> None:
-        """Insert the batch's patterns not known to be stored, each with the batch's first
-        row of it as example: one read of the batch's rows, one multi-row INSERT IGNORE (a
-        pattern another replica stored meanwhile is skipped, in one lock order: sorted)."""
-        await cur.execute(_FIRST_ROWS, (batch_id,))
+        """Insert the patterns not known to be stored, with the earliest timestamp of the
+        batch's logs of each, in one multi-row INSERT IGNORE (a pattern another replica
+        stored meanwhile is skipped; sorted, so replicas lock in one order). Nothing is read
+        back: the example a reader shows is the newest log of the pattern in its range."""
+        first: dict[int, tuple[str, datetime]] = {}
+        for log, (pid, template) in zip(logs, patterns, strict=True):
+            if pid in new and (pid not in first or log.record.timestamp < first[pid][1]):
+                first[pid] = (template, log.record.timestamp)
         rows = sorted(
-            (int(pid), templates[int(pid)], first, int(example))
-            for pid, first, example in await cur.fetchall()
-            if int(pid) not in self._known
+            (pid, template, seen.isoformat(" ")) for pid, (template, seen) in first.items()
         )
         await cur.executemany(_INSERT_PATTERNS, rows)
-        self._pending = {row[0] for row in rows}
+        self._pending = set(first)
 
     def rolled_back(self) -> None:
         """The batch did not commit: its new templates are not stored."""

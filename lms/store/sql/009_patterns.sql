@@ -13,8 +13,11 @@
 --                            with `pattern`).
 --   log_patterns             one row per template: the first batch that stores a log of it
 --                            inserts it (INSERT IGNORE, so replicas racing agree), with the
---                            earliest timestamp and the smallest id among that batch's logs
---                            of it (first_seen is that batch's, not a later-arriving older log's).
+--                            earliest timestamp among that batch's logs of it (first_seen,
+--                            not that of an older log arriving later). No example log id:
+--                            finding it would read the batch back (about a tenth of the
+--                            write cost, bench/patterns.py), and readers show the newest log
+--                            of the pattern in their range instead, through the index below.
 --   pattern_counts           append-only like service_severity: one row per batch and
 --                            (hour of the log's own timestamp, service, severity, pattern) with
 --                            the number of rows that batch really inserted; readers SUM them.
@@ -33,7 +36,6 @@ CREATE TABLE IF NOT EXISTS log_patterns (
     pattern_id     BIGINT UNSIGNED NOT NULL,
     template       TEXT COLLATE utf8mb4_bin NOT NULL,
     first_seen     DATETIME(6) NOT NULL,
-    example_log_id BIGINT UNSIGNED NOT NULL,
     created_at     DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pattern_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
