@@ -22,12 +22,13 @@ from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
 from lms.devtools.resources import ensure_resources
 from lms.domain.patterns import pattern_hex, pattern_of
-from lms.domain.record import LogRecord, parse_message
+from lms.domain.record import LogRecord, Reason, Rejection, parse_message
 from lms.ingest.sources.pubsub.client import publisher_client
 from lms.ingest.sources.pubsub.keys import KEY_ATTRIBUTE
 from lms.settings import Settings
+from lms.store.errors import StorageError
 from lms.store.migrations import MIGRATIONS, Migrator
-from lms.store.writer import BatchWriter, StoredLog
+from lms.store.writer import BatchWriter, StoredLog, StoredRejection
 from tests.helpers import db_query, wait_until
 from tests.test_pipeline import run_monitor  # noqa: F401  (the fixture)
 
@@ -109,6 +110,29 @@ async def test_duplicates_are_not_counted(settings) -> None:
     finally:
         await writer.close()
     assert len(await db_query(s, "SELECT id FROM service_logs")) == 300
+    await assert_exact(s)
+
+
+async def test_a_rolled_back_batch_leaves_its_templates_unknown(settings) -> None:
+    """A batch that fails after its pattern rows (here: a rejected message whose key is too
+    long for its column) stores none of them; the writer must not take its templates as
+    stored, or a later batch of the same pattern would leave log_patterns without it."""
+    s = settings()
+    await Migrator(s).migrate()
+    rng = random.Random(5)
+    first, again = stored(1, body(1, rng)), stored(2, body(1, random.Random(5)))
+    assert pattern_of(first.record.payload) == pattern_of(again.record.payload)
+    received = datetime(2026, 11, 30, 9, 0)
+    too_long = StoredRejection("r1", Rejection(Reason.INVALID_JSON, "x"), b"x", received, "k" * 300)
+    fine = StoredRejection("r2", Rejection(Reason.INVALID_JSON, "x"), b"x", received)
+    writer = BatchWriter(s)
+    try:
+        with pytest.raises(StorageError):
+            await writer.write_batch([first], [too_long])
+        await writer.write_batch([], [fine])  # commits, without any log
+        await writer.write_batch([again], [])
+    finally:
+        await writer.close()
     await assert_exact(s)
 
 
