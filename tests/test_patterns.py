@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from lms.domain.patterns import WILDCARD, pattern_hex, pattern_id, pattern_of, template_of
+from lms.query.patterns import Span, spans
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_TEMPLATE: dict[str, list[str]] = {
@@ -125,3 +127,33 @@ def test_pattern_ids_do_not_depend_on_the_process() -> None:
         env={"PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT), "PATH": ""},
     )
     assert int(out.stdout) == pattern_of("retry 3/5 after 2s")[0]
+
+
+# --- the spans of an exact count (lms.query.patterns) -------------------------------------
+
+H = datetime(2026, 12, 1, 10)
+M = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "expected"),
+    [
+        (None, None, [Span(None, None, True)]),
+        (H, H + 120 * M, [Span(H, H + 120 * M, True)]),
+        (H + 5 * M, None, [Span(H + 5 * M, H + 60 * M, False), Span(H + 60 * M, None, True)]),
+        (None, H + 5 * M, [Span(None, H, True), Span(H, H + 5 * M, False)]),
+        (H + 5 * M, H + 50 * M, [Span(H + 5 * M, H + 50 * M, False)]),
+        (H + 5 * M, H + 60 * M, [Span(H + 5 * M, H + 60 * M, False)]),  # no whole hour inside
+        (
+            H + 5 * M,
+            H + 185 * M,
+            [
+                Span(H + 5 * M, H + 60 * M, False),
+                Span(H + 60 * M, H + 180 * M, True),
+                Span(H + 180 * M, H + 185 * M, False),
+            ],
+        ),
+    ],
+)  # fmt: skip
+def test_a_range_is_whole_hours_and_partial_edges(since, until, expected) -> None:
+    assert spans(since, until) == expected
