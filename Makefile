@@ -146,7 +146,7 @@ BENCH_QUERY_POOL_MB ?= 4096
 bench-query: install  ## query benchmark (bench/query.py): BENCH_QUERY_ROWS logs, p50/p95 per filter
 	@$(PY) bench/query.py --rows $(BENCH_QUERY_ROWS) --pool-mb $(BENCH_QUERY_POOL_MB)
 
-.PHONY: bench-pipeline bench-ingest bench-rss bench-tune bench-write bench-client
+.PHONY: bench-pipeline bench-ingest bench-rss bench-tune bench-write bench-client bench-patterns
 
 # The ingestion benchmark needs wrk (Debian's package: `sudo apt-get install -y wrk`); it says
 # so and fails when it is missing. Its knobs are BENCH_INGEST_* variables (bench/ingest.py).
@@ -167,6 +167,9 @@ bench-tune: install  ## lms mon once per BENCH_TUNE combination (to choose bench
 
 bench-write: install  ## rows/s of Storage.write_batch at schema versions 3 and 4 (bench/write_cost.py)
 	@$(PY) bench/write_cost.py --runs 3
+
+bench-patterns: install  ## write_batch rows/s with and without top patterns (bench/patterns.py)
+	@$(PY) bench/patterns.py --rows 20000 --runs 4 --owned
 
 check-compose: install  ## validate docker-compose.yml statically (no Docker engine needed)
 	@$(PY) -c 'import yaml' 2>/dev/null || $(PIP) install --quiet -c constraints.txt pyyaml

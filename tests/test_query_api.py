@@ -729,6 +729,7 @@ PATHS = [
     "/v1/severity",
     "/v1/consistency",
     "/v1/users/7/requests",
+    "/v1/analytics/patterns",
     "/readyz",
 ]
 
@@ -835,6 +836,7 @@ async def test_migration_keeps_existing_rows(
         "005_idempotency_key.sql",
         "006_rejected_digest.sql",
         "008_user_requests.sql",
+        "009_patterns.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

@@ -28,6 +28,7 @@ from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
 from lms.query.export import ExportFormat
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
+from lms.query.patterns import DEFAULT_PATTERNS, MAX_PATTERNS, PatternJson, TrendBucket
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
 
@@ -56,6 +57,19 @@ def _exact(value: str) -> str:
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT), AfterValidator(_exact)]
 ServiceName = Annotated[
     str, Field(min_length=1, max_length=MAX_SERVICE_NAME), AfterValidator(_exact)
+]
+
+
+def _pattern(value: str) -> int:
+    if len(value) != 16 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError("must be 16 hex digits, the pattern_id of GET /v1/analytics/patterns")
+    return int(value, 16)
+
+
+PatternId = Annotated[
+    int,
+    BeforeValidator(_pattern),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}),
 ]
 Cursor = Annotated[
     str,
@@ -101,6 +115,11 @@ class LogFilterParams(_Params):
     user_id: Identifier | None = Field(
         None, description='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
     )
+    pattern_id: PatternId | None = Field(
+        None,
+        alias="pattern",
+        description="a pattern_id of GET /v1/analytics/patterns: the logs of that template",
+    )
     q: str | None = Field(
         None,
         min_length=1,
@@ -137,6 +156,25 @@ class SeverityParams(_Params):
         None, alias="to", description="RFC 3339, exclusive; default: now"
     )
     service: ServiceName | None = Field(None, description="exact service_name")
+
+
+class PatternsParams(_Params):
+    limit: int = Field(
+        DEFAULT_PATTERNS, ge=1, le=MAX_PATTERNS, description="the K most frequent patterns"
+    )
+    since: Timestamp | None = Field(
+        None, alias="from", description="RFC 3339, inclusive; default: unbounded"
+    )
+    until: Timestamp | None = Field(
+        None, alias="to", description="RFC 3339, exclusive; default: unbounded"
+    )
+    service: ServiceName | None = Field(None, description="exact service_name")
+    severities: list[SeverityName] = Field(
+        default_factory=list,
+        alias="severity",
+        description="one severity; repeat the parameter for several (any of them matches)",
+    )
+    bucket: TrendBucket = Field("hour", description="bucket size of each pattern's trend")
 
 
 class NoParams(_Params):
@@ -212,6 +250,15 @@ class SeverityOut(BaseModel):
 class ConsistencyOut(BaseModel):
     consistent: bool
     pairs: list[PairOut]
+
+
+@with_config(_documented(pattern_id={"pattern": "^[0-9a-f]{16}$"}))
+class PatternOut(PatternJson):
+    pass
+
+
+class PatternsOut(BaseModel):
+    patterns: list[PatternOut] = Field(description="most frequent first, exact counts")
 
 
 class Status(BaseModel):

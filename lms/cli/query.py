@@ -35,7 +35,8 @@ def add_commands(commands: Commands) -> None:
         run_api,
         help="serve the HTTP query API and HTTP ingestion",
         description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
-        "/v1/consistency, /v1/users/{user_id}/requests; OpenAPI at /openapi.json) and HTTP "
+        "/v1/consistency, /v1/users/{user_id}/requests, /v1/analytics/patterns; OpenAPI at "
+        "/openapi.json) and HTTP "
         "ingestion (POST /v1/logs, /otlp/v1/logs, /loki/api/v1/push, /_bulk; published to "
         "PUBSUB_TOPIC) on "
         "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
@@ -73,12 +74,14 @@ def add_commands(commands: Commands) -> None:
     when.add_argument(
         "--since",
         dest="since",
-        type=_age_ago,
+        type=age_ago,
         metavar="AGE",
         help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
     )
-    when.add_argument("--from", dest="since", type=_timestamp, metavar="T", help="T <= timestamp")
-    logs.add_argument("--to", dest="until", type=_timestamp, metavar="T", help="timestamp < T")
+    when.add_argument(
+        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
+    )
+    logs.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
     logs.add_argument("--resource-id", help="exact resource_id")
     logs.add_argument("--trace-id", help="exact trace_id")
     logs.add_argument("--span-id", help="exact span_id")
@@ -99,6 +102,13 @@ def add_commands(commands: Commands) -> None:
         type=positive_int,
         metavar="N",
         help="at most N logs (default 100; more are read in pages of 1000)",
+    )
+    logs.add_argument(
+        "--pattern",
+        dest="pattern_id",
+        type=_pattern,
+        metavar="ID",
+        help="the logs of one pattern (its 16 hex digits, from `lms patterns`)",
     )
     logs.add_argument("--cursor", help="continue after a previous page (printed at its end)")
     output = logs.add_mutually_exclusive_group()
@@ -122,7 +132,7 @@ def add_commands(commands: Commands) -> None:
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
 
 
-def _age_ago(text: str) -> datetime:
+def age_ago(text: str) -> datetime:
     """The moment AGE (30s, 15m, 1h, 2d, 1w) before now, naive UTC like every query bound."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip())
     if match is None:
@@ -132,14 +142,20 @@ def _age_ago(text: str) -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) - age
 
 
-def _timestamp(text: str) -> datetime:
+def timestamp_arg(text: str) -> datetime:
     try:
         return parse_timestamp(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-def _reader(settings: Settings) -> LogReader:
+def _pattern(text: str) -> int:
+    if len(text) != 16 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pattern id (16 hex digits)")
+    return int(text, 16)
+
+
+def reader_for(settings: Settings) -> LogReader:
     """One connection: a command runs one query at a time."""
     return LogReader(settings, pool_size=1, timeout=settings.api_query_timeout)
 
@@ -183,7 +199,7 @@ async def _print_logs(
     what is left (None: nothing)."""
     remaining: int = args.limit
     query = LogQuery.from_input({**vars(args), "limit": min(remaining, MAX_LIMIT)})
-    async with _reader(settings) as reader:
+    async with reader_for(settings) as reader:
         while True:
             page = await reader.logs(query)
             for entry in page.logs:
@@ -221,7 +237,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> None:
     (CSV's CRLF line ends kept, whatever the platform)."""
     query = LogQuery.from_input({**vars(args), "limit": MAX_LIMIT, "cursor": None})
     out = sys.stdout.buffer
-    async with _reader(settings) as reader:
+    async with reader_for(settings) as reader:
         async for chunk in await open_export(reader, query, args.export):
             out.write(chunk.encode("utf-8"))
     out.flush()
@@ -238,5 +254,5 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _services(settings: Settings) -> list[ServiceCounts]:
-    async with _reader(settings) as reader:
+    async with reader_for(settings) as reader:
         return await reader.services()

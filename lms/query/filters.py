@@ -44,6 +44,8 @@ class LogQuery:
     parent_resource_id: str | None = None
     user_id: str | None = None
     """metadata.user_id (an integer one as its digits), the user_id column of sql/008."""
+    pattern_id: int | None = None
+    """The pattern (lms.domain.patterns) of the payload, the pattern_id column of sql/009."""
     q: str | None = None
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
@@ -61,6 +63,8 @@ class LogQuery:
             problem = None if value is None else exact_problem(value)
             if problem is not None:
                 raise QueryError(name, problem)
+        if self.pattern_id is not None and not 0 <= self.pattern_id < 1 << 64:
+            raise QueryError("pattern", "must be 16 hex digits")
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise QueryError("to", "must be later than from (the range is [from, to))")
 

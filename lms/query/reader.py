@@ -41,6 +41,14 @@ from lms.query.buckets import BUCKET_FORMATS, Bucket, bucket_range
 from lms.query.cursor import Bound, Cursor
 from lms.query.errors import DatabaseUnavailable, TooManyBuckets
 from lms.query.filters import LogQuery
+from lms.query.patterns import (
+    PatternCount,
+    PatternsQuery,
+    span_sql,
+    spans,
+    top,
+    trend_starts,
+)
 from lms.query.probe import PROBE_DEPTH, build_probe_sql, first_probe_depth, next_probe_depth
 from lms.query.results import (
     Consistency,
@@ -271,6 +279,68 @@ class LogReader:
         return Consistency(
             [ConsistencyRow(s, v, logs.get((s, v), 0), sums.get((s, v), 0)) for s, v in keys]
         )
+
+    async def patterns(
+        self, query: PatternsQuery, max_buckets: int | None = None
+    ) -> list[PatternCount]:
+        """The top patterns with exact counts and trends (lms.query.patterns), all counted
+        in one consistent snapshot, and each one's newest matching log as its example.
+
+        With `max_buckets`, a QueryError when the trends would hold more counts than that.
+        """
+        if query.since is not None and query.until is not None:
+            trend_starts(query, [], max_buckets)  # a trend over the cap: refused before reading
+        parts = spans(query.since, query.until)
+
+        async def snapshot(cur: aiomysql.Cursor) -> tuple[list[int], Rows, dict[int, str]]:
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            totals: Counter[int] = Counter()
+            for span in parts:
+                for pid, n in await _rows(cur, *span_sql(query, span, None, by_bucket=False)):
+                    totals[int(pid)] += int(n)
+            ids = top(totals, query.limit)
+            trend: Rows = []
+            templates: dict[int, str] = {}
+            if ids:
+                for span in parts:
+                    trend += await _rows(cur, *span_sql(query, span, ids, by_bucket=True))
+                marks = ", ".join(["%s"] * len(ids))
+                sql = f"SELECT pattern_id, template FROM log_patterns WHERE pattern_id IN ({marks})"
+                templates = {int(pid): text for pid, text in await _rows(cur, sql, ids)}
+            await cur.execute("COMMIT")
+            return ids, trend, templates
+
+        ids, trend_rows, templates = await self._run(snapshot)
+        by_pattern: dict[int, Counter[datetime]] = {pid: Counter() for pid in ids}
+        for start, pid, n in trend_rows:
+            by_pattern[int(pid)][datetime.fromisoformat(start)] += int(n)
+        seen = [start for counts in by_pattern.values() for start in counts]
+        starts = trend_starts(query, seen, max_buckets)
+        examples = await asyncio.gather(
+            *(
+                self.logs(
+                    LogQuery(
+                        pattern_id=pid,
+                        service=query.service,
+                        severities=query.severities,
+                        since=query.since,
+                        until=query.until,
+                        limit=1,
+                    )
+                )
+                for pid in ids
+            )
+        )
+        return [
+            PatternCount(
+                pid,
+                templates.get(pid, ""),
+                sum(by_pattern[pid].values()),
+                page.logs[0] if page.logs else None,
+                [(start, by_pattern[pid][start]) for start in starts],
+            )
+            for pid, page in zip(ids, examples, strict=True)
+        ]
 
     async def user_requests(self, query: RequestsQuery) -> LogPage:
         """A page of one user's request logs, oldest first (lms.query.user_requests)."""

@@ -24,6 +24,7 @@ IX_RESOURCE = "ix_service_logs_resource_ts"
 IX_COMMIT = "ix_service_logs_commit_ts"
 IX_PARENT = "ix_service_logs_parent_ts"
 IX_USER = "ix_service_logs_user_requests"
+IX_PATTERN = "ix_service_logs_pattern_ts"
 
 
 def filter_conditions(query: LogQuery, search: TextSearch | None, use_index: bool) -> Conditions:
@@ -36,6 +37,7 @@ def filter_conditions(query: LogQuery, search: TextSearch | None, use_index: boo
         ("`commit`", query.commit),
         ("parent_resource_id", query.parent_resource_id),
         ("user_id", query.user_id),
+        ("pattern_id", query.pattern_id),
     ):
         if value is not None:
             cond.add(f"{column} = %s", value)
@@ -156,6 +158,7 @@ def _page_rows(branches: list[str]) -> str:
 def driver_index(query: LogQuery) -> tuple[str, Conditions]:
     """The index a query reads (all end in severity, timestamp) and its equality prefix."""
     for index, column, value in (
+        (IX_PATTERN, "pattern_id", query.pattern_id),
         (IX_RESOURCE, "resource_id", query.resource_id),
         (IX_COMMIT, "`commit`", query.commit),
         (IX_PARENT, "parent_resource_id", query.parent_resource_id),

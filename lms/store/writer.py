@@ -36,6 +36,7 @@ from lms.domain.record import LogRecord, Rejection
 from lms.settings import Settings
 from lms.store.connection import WarningCountingCursor, connect
 from lms.store.errors import DATA_ERROR_CODES, DATABASE_ERRORS, classify, error_code
+from lms.store.patterns import Pattern, PatternRollup, patterns_of
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +59,8 @@ KILL_TIMEOUT = 5.0
 _INSERT_LOG = (
     "INSERT IGNORE INTO service_logs"
     " (idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`,"
-    " resource_id, trace_id, span_id, `commit`, metadata)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " resource_id, trace_id, span_id, `commit`, metadata, pattern_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _COUNT_NEW = (
     "SELECT service_name, severity, COUNT(*) FROM service_logs"
@@ -154,9 +155,12 @@ class BatchResult:
 class BatchWriter:
     """Writes batches on one connection, used by one task at a time (the flusher)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, patterns: bool = True) -> None:
+        """`patterns` False stores no pattern (NULL pattern_id, no counts): only bench/ turns
+        it off, to measure what patterns cost the write path."""
         self._settings = settings
         self._conn: aiomysql.Connection | None = None
+        self._patterns = PatternRollup() if patterns else None
 
     async def write_batch(
         self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
@@ -212,7 +216,9 @@ class BatchWriter:
         await conn.begin()
         async with conn.cursor() as cur:
             if logs:
-                inserted = await _insert_new(cur, _INSERT_LOG, list(_log_rows(logs, batch_id)))
+                patterns = patterns_of(logs) if self._patterns else None
+                rows = list(_log_rows(logs, batch_id, patterns))
+                inserted = await _insert_new(cur, _INSERT_LOG, rows)
                 if inserted == len(logs):
                     # The usual case: every row is new, so the batch itself has the counts.
                     result.new_by_key = dict(
@@ -229,6 +235,10 @@ class BatchWriter:
                         _INSERT_SEVERITY,
                         [(n, s, c, now) for (n, s), c in sorted(result.new_by_key.items())],
                     )
+                # --- rollups of the rows this batch inserted (lms/store/patterns.py) ---
+                if self._patterns is not None and patterns is not None and inserted:
+                    all_new = inserted == len(logs)
+                    await self._patterns.write(cur, batch_id, logs, patterns, all_new)
             by_reason: dict[str, list[StoredRejection]] = {}
             for item in rejections:
                 by_reason.setdefault(item.rejection.reason.value, []).append(item)
@@ -237,6 +247,8 @@ class BatchWriter:
                 if stored:
                     result.rejected_by_reason[reason] = stored
         await conn.commit()
+        if self._patterns is not None:
+            self._patterns.committed()
         return result
 
     async def _connection(self) -> aiomysql.Connection:
@@ -282,18 +294,24 @@ class BatchWriter:
 
     def _discard(self) -> None:
         """Drop the connection without a round trip: its state is unknown after a failure."""
+        if self._patterns is not None:
+            self._patterns.rolled_back()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
 
-def _log_rows(logs: Sequence[StoredLog], batch_id: int) -> Iterable[tuple[object, ...]]:
-    """Rows in key order, so concurrent replicas lock the unique index in one order.
+def _log_rows(
+    logs: Sequence[StoredLog], batch_id: int, patterns: Sequence[Pattern] | None
+) -> Iterable[tuple[object, ...]]:
+    """Rows in key order, so concurrent replicas lock the unique index in one order;
+    `patterns` (in the order of `logs`) gives each its pattern_id.
 
     The timestamp goes as ISO text ('2026-11-23 10:00:00.123456', which DATETIME(6) reads
     exactly): the driver escapes a string several times faster than a datetime, once per row.
     """
-    for log in sorted(logs, key=lambda item: item.idempotency_key):
+    ids = [pid for pid, _ in patterns] if patterns is not None else [None] * len(logs)
+    for log, pid in sorted(zip(logs, ids, strict=True), key=lambda item: item[0].idempotency_key):
         r = log.record
         yield (
             log.idempotency_key,
@@ -308,6 +326,7 @@ def _log_rows(logs: Sequence[StoredLog], batch_id: int) -> Iterable[tuple[object
             r.span_id,
             r.commit,
             r.metadata,
+            pid,
         )
 
 
