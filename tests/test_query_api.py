@@ -835,6 +835,7 @@ async def test_migration_keeps_existing_rows(
         "005_idempotency_key.sql",
         "006_rejected_digest.sql",
         "008_user_requests.sql",
+        "010_volume_rollup.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

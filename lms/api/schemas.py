@@ -9,7 +9,7 @@ OpenAPI says about them beyond their types is added here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +29,8 @@ from lms.query.cursor import MAX_CURSOR
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
+from lms.query.timebuckets import BucketSize
+from lms.query.volume import ErrorBucketJson, ServiceErrorsJson, VolumeBucketJson
 
 
 def _rfc3339(value: object) -> datetime:
@@ -73,7 +75,9 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LogsParams(_Params):
+class LogFilterParams(_Params):
+    """The filters of GET /v1/logs, which the analytics endpoints take too."""
+
     service: ServiceName | None = Field(None, description="exact service_name")
     severities: list[SeverityName] = Field(
         default_factory=list,
@@ -106,8 +110,38 @@ class LogsParams(_Params):
         " must occur as that phrase. Words of fewer than 3 characters and stopwords only"
         " count inside a phrase. Operators are not interpreted.",
     )
+
+
+class LogsParams(LogFilterParams):
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="logs per page")
     cursor: Cursor | None = None
+
+
+class AnalyticsParams(LogFilterParams):
+    """A series over time: GET /v1/logs' filters, the bucket, its zone, the comparison."""
+
+    since: Timestamp | None = Field(
+        None,
+        alias="from",
+        description="RFC 3339; logs with timestamp >= from; default: to minus 1 hour"
+        " (minute buckets), 1 day (hour), 30 days (day) or 26 weeks (week)",
+    )
+    until: Timestamp | None = Field(
+        None, alias="to", description="RFC 3339; logs with timestamp < to; default: now"
+    )
+    bucket: BucketSize = Field("hour", description="bucket size, by the log's own timestamp")
+    tz: str = Field(
+        "UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone of the bucket boundaries (local minute, hour, midnight,"
+        " Monday); a day is 23 or 25 hours on a daylight-saving change",
+    )
+    compare: Literal["previous"] | None = Field(
+        None,
+        description="previous: also the same figures for the as many buckets just before"
+        " (`previous` in the answer)",
+    )
 
 
 class RequestsParams(_Params):
@@ -197,6 +231,55 @@ class SeverityOut(BaseModel):
     from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
     to: str = Field(json_schema_extra=_DATE_TIME)
     buckets: list[BucketOut]
+
+
+@with_config(_documented(start=_DATE_TIME))
+class VolumeBucketOut(VolumeBucketJson):
+    pass
+
+
+class VolumeSeriesOut(BaseModel):
+    from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
+    to: str = Field(json_schema_extra=_DATE_TIME)
+    total: int = Field(description="logs in [from, to)")
+    buckets: list[VolumeBucketOut] = Field(
+        description="every bucket of the range, oldest first, empty ones as zeros; the first"
+        " and last count only what lies in [from, to)"
+    )
+
+
+class VolumeOut(VolumeSeriesOut):
+    bucket: BucketSize
+    tz: str
+    previous: VolumeSeriesOut | None = Field(
+        None, description="with compare=previous: the as many buckets just before"
+    )
+
+
+@with_config(_documented(start=_DATE_TIME))
+class ErrorBucketOut(ErrorBucketJson):
+    pass
+
+
+@with_config(_documented(rate={"description": "errors / total; null when total is 0"}))
+class ServiceErrorsOut(ServiceErrorsJson):
+    pass
+
+
+class ErrorSeriesOut(BaseModel):
+    from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
+    to: str = Field(json_schema_extra=_DATE_TIME)
+    services: list[ServiceErrorsOut] = Field(
+        description="services with logs in the range, most errors (error + fatal) first"
+    )
+
+
+class ErrorsOut(ErrorSeriesOut):
+    bucket: BucketSize
+    tz: str
+    previous: ErrorSeriesOut | None = Field(
+        None, description="with compare=previous: the as many buckets just before"
+    )
 
 
 class ConsistencyOut(BaseModel):

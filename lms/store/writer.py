@@ -36,6 +36,7 @@ from lms.domain.record import LogRecord, Rejection
 from lms.settings import Settings
 from lms.store.connection import WarningCountingCursor, connect
 from lms.store.errors import DATA_ERROR_CODES, DATABASE_ERRORS, classify, error_code
+from lms.store.volume_rollup import add_volume_rollup
 
 log = structlog.get_logger(__name__)
 
@@ -229,6 +230,8 @@ class BatchWriter:
                         _INSERT_SEVERITY,
                         [(n, s, c, now) for (n, s), c in sorted(result.new_by_key.items())],
                     )
+                if inserted:  # the rollup by the logs' own timestamps (sql/010)
+                    await add_volume_rollup(cur, logs, batch_id, inserted == len(logs))
             by_reason: dict[str, list[StoredRejection]] = {}
             for item in rejections:
                 by_reason.setdefault(item.rejection.reason.value, []).append(item)

@@ -1,0 +1,1 @@
+"""The analytics endpoints, under /v1/analytics: one module per kind of figure."""
