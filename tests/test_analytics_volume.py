@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ import pymysql
 import pytest
 
 from lms.api.app import create_app
+from lms.devtools.monitor_process import child_environment
 from lms.domain.record import LogRecord, Rules, parse_message
 from lms.settings import Settings, load_settings
 from lms.store.migrations import MIGRATIONS, Migrator
@@ -37,6 +40,7 @@ WINDOWS = (  # both zones' spring and autumn changes, and a quiet stretch betwee
 )
 RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 ROWS = 3000
+LMS = str(Path(sys.executable).with_name("lms"))
 
 
 def _settings(database: str) -> Settings:
@@ -213,6 +217,7 @@ def check_volume(answer: dict[str, Any], expected: dict[tuple[int, str, str], in
 def check_errors(answer: dict[str, Any], expected: dict[tuple[int, str, str], int]) -> None:
     services = {s for (_i, s, _v) in expected}
     assert sorted(s["service"] for s in answer["services"]) == sorted(services)
+    assert answer["other"] == {"services": 0, "total": 0, "errors": 0, "rate": None}
     ranked = [(-s["errors"], s["service"]) for s in answer["services"]]
     assert ranked == sorted(ranked)
     for entry in answer["services"]:
@@ -401,12 +406,13 @@ async def test_closed_ranges_are_cacheable_and_revalidated(seeded: Seeded) -> No
         ({"from": "yesterday"}, "from", "value_error"),
         ({"service": " api"}, "service", "value_error"),
         ({"limit": "5"}, "limit", "extra_forbidden"),
+        ({"top": "0"}, "top", "greater_than_equal"),
     ],
 )  # fmt: skip
 async def test_bad_parameters_are_422_naming_them(
     seeded: Seeded, params: dict[str, str], field: str, kind: str
 ) -> None:
-    for path in ("volume", "errors"):
+    for path in ("errors",) if "top" in params else ("volume", "errors"):
         response = await seeded.client.get(f"/v1/analytics/{path}", params=params)
         assert response.status_code == 422, response.text
         detail = response.json()["detail"][0]
@@ -424,9 +430,26 @@ async def test_errors_over_the_cap_of_service_bucket_pairs(seeded_db: str) -> No
         assert (await c.get("/v1/analytics/volume", params=params)).status_code == 200
         response = await c.get("/v1/analytics/errors", params=params)  # 3 services x 48
         assert response.status_code == 422
-        assert response.json()["detail"][0]["type"] == "too_many_buckets"
-        one = await c.get("/v1/analytics/errors", params={**params, "service": "api"})
-        assert one.status_code == 200
+        detail = response.json()["detail"][0]
+        assert (detail["type"], detail["loc"]) == ("too_many_buckets", ["query", "top"])
+        for narrowed in ({"service": "api"}, {"top": 2}):
+            response = await c.get("/v1/analytics/errors", params={**params, **narrowed})
+            assert response.status_code == 200
+        top = response.json()
+        assert [s["service"] for s in top["services"]] == [
+            s["service"]
+            for s in (
+                await c.get("/v1/analytics/errors", params={**params, "bucket": "day"})
+            ).json()["services"][:2]
+        ]
+        full = (await c.get("/v1/analytics/errors", params={**params, "bucket": "day"})).json()
+        third = full["services"][2]
+        assert top["other"] == {
+            "services": 1,
+            "total": third["total"],
+            "errors": third["errors"],
+            "rate": third["rate"],
+        }
 
 
 async def test_migration_backfills_the_rollup_from_existing_rows(
@@ -469,3 +492,40 @@ async def test_migration_backfills_the_rollup_from_existing_rows(
     expected = oracle(mysql_database, {}, [b["start"] for b in answer["buckets"]], since, until)
     check_volume(answer, expected)
     assert answer["total"] == 600
+
+
+# --- `lms volume`, `lms errors` -----------------------------------------------------------
+
+
+def _lms(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LMS, *args],
+        env=child_environment(settings, {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_prints_what_the_api_answers(seeded: Seeded) -> None:
+    window = ["--from", SPRING["from"], "--to", SPRING["to"]]
+    for command in ("volume", "errors"):
+        args = [command, *window, "--service", "api", "--bucket", "day", "--tz", "Europe/Berlin"]
+        printed = _lms(seeded.settings, *args, "--json", "--compare")
+        assert printed.returncode == 0, printed.stderr
+        served = await seeded.get(
+            command, service="api", bucket="day", tz="Europe/Berlin", compare="previous", **SPRING
+        )
+        assert json.loads(printed.stdout) == served
+        table = _lms(seeded.settings, *args, "--compare")
+        assert table.returncode == 0, table.stderr
+        assert "CHANGE" in table.stdout.splitlines()[0]
+    volume_table = _lms(seeded.settings, "volume", *window, "--bucket", "day").stdout.splitlines()
+    assert volume_table[1].startswith("2026-03-06T00:00:00Z")
+    assert volume_table[-1].split() == [
+        "total",
+        str((await seeded.get("volume", **SPRING))["total"]),
+    ]
+    bad = _lms(seeded.settings, "volume", "--tz", "Nowhere/Land")
+    assert bad.returncode == 2 and "tz:" in bad.stderr

@@ -11,7 +11,7 @@ import pytest
 from lms.query.errors import QueryError, TooManyBuckets
 from lms.query.filters import LogQuery
 from lms.query.timebuckets import bucket_window, make_buckets, zone
-from lms.query.volume import build_statements
+from lms.query.volume import Shape, build_statements
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -85,20 +85,20 @@ def test_limits_and_defaults() -> None:
 
 def test_the_rollup_answers_whole_hours_and_service_logs_the_rest() -> None:
     b = make_buckets("day", BERLIN, datetime(2026, 3, 1, 10, 15), datetime(2026, 3, 5, 7, 40), 10)
-    rollup, edges = build_statements(LogQuery(service="api"), b, False, None)
+    rollup, edges = build_statements(LogQuery(service="api"), b, Shape(), None)
     assert "FROM volume_rollup" in rollup[0] and rollup[1][:2] == [
         datetime(2026, 3, 1, 11),
         datetime(2026, 3, 5, 7),
     ]
     assert "FROM service_logs" in edges[0]
     assert [datetime(2026, 3, 1, 10, 15), datetime(2026, 3, 1, 11)] == edges[1][-4:-2]
-    (only,) = build_statements(LogQuery(commit="c1"), b, False, None)
+    (only,) = build_statements(LogQuery(commit="c1"), b, Shape(), None)
     assert "FROM volume_rollup" not in only[0]
     aligned = make_buckets("hour", BERLIN, datetime(2026, 3, 1), datetime(2026, 3, 2), 100)
-    (whole,) = build_statements(LogQuery(severities=("error",)), aligned, True, None)
+    (whole,) = build_statements(LogQuery(severities=("error",)), aligned, Shape(errors=True), None)
     assert "FROM volume_rollup" in whole[0]
     india = make_buckets(
         "day", zone("Asia/Kolkata"), datetime(2026, 3, 1), datetime(2026, 3, 4), 10
     )
-    (exact,) = build_statements(LogQuery(), india, False, None)
+    (exact,) = build_statements(LogQuery(), india, Shape(), None)
     assert "FROM service_logs" in exact[0]

@@ -30,7 +30,14 @@ from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
 from lms.query.timebuckets import BucketSize
-from lms.query.volume import ErrorBucketJson, ServiceErrorsJson, VolumeBucketJson
+from lms.query.volume import (
+    DEFAULT_TOP,
+    MAX_TOP,
+    ErrorBucketJson,
+    OtherErrorsJson,
+    ServiceErrorsJson,
+    VolumeBucketJson,
+)
 
 
 def _rfc3339(value: object) -> datetime:
@@ -141,6 +148,16 @@ class AnalyticsParams(LogFilterParams):
         None,
         description="previous: also the same figures for the as many buckets just before"
         " (`previous` in the answer)",
+    )
+
+
+class ErrorsParams(AnalyticsParams):
+    top: int = Field(
+        DEFAULT_TOP,
+        ge=1,
+        le=MAX_TOP,
+        description="services (most errors first) that get their buckets; the rest are"
+        " summed in `other`",
     )
 
 
@@ -266,12 +283,18 @@ class ServiceErrorsOut(ServiceErrorsJson):
     pass
 
 
+class OtherErrorsOut(OtherErrorsJson):
+    pass
+
+
 class ErrorSeriesOut(BaseModel):
     from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
     to: str = Field(json_schema_extra=_DATE_TIME)
     services: list[ServiceErrorsOut] = Field(
-        description="services with logs in the range, most errors (error + fatal) first"
+        description="the `top` services with logs in the range, most errors (error + fatal)"
+        " first (then by name), each with every bucket of the range"
     )
+    other: OtherErrorsOut = Field(description="the services beyond `top`, summed")
 
 
 class ErrorsOut(ErrorSeriesOut):

@@ -59,39 +59,7 @@ def add_commands(commands: Commands) -> None:
         "or as JSON lines. Time bounds are RFC 3339 (e.g. 2024-05-01T12:00:00Z): --from is "
         "inclusive, --to exclusive.",
     )
-    logs.add_argument("--service", help="exact service name")
-    logs.add_argument(
-        "--severity",
-        dest="severities",
-        action="append",
-        choices=list(SEVERITY_ORDER),
-        help="severity; repeat for several (any matches)",
-    )
-    when = logs.add_mutually_exclusive_group()
-    when.add_argument(
-        "--since",
-        dest="since",
-        type=_age_ago,
-        metavar="AGE",
-        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
-    )
-    when.add_argument("--from", dest="since", type=_timestamp, metavar="T", help="T <= timestamp")
-    logs.add_argument("--to", dest="until", type=_timestamp, metavar="T", help="timestamp < T")
-    logs.add_argument("--resource-id", help="exact resource_id")
-    logs.add_argument("--trace-id", help="exact trace_id")
-    logs.add_argument("--span-id", help="exact span_id")
-    logs.add_argument("--commit", help="exact commit")
-    logs.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
-    logs.add_argument(
-        "--user-id", help='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
-    )
-    logs.add_argument(
-        "-q",
-        "--query",
-        dest="q",
-        metavar="TEXT",
-        help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
-    )
+    add_filter_arguments(logs)
     logs.add_argument(
         "--limit",
         type=positive_int,
@@ -113,6 +81,44 @@ def add_commands(commands: Commands) -> None:
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
 
 
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filters of `lms logs` (and of GET /v1/logs), named by LogQuery's fields; the
+    analytics commands take them too."""
+    parser.add_argument("--service", help="exact service name")
+    parser.add_argument(
+        "--severity",
+        dest="severities",
+        action="append",
+        choices=list(SEVERITY_ORDER),
+        help="severity; repeat for several (any matches)",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        dest="since",
+        type=_age_ago,
+        metavar="AGE",
+        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
+    )
+    when.add_argument("--from", dest="since", type=_timestamp, metavar="T", help="T <= timestamp")
+    parser.add_argument("--to", dest="until", type=_timestamp, metavar="T", help="timestamp < T")
+    parser.add_argument("--resource-id", help="exact resource_id")
+    parser.add_argument("--trace-id", help="exact trace_id")
+    parser.add_argument("--span-id", help="exact span_id")
+    parser.add_argument("--commit", help="exact commit")
+    parser.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
+    parser.add_argument(
+        "--user-id", help='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
+    )
+    parser.add_argument(
+        "-q",
+        "--query",
+        dest="q",
+        metavar="TEXT",
+        help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
+    )
+
+
 def _age_ago(text: str) -> datetime:
     """The moment AGE (30s, 15m, 1h, 2d, 1w) before now, naive UTC like every query bound."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip())
@@ -130,7 +136,7 @@ def _timestamp(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-def _reader(settings: Settings) -> LogReader:
+def reader_for(settings: Settings) -> LogReader:
     """One connection: a command runs one query at a time."""
     return LogReader(settings, pool_size=1, timeout=settings.api_query_timeout)
 
@@ -170,7 +176,7 @@ async def _print_logs(
     what is left (None: nothing)."""
     remaining: int = args.limit
     query = LogQuery.from_input({**vars(args), "limit": min(remaining, MAX_LIMIT)})
-    async with _reader(settings) as reader:
+    async with reader_for(settings) as reader:
         while True:
             page = await reader.logs(query)
             for entry in page.logs:
@@ -193,5 +199,5 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _services(settings: Settings) -> list[ServiceCounts]:
-    async with _reader(settings) as reader:
+    async with reader_for(settings) as reader:
         return await reader.services()

@@ -69,6 +69,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
+Fetch = Callable[[str, Sequence[object]], Awaitable[Rows]]
+"""Runs one SELECT and returns its rows."""
 
 
 class LogReader:
@@ -279,16 +281,16 @@ class LogReader:
             next_cursor = cursor_after(rows[query.limit - 1]).encode()
         return LogPage([entry_from_row(row) for row in rows[: query.limit]], next_cursor)
 
-    async def snapshot(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Rows]:
-        """The rows of each SELECT, all read in one consistent snapshot: an aggregate made
-        of parts (lms.query.volume's rollup and edges) must not see a batch in one part and
-        miss it in another."""
+    async def snapshot(self, work: Callable[[Fetch], Awaitable[T]]) -> T:
+        """`work`'s SELECTs (it gets the function that runs one), all read in one
+        consistent snapshot: an aggregate made of parts (lms.query.volume's rollup, edges
+        and ranking) must not see a batch in one part and miss it in another."""
 
-        async def read(cur: aiomysql.Cursor) -> list[Rows]:
+        async def read(cur: aiomysql.Cursor) -> T:
             await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            answers = [await _rows(cur, sql, args) for sql, args in statements]
+            answer = await work(lambda sql, args: _rows(cur, sql, args))
             await cur.execute("COMMIT")
-            return answers
+            return answer
 
         return await self._run(read)
 

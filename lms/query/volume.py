@@ -29,7 +29,7 @@ from lms.domain.severity import SEVERITY_ORDER, SeverityName
 from lms.domain.timefmt import rfc3339
 from lms.query.errors import QueryError, TooManyBuckets
 from lms.query.filters import LogQuery
-from lms.query.reader import LogReader
+from lms.query.reader import Fetch, LogReader
 from lms.query.search import TextSearch
 from lms.query.sql import Conditions, filter_conditions, severities_of
 from lms.query.timebuckets import (
@@ -65,47 +65,71 @@ def _ceil_hour(moment: datetime) -> datetime:
     return start if start == moment else start + timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a series' SELECTs group by: per severity (volume) or per service with the
+    errors counted beside the total (error rates, so five times fewer rows come back)."""
+
+    errors: bool = False
+    by_unit: bool = True
+    """False: the whole range in one group (the ranking of services)."""
+    services: tuple[str, ...] = ()
+    """Only these services (the top ones of the ranking); none: all."""
+
+
 def build_statements(
-    query: LogQuery, buckets: Buckets, by_service: bool, search: TextSearch | None
+    query: LogQuery, buckets: Buckets, shape: Shape, search: TextSearch | None
 ) -> list[Statement]:
-    """The SELECTs of one series. Each gives rows (unit start, [service,] severity, count)."""
+    """The SELECTs of one series. Each gives rows (unit start, severity, count), or with
+    `shape.errors` (unit start, service, count, errors)."""
     since, until = buckets.since, buckets.until
     if uses_rollup(query) and buckets.grain == "hour":
         first, last = _ceil_hour(since), hour_of(until)
         if first < last:
             edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
-            statements = [_rollup_sql(query, first, last, by_service)]
+            statements = [_rollup_sql(query, first, last, shape, since)]
             if edges:
-                statements.append(_exact_sql(query, edges, "hour", by_service, search))
+                statements.append(_exact_sql(query, edges, "hour", shape, search, since))
             return statements
-    return [_exact_sql(query, [(since, until)], buckets.grain, by_service, search)]
+    return [_exact_sql(query, [(since, until)], buckets.grain, shape, search, since)]
 
 
-def _group(by_service: bool) -> str:
-    return "service_name, severity" if by_service else "severity"
+_ERRORS = "severity IN ('error', 'fatal')"
 
 
-def _rollup_sql(query: LogQuery, first: datetime, last: datetime, by_service: bool) -> Statement:
+def _only(cond: Conditions, shape: Shape) -> None:
+    if shape.services:
+        cond.add(f"service_name IN ({', '.join(['%s'] * len(shape.services))})", *shape.services)
+
+
+def _rollup_sql(
+    query: LogQuery, first: datetime, last: datetime, shape: Shape, since: datetime
+) -> Statement:
     cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
     if query.service is not None:
         cond.add("service_name = %s", query.service)
+    _only(cond, shape)
     severities = severities_of(query)
     if severities:
         cond.add(f"severity IN ({', '.join(['%s'] * len(severities))})", *severities)
-    group = _group(by_service)
-    sql = (
-        f"SELECT hour_start, {group}, SUM(`count`) FROM volume_rollup{cond.where()}"
-        f" GROUP BY hour_start, {group}"
+    group, values = (
+        ("service_name", f"SUM(`count`), SUM(IF({_ERRORS}, `count`, 0))")
+        if shape.errors
+        else ("severity", "SUM(`count`)")
     )
-    return sql, cond.args
+    unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
+    groups = f"hour_start, {group}" if shape.by_unit else group
+    sql = f"SELECT {unit}, {group}, {values} FROM volume_rollup{cond.where()} GROUP BY {groups}"
+    return sql, [*unit_args, *cond.args]
 
 
 def _exact_sql(
     query: LogQuery,
     ranges: Sequence[tuple[datetime, datetime]],
     grain: str,
-    by_service: bool,
+    shape: Shape,
     search: TextSearch | None,
+    since: datetime,
 ) -> Statement:
     """COUNT(*) GROUP BY grain unit over the rows of the filters in `ranges`.
 
@@ -115,16 +139,25 @@ def _exact_sql(
     by_id = (query.trace_id, query.span_id, query.user_id)
     use_index = search is not None and all(value is None for value in by_id)
     cond = filter_conditions(query, search, use_index)
+    _only(cond, shape)
     if not query.severities:
         cond.add(f"severity IN ({', '.join(['%s'] * len(SEVERITY_ORDER))})", *SEVERITY_ORDER)
     spans = " OR ".join(["(`timestamp` >= %s AND `timestamp` < %s)"] * len(ranges))
     cond.add(f"({spans})", *[moment for pair in ranges for moment in pair])
-    group = _group(by_service)
-    sql = (
-        f"SELECT DATE_FORMAT(`timestamp`, %s) AS unit, {group}, COUNT(*) FROM service_logs"
-        f"{cond.where()} GROUP BY unit, {group}"
+    group, values = (
+        ("service_name", f"COUNT(*), SUM({_ERRORS})") if shape.errors else ("severity", "COUNT(*)")
     )
-    return sql, [GRAIN_FORMATS[grain], *cond.args]
+    unit, unit_args = (
+        ("DATE_FORMAT(`timestamp`, %s)", [GRAIN_FORMATS[grain]])
+        if shape.by_unit
+        else ("%s", [since])
+    )
+    groups = f"unit, {group}" if shape.by_unit else group
+    sql = (
+        f"SELECT {unit} AS unit, {group}, {values} FROM service_logs{cond.where()}"
+        f" GROUP BY {groups}"
+    )
+    return sql, [*unit_args, *cond.args]
 
 
 # --- the answers --------------------------------------------------------------------------
@@ -142,6 +175,15 @@ class ErrorBucketJson(TypedDict):
     """One service's logs in one bucket: all, error + fatal, and their ratio (null: none)."""
 
     start: str
+    total: int
+    errors: int
+    rate: float | None
+
+
+class OtherErrorsJson(TypedDict):
+    """The services of the range beyond the top ones, summed."""
+
+    services: int
     total: int
     errors: int
     rate: float | None
@@ -165,19 +207,33 @@ def _rate(errors: int, total: int) -> float | None:
 
 @dataclass(slots=True)
 class Counts:
-    """Counts per (bucket, service, severity); service "" when not grouped by it."""
+    """Counts per (bucket, service, severity), or with errors per (bucket, service,
+    "total" | "errors"); service "" when not grouped by it."""
 
     buckets: Buckets
     by_key: Counter[tuple[int, str, str]] = field(default_factory=Counter)
 
-    def add(self, rows: Sequence[Sequence[Any]], by_service: bool) -> None:
+    def add(self, rows: Sequence[Sequence[Any]], errors: bool) -> None:
         parsed: dict[Any, int] = {}
         for row in rows:
-            unit, count = row[0], int(row[-1])
+            unit = row[0]
             if unit not in parsed:
                 parsed[unit] = self.buckets.index(_unit(unit))
-            service = str(row[1]) if by_service else ""
-            self.by_key[(parsed[unit], service, str(row[-2]))] += count
+            i = parsed[unit]
+            if errors:
+                self.by_key[(i, str(row[1]), "total")] += int(row[2])
+                self.by_key[(i, str(row[1]), "errors")] += int(row[3])
+            else:
+                self.by_key[(i, "", str(row[1]))] += int(row[2])
+
+    def services(self) -> list[tuple[str, int, int]]:
+        """(service, total, errors) over all buckets, most errors first."""
+        totals: Counter[tuple[str, str]] = Counter()
+        for (_i, service, kind), n in self.by_key.items():
+            totals[(service, kind)] += n
+        names = {service for service, _kind in totals}
+        ranked = [(name, totals[(name, "total")], totals[(name, "errors")]) for name in names]
+        return sorted(ranked, key=lambda s: (-s[2], s[0]))
 
     def volume_json(self) -> dict[str, Any]:
         buckets: list[VolumeBucketJson] = []
@@ -192,35 +248,25 @@ class Counts:
                     "counts": counts,
                 }
             )
-        return {
-            **self._range(),
-            "total": sum(b["total"] for b in buckets),
-            "buckets": buckets,
-        }
+        return {**self._range(), "total": sum(b["total"] for b in buckets), "buckets": buckets}
 
-    def errors_json(self, cap: int) -> dict[str, Any]:
-        n = len(self.buckets.starts)
-        services = sorted({service for _i, service, _s in self.by_key})
-        if len(services) * n > cap:
-            raise TooManyBuckets(
-                "bucket", cap, "ask for one service, shorten the range or use a larger bucket"
-            )
+    def errors_json(self, ranking: list[tuple[str, int, int]], top: int) -> dict[str, Any]:
+        """The top services of `ranking` with their buckets (from these counts), the rest
+        summed in `other`."""
         out: list[ServiceErrorsJson] = []
-        for service in services:
+        for service, total, errors in ranking[:top]:
             series: list[ErrorBucketJson] = []
-            for i in range(n):
-                total = sum(self.by_key.get((i, service, s), 0) for s in SEVERITY_ORDER)
-                errors = sum(self.by_key.get((i, service, s), 0) for s in ERROR_SEVERITIES)
+            for i in range(len(self.buckets.starts)):
+                in_bucket = self.by_key.get((i, service, "total"), 0)
+                failed = self.by_key.get((i, service, "errors"), 0)
                 series.append(
                     {
                         "start": self.buckets.start_text(i),
-                        "total": total,
-                        "errors": errors,
-                        "rate": _rate(errors, total),
+                        "total": in_bucket,
+                        "errors": failed,
+                        "rate": _rate(failed, in_bucket),
                     }
                 )
-            total = sum(b["total"] for b in series)
-            errors = sum(b["errors"] for b in series)
             out.append(
                 {
                     "service": service,
@@ -230,8 +276,15 @@ class Counts:
                     "buckets": series,
                 }
             )
-        out.sort(key=lambda s: (-s["errors"], s["service"]))
-        return {**self._range(), "services": out}
+        rest = ranking[top:]
+        total, errors = sum(s[1] for s in rest), sum(s[2] for s in rest)
+        other: OtherErrorsJson = {
+            "services": len(rest),
+            "total": total,
+            "errors": errors,
+            "rate": _rate(errors, total),
+        }
+        return {**self._range(), "services": out, "other": other}
 
     def _range(self) -> dict[str, str]:
         return {"from": rfc3339(self.buckets.since), "to": rfc3339(self.buckets.until)}
@@ -240,37 +293,35 @@ class Counts:
 # --- what the API and the CLI call ---------------------------------------------------------
 
 
+DEFAULT_TOP = 10
+MAX_TOP = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesRequest:
     """One analytics question: the filters of GET /v1/logs (limit and cursor unused), the
-    bucket size, the zone of its boundaries, and whether the previous period comes too."""
+    bucket size, the zone of its boundaries, whether the previous period comes too, and (for
+    error rates) how many services get their buckets."""
 
     query: LogQuery
     bucket: BucketSize = "hour"
     tz: str = "UTC"
     compare: bool = False
+    top: int = DEFAULT_TOP
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top <= MAX_TOP:
+            raise QueryError("top", f"must be 1..{MAX_TOP}, not {self.top}")
 
 
-async def _series(
-    reader: LogReader, request: SeriesRequest, by_service: bool, cap: int, now: datetime | None
-) -> list[Counts]:
-    """The counts of the range (and of the previous period when asked), each read in one
-    consistent snapshot."""
+def _periods(request: SeriesRequest, cap: int, now: datetime | None) -> list[Buckets]:
     query = request.query
     since, until = bucket_window(request.bucket, query.since, query.until, now)
     try:
         buckets = make_buckets(request.bucket, zone(request.tz), since, until, cap)
-        periods = [buckets, buckets.previous(cap)] if request.compare else [buckets]
+        return [buckets, buckets.previous(cap)] if request.compare else [buckets]
     except OverflowError:
         raise QueryError("from", "the range reaches dates the time zone cannot express") from None
-    search = None if query.q is None else await reader.text_search(query.q)
-    answers: list[Counts] = []
-    for period in periods:
-        counts = Counts(period)
-        for rows in await reader.snapshot(build_statements(query, period, by_service, search)):
-            counts.add(rows, by_service)
-        answers.append(counts)
-    return answers
 
 
 def _answer(request: SeriesRequest, parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,18 +331,60 @@ def _answer(request: SeriesRequest, parts: list[dict[str, Any]]) -> dict[str, An
     return answer
 
 
+async def _search(reader: LogReader, query: LogQuery) -> TextSearch | None:
+    return None if query.q is None else await reader.text_search(query.q)
+
+
 async def volume(
     reader: LogReader, request: SeriesRequest, cap: int, now: datetime | None = None
 ) -> dict[str, Any]:
-    """GET /v1/analytics/volume: counts per bucket and severity (zeros included)."""
-    series = await _series(reader, request, False, cap, now)
-    return _answer(request, [counts.volume_json() for counts in series])
+    """GET /v1/analytics/volume: counts per bucket and severity (zeros included), each
+    period read in one consistent snapshot."""
+    search = await _search(reader, request.query)
+    parts = []
+    for period in _periods(request, cap, now):
+        statements = build_statements(request.query, period, Shape(), search)
+
+        async def read(
+            fetch: Fetch, period: Buckets = period, todo: list[Statement] = statements
+        ) -> Counts:
+            counts = Counts(period)
+            for sql, args in todo:
+                counts.add(await fetch(sql, args), errors=False)
+            return counts
+
+        parts.append((await reader.snapshot(read)).volume_json())
+    return _answer(request, parts)
 
 
 async def error_rates(
     reader: LogReader, request: SeriesRequest, cap: int, now: datetime | None = None
 ) -> dict[str, Any]:
-    """GET /v1/analytics/errors: per service, error + fatal against all, per bucket and in
-    the range, services ranked by errors."""
-    series = await _series(reader, request, True, cap, now)
-    return _answer(request, [counts.errors_json(cap) for counts in series])
+    """GET /v1/analytics/errors: services ranked by errors (error + fatal) in the range,
+    the top ones with their buckets, each period read in one consistent snapshot: the
+    ranking first (the range as one group), then the buckets of the top services only."""
+    search = await _search(reader, request.query)
+    query, parts = request.query, []
+    for period in _periods(request, cap, now):
+
+        async def read(fetch: Fetch, period: Buckets = period) -> dict[str, Any]:
+            whole = Counts(period)
+            for sql, args in build_statements(
+                query, period, Shape(errors=True, by_unit=False), search
+            ):
+                whole.add(await fetch(sql, args), errors=True)
+            ranking = whole.services()
+            if min(request.top, len(ranking)) * len(period.starts) > cap:
+                raise TooManyBuckets(
+                    "top", cap, "lower top, shorten the range or use a larger bucket"
+                )
+            counts = Counts(period)
+            top = tuple(name for name, _total, _errors in ranking[: request.top])
+            if top:
+                shape = Shape(errors=True, services=top)
+                for sql, args in build_statements(query, period, shape, search):
+                    counts.add(await fetch(sql, args), errors=True)
+            return counts.errors_json(ranking, request.top)
+
+        parts.append(await reader.snapshot(read))
+    return _answer(request, parts)

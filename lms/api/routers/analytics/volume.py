@@ -23,10 +23,10 @@ from starlette.responses import Response
 
 from lms.api.dependencies import AppSettings, Reader
 from lms.api.render import encode
-from lms.api.schemas import AnalyticsParams, ErrorsOut, VolumeOut
+from lms.api.schemas import AnalyticsParams, ErrorsOut, ErrorsParams, VolumeOut
 from lms.query.filters import LogQuery
 from lms.query.reader import LogReader
-from lms.query.volume import SeriesRequest, error_rates, volume
+from lms.query.volume import DEFAULT_TOP, SeriesRequest, error_rates, volume
 
 router = APIRouter()
 
@@ -58,14 +58,15 @@ async def volume_series(
 
 @router.get("/errors", response_model=ErrorsOut, responses=_CACHING, summary="Error rate over time")
 async def error_series(
-    params: Annotated[AnalyticsParams, Query()],
+    params: Annotated[ErrorsParams, Query()],
     request: Request,
     reader: Reader,
     settings: AppSettings,
 ) -> Response:
-    """Per service and time bucket: logs, errors (error + fatal) and their ratio; services
-    ranked by errors in the range. The same filters, buckets and caching as
-    /v1/analytics/volume; at most API_MAX_BUCKETS (service, bucket) pairs."""
+    """Services ranked by errors (error + fatal) in the range, with their logs and error
+    ratio; the `top` ones also per time bucket, the rest summed in `other`. The same
+    filters, buckets and caching as /v1/analytics/volume; at most API_MAX_BUCKETS
+    (service, bucket) pairs (else 422 naming `top`)."""
     return await _answer(error_rates, params, request, reader, settings.api_max_buckets)
 
 
@@ -75,7 +76,11 @@ async def _answer(
     now = datetime.now(UTC).replace(tzinfo=None)
     values = dict(params)
     ask = SeriesRequest(
-        LogQuery.from_input(values), params.bucket, params.tz, params.compare == "previous"
+        LogQuery.from_input(values),
+        params.bucket,
+        params.tz,
+        params.compare == "previous",
+        values.get("top", DEFAULT_TOP),
     )
     began = time.perf_counter()
     answer = await series(reader, ask, cap, now)
