@@ -33,7 +33,8 @@ def add_commands(commands: Commands) -> None:
         run_api,
         help="serve the HTTP query API and HTTP ingestion",
         description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
-        "/v1/consistency, /v1/users/{user_id}/requests; OpenAPI at /openapi.json) and HTTP "
+        "/v1/consistency, /v1/users/{user_id}/requests, /v1/analytics/volume, "
+        "/v1/analytics/errors; OpenAPI at /openapi.json) and HTTP "
         "ingestion (POST /v1/logs, /otlp/v1/logs, /loki/api/v1/push, /_bulk; published to "
         "PUBSUB_TOPIC) on "
         "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
