@@ -218,7 +218,7 @@ async def time_queries(
     results = []
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
 
         async def get(params: dict[str, Any]) -> tuple[float, int]:

@@ -29,7 +29,7 @@ from lms.domain.record import LogRecord
 from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
-from lms.store.volume_rollup import RollupKey, hour_of
+from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
 
 END = datetime(2024, 6, 1)
 SPAN = timedelta(days=30)
@@ -240,11 +240,7 @@ def bulk_load(
                 " VALUES (%s, %s, %s, %s)",
                 [(s, v, c, END) for (s, v), c in sorted(counts.items())],
             )
-            cur.executemany(
-                "INSERT INTO volume_rollup (hour_start, service_name, severity, `count`)"
-                " VALUES (%s, %s, %s, %s)",
-                [(*key, c) for key, c in sorted(hourly.items())],
-            )
+            cur.executemany(INSERT_ROLLUP, rollup_rows(hourly))
             conn.commit()
             say(f"  rows in {time.monotonic() - started:.0f}s; rebuilding {len(indexes)} indexes")
             btree = [line for line in indexes if not line.startswith("FULLTEXT")]

@@ -43,7 +43,6 @@ from lms.query.timebuckets import (
 from lms.store.volume_rollup import hour_of
 
 Statement = tuple[str, list[object]]
-ERROR_SEVERITIES = ("error", "fatal")
 
 
 def uses_rollup(query: LogQuery) -> bool:
@@ -80,8 +79,8 @@ class Shape:
 def build_statements(
     query: LogQuery, buckets: Buckets, shape: Shape, search: TextSearch | None
 ) -> list[Statement]:
-    """The SELECTs of one series. Each gives rows (unit start, severity, count), or with
-    `shape.errors` (unit start, service, count, errors)."""
+    """The SELECTs of one series. Each gives rows (unit start, one count per severity), or
+    with `shape.errors` (unit start, service, count, errors)."""
     since, until = buckets.since, buckets.until
     if uses_rollup(query) and buckets.grain == "hour":
         first, last = _ceil_hour(since), hour_of(until)
@@ -94,7 +93,7 @@ def build_statements(
     return [_exact_sql(query, [(since, until)], buckets.grain, shape, search, since)]
 
 
-_ERRORS = "severity IN ('error', 'fatal')"
+ERROR_SEVERITIES = ("error", "fatal")
 
 
 def _only(cond: Conditions, shape: Shape) -> None:
@@ -102,25 +101,34 @@ def _only(cond: Conditions, shape: Shape) -> None:
         cond.add(f"service_name IN ({', '.join(['%s'] * len(shape.services))})", *shape.services)
 
 
+def _sum_of(terms: Sequence[str]) -> str:
+    return f"SUM({' + '.join(terms)})" if terms else "0"
+
+
 def _rollup_sql(
     query: LogQuery, first: datetime, last: datetime, shape: Shape, since: datetime
 ) -> Statement:
+    """The rollup's rows of [first, last): whole hours. Its severities are columns, so a
+    severity filter picks columns (the others count 0) rather than rows."""
     cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
     if query.service is not None:
         cond.add("service_name = %s", query.service)
     _only(cond, shape)
-    severities = severities_of(query)
-    if severities:
-        cond.add(f"severity IN ({', '.join(['%s'] * len(severities))})", *severities)
-    group, values = (
-        ("service_name", f"SUM(`count`), SUM(IF({_ERRORS}, `count`, 0))")
-        if shape.errors
-        else ("severity", "SUM(`count`)")
-    )
+    wanted = severities_of(query) or list(SEVERITY_ORDER)
+    if shape.errors:
+        errors = [f"`{s}`" for s in wanted if s in ERROR_SEVERITIES]
+        group = "service_name"
+        values = f"{_sum_of([f'`{s}`' for s in wanted])}, {_sum_of(errors)}"
+    else:
+        group = ""
+        values = ", ".join(f"SUM(`{s}`)" if s in wanted else "0" for s in SEVERITY_ORDER)
     unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
-    groups = f"hour_start, {group}" if shape.by_unit else group
-    sql = f"SELECT {unit}, {group}, {values} FROM volume_rollup{cond.where()} GROUP BY {groups}"
-    return sql, [*unit_args, *cond.args]
+    # In the order of an index, so groups stream from it without a temporary table:
+    # (hour, ...) for the volume, (service, hour, ...) for the error rates.
+    groups = ", ".join(g for g in (group, "hour_start" if shape.by_unit else "") if g)
+    columns = ", ".join(c for c in (unit, group, values) if c)
+    sql = f"SELECT {columns} FROM volume_rollup{cond.where()}"
+    return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
 
 def _exact_sql(
@@ -131,7 +139,8 @@ def _exact_sql(
     search: TextSearch | None,
     since: datetime,
 ) -> Statement:
-    """COUNT(*) GROUP BY grain unit over the rows of the filters in `ranges`.
+    """COUNT(*) GROUP BY grain unit over the rows of the filters in `ranges`, in the
+    rollup's shape (a count per severity, or per service its total and errors).
 
     The severities are always named (all five when none is asked for), so that the
     (severity, timestamp) and (column, severity, timestamp) indexes range over the time
@@ -144,20 +153,21 @@ def _exact_sql(
         cond.add(f"severity IN ({', '.join(['%s'] * len(SEVERITY_ORDER))})", *SEVERITY_ORDER)
     spans = " OR ".join(["(`timestamp` >= %s AND `timestamp` < %s)"] * len(ranges))
     cond.add(f"({spans})", *[moment for pair in ranges for moment in pair])
-    group, values = (
-        ("service_name", f"COUNT(*), SUM({_ERRORS})") if shape.errors else ("severity", "COUNT(*)")
-    )
+    if shape.errors:
+        group = "service_name"
+        values = "COUNT(*), SUM(severity IN ('error', 'fatal'))"
+    else:
+        group = ""
+        values = ", ".join(f"SUM(severity = '{s}')" for s in SEVERITY_ORDER)
     unit, unit_args = (
         ("DATE_FORMAT(`timestamp`, %s)", [GRAIN_FORMATS[grain]])
         if shape.by_unit
         else ("%s", [since])
     )
-    groups = f"unit, {group}" if shape.by_unit else group
-    sql = (
-        f"SELECT {unit} AS unit, {group}, {values} FROM service_logs{cond.where()}"
-        f" GROUP BY {groups}"
-    )
-    return sql, [*unit_args, *cond.args]
+    groups = ", ".join(g for g in ("unit" if shape.by_unit else "", group) if g)
+    columns = ", ".join(c for c in (f"{unit} AS unit", group, values) if c)
+    sql = f"SELECT {columns} FROM service_logs{cond.where()}"
+    return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
 
 # --- the answers --------------------------------------------------------------------------
@@ -221,10 +231,11 @@ class Counts:
                 parsed[unit] = self.buckets.index(_unit(unit))
             i = parsed[unit]
             if errors:
-                self.by_key[(i, str(row[1]), "total")] += int(row[2])
-                self.by_key[(i, str(row[1]), "errors")] += int(row[3])
+                self.by_key[(i, str(row[1]), "total")] += int(row[2] or 0)
+                self.by_key[(i, str(row[1]), "errors")] += int(row[3] or 0)
             else:
-                self.by_key[(i, "", str(row[1]))] += int(row[2])
+                for severity, count in zip(SEVERITY_ORDER, row[1:], strict=True):
+                    self.by_key[(i, "", severity)] += int(count or 0)
 
     def services(self) -> list[tuple[str, int, int]]:
         """(service, total, errors) over all buckets, most errors first."""

@@ -16,17 +16,19 @@ from typing import Protocol
 import aiomysql
 
 from lms.domain.record import LogRecord
+from lms.domain.severity import SEVERITY_ORDER
 
 _COUNT_NEW = (
     "SELECT DATE_FORMAT(`timestamp`, '%%Y-%%m-%%d %%H:00:00'), service_name, severity, COUNT(*)"
     " FROM service_logs WHERE batch_id = %s GROUP BY 1, 2, 3"
 )
-_INSERT = (
-    "INSERT INTO volume_rollup (hour_start, service_name, severity, `count`)"
-    " VALUES (%s, %s, %s, %s)"
+INSERT_ROLLUP = (
+    "INSERT INTO volume_rollup (hour_start, service_name, `debug`, `info`, `warn`, `error`,"
+    " `fatal`) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 RollupKey = tuple[datetime, str, str]
+"""(hour, service, severity)."""
 
 
 class _Stored(Protocol):
@@ -59,4 +61,13 @@ async def add_volume_rollup(
             }
         )
     if counts:
-        await cur.executemany(_INSERT, [(*key, n) for key, n in sorted(counts.items())])
+        await cur.executemany(INSERT_ROLLUP, rollup_rows(counts))
+
+
+def rollup_rows(counts: Counter[RollupKey]) -> list[tuple[object, ...]]:
+    """The rows of volume_rollup holding `counts`: one per (hour, service), in key order."""
+    pairs = sorted({(hour, service) for hour, service, _severity in counts})
+    return [
+        (hour, service, *(counts[(hour, service, s)] for s in SEVERITY_ORDER))
+        for hour, service in pairs
+    ]
