@@ -274,6 +274,7 @@ def write_report(
     command: str = "",
     target_ms: float = 50,
     what: str = "`limit=100`",
+    runs: int = 30,
 ) -> None:
     """Replace the section `heading` of the report (or append it)."""
     conn = _connect()
@@ -289,7 +290,7 @@ def write_report(
         f" {datetime.now():%Y-%m-%d %H:%M}: {rows:,} rows in `service_logs`, MariaDB {version},"
         f" innodb_buffer_pool_size {int(pool) // 2**20:,} MB, {os.cpu_count()} CPUs,"
         f" Python {platform.python_version()}.",
-        "Each query kind ran 30 times with random real values (plus one warm-up), "
+        f"Each query kind ran {runs} times with random real values (plus one warm-up), "
         f"{what}, timed through the API app in-process (validation, SQL, JSON).",
     ]
     if load_seconds is not None:
@@ -404,7 +405,7 @@ def main() -> int:
         print("timing GET /v1/logs, limit=100", flush=True)
         results = asyncio.run(time_queries(args.database, args.runs, args.only))
         if not args.no_write:
-            write_report(args.report, args.rows, load_seconds, results)
+            write_report(args.report, args.rows, load_seconds, results, runs=args.runs)
     if args.part in ("all", "analytics"):
         print("timing GET /v1/analytics/volume and /errors, whole range", flush=True)
         results = asyncio.run(time_queries(args.database, args.runs, args.only, analytics=True))
@@ -417,6 +418,7 @@ def main() -> int:
                 heading="Analytics performance",
                 command=f"bench/query.py --rows {args.rows} --part analytics",
                 target_ms=300,
+                runs=args.runs,
                 what="the whole table's range in hourly buckets unless named; rows: buckets"
                 " (volume) or services (errors) in the answer",
             )
