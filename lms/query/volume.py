@@ -101,8 +101,14 @@ def _only(cond: Conditions, shape: Shape) -> None:
         cond.add(f"service_name IN ({', '.join(['%s'] * len(shape.services))})", *shape.services)
 
 
+def _sum(term: str) -> str:
+    """SUM as an integer: MySQL's SUM is DECIMAL, which the driver turns into Decimal at
+    ~30 us a value, a third of a second for the 36,000 counts of 10 services over a month."""
+    return f"CAST(SUM({term}) AS UNSIGNED)"
+
+
 def _sum_of(terms: Sequence[str]) -> str:
-    return f"SUM({' + '.join(terms)})" if terms else "0"
+    return _sum(" + ".join(terms)) if terms else "0"
 
 
 def _rollup_sql(
@@ -121,7 +127,7 @@ def _rollup_sql(
         values = f"{_sum_of([f'`{s}`' for s in wanted])}, {_sum_of(errors)}"
     else:
         group = ""
-        values = ", ".join(f"SUM(`{s}`)" if s in wanted else "0" for s in SEVERITY_ORDER)
+        values = ", ".join(_sum(f"`{s}`") if s in wanted else "0" for s in SEVERITY_ORDER)
     unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
     # In the order of an index, so groups stream from it without a temporary table:
     # (hour, ...) for the volume, (service, hour, ...) for the error rates.
@@ -155,10 +161,10 @@ def _exact_sql(
     cond.add(f"({spans})", *[moment for pair in ranges for moment in pair])
     if shape.errors:
         group = "service_name"
-        values = "COUNT(*), SUM(severity IN ('error', 'fatal'))"
+        values = "COUNT(*), " + _sum("severity IN ('error', 'fatal')")
     else:
         group = ""
-        values = ", ".join(f"SUM(severity = '{s}')" for s in SEVERITY_ORDER)
+        values = ", ".join(_sum(f"severity = '{s}'") for s in SEVERITY_ORDER)
     unit, unit_args = (
         ("DATE_FORMAT(`timestamp`, %s)", [GRAIN_FORMATS[grain]])
         if shape.by_unit
@@ -265,6 +271,7 @@ class Counts:
         """The top services of `ranking` with their buckets (from these counts), the rest
         summed in `other`."""
         out: list[ServiceErrorsJson] = []
+        starts = [self.buckets.start_text(i) for i in range(len(self.buckets.starts))]
         for service, total, errors in ranking[:top]:
             series: list[ErrorBucketJson] = []
             for i in range(len(self.buckets.starts)):
@@ -272,7 +279,7 @@ class Counts:
                 failed = self.by_key.get((i, service, "errors"), 0)
                 series.append(
                     {
-                        "start": self.buckets.start_text(i),
+                        "start": starts[i],
                         "total": in_bucket,
                         "errors": failed,
                         "rate": _rate(failed, in_bucket),
