@@ -156,4 +156,7 @@ async def test_the_migration_keeps_rows_and_their_redeliveries_are_still_recogni
         await writer.close()
     totals = await db_query(s, "SELECT SUM(`count`) FROM service_severity")
     logs = await db_query(s, "SELECT COUNT(*) FROM service_logs")
-    assert int(totals[0][0]) == int(logs[0][0]) == 2
+    hourly = await db_query(
+        s, "SELECT SUM(`debug` + `info` + `warn` + `error` + `fatal`) FROM volume_rollup"
+    )  # backfilled by 010
+    assert int(totals[0][0]) == int(logs[0][0]) == int(hourly[0][0]) == 2

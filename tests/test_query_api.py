@@ -837,6 +837,7 @@ async def test_migration_keeps_existing_rows(
         "006_rejected_digest.sql",
         "008_user_requests.sql",
         "009_patterns.sql",
+        "010_volume_rollup.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:

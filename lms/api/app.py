@@ -6,6 +6,8 @@
 - GET /v1/consistency  service_logs vs service_severity, per (service, severity)
 - GET /v1/users/{user_id}/requests  one user's request logs, oldest first, keyset-paginated
 - GET /v1/analytics/patterns  the most frequent message templates, exact counts and trends
+- GET /v1/analytics/volume, /v1/analytics/errors  counts and error rates over time buckets
+                       of the logs' own timestamps, with any /v1/logs filter (cacheable)
 - POST /v1/logs        HTTP ingestion of native JSON/NDJSON logs, published to Pub/Sub
 - POST /otlp/v1/logs, /loki/api/v1/push, /_bulk (and Elasticsearch's probes): the same for
                        OpenTelemetry, Loki and Elasticsearch shippers
@@ -42,6 +44,7 @@ from lms.api.auth import AccessMiddleware, allowed_hosts, document_security
 from lms.api.ingestion import ingest_error
 from lms.api.routers import elastic, health, ingest, logs, loki, metrics, otlp, stats, users
 from lms.api.routers.analytics import patterns as analytics_patterns
+from lms.api.routers.analytics import volume as analytics_volume
 from lms.api.schemas import ERRORS
 from lms.ingest.http.errors import IngestError
 from lms.ingest.http.publisher import LogPublisher
@@ -84,6 +87,7 @@ def create_app(
         app.include_router(stats.router, prefix="/v1", responses=ERRORS)
         app.include_router(users.router, prefix="/v1", responses=ERRORS)
         app.include_router(analytics_patterns.router, prefix="/v1/analytics", responses=ERRORS)
+        app.include_router(analytics_volume.router, prefix="/v1/analytics", responses=ERRORS)
     if settings.api_ingest:
         app.include_router(ingest.router, prefix="/v1")
         app.include_router(otlp.router)

@@ -9,7 +9,7 @@ OpenAPI says about them beyond their types is added here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,15 @@ from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.patterns import DEFAULT_PATTERNS, MAX_PATTERNS, PatternJson, TrendBucket
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
+from lms.query.timebuckets import BucketSize
+from lms.query.volume import (
+    DEFAULT_TOP,
+    MAX_TOP,
+    ErrorBucketJson,
+    OtherErrorsJson,
+    ServiceErrorsJson,
+    VolumeBucketJson,
+)
 
 
 def _rfc3339(value: object) -> datetime:
@@ -89,7 +98,7 @@ class _Params(BaseModel):
 
 
 class LogFilterParams(_Params):
-    """The filters of GET /v1/logs, shared by its export."""
+    """The filters of GET /v1/logs, shared by its export and the analytics endpoints."""
 
     service: ServiceName | None = Field(None, description="exact service_name")
     severities: list[SeverityName] = Field(
@@ -137,6 +146,43 @@ class LogsParams(LogFilterParams):
 
 class ExportParams(LogFilterParams):
     format: ExportFormat = Field(description="ndjson: the items of GET /v1/logs, one a line; csv")
+
+
+class AnalyticsParams(LogFilterParams):
+    """A series over time: GET /v1/logs' filters, the bucket, its zone, the comparison."""
+
+    since: Timestamp | None = Field(
+        None,
+        alias="from",
+        description="RFC 3339; logs with timestamp >= from; default: to minus 1 hour"
+        " (minute buckets), 1 day (hour), 30 days (day) or 26 weeks (week)",
+    )
+    until: Timestamp | None = Field(
+        None, alias="to", description="RFC 3339; logs with timestamp < to; default: now"
+    )
+    bucket: BucketSize = Field("hour", description="bucket size, by the log's own timestamp")
+    tz: str = Field(
+        "UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone of the bucket boundaries (local minute, hour, midnight,"
+        " Monday); a day is 23 or 25 hours on a daylight-saving change",
+    )
+    compare: Literal["previous"] | None = Field(
+        None,
+        description="previous: also the same figures for the as many buckets just before"
+        " (`previous` in the answer)",
+    )
+
+
+class ErrorsParams(AnalyticsParams):
+    top: int = Field(
+        DEFAULT_TOP,
+        ge=1,
+        le=MAX_TOP,
+        description="services (most errors first) that get their buckets; the rest are"
+        " summed in `other`",
+    )
 
 
 class RequestsParams(_Params):
@@ -245,6 +291,61 @@ class SeverityOut(BaseModel):
     from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
     to: str = Field(json_schema_extra=_DATE_TIME)
     buckets: list[BucketOut]
+
+
+@with_config(_documented(start=_DATE_TIME))
+class VolumeBucketOut(VolumeBucketJson):
+    pass
+
+
+class VolumeSeriesOut(BaseModel):
+    from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
+    to: str = Field(json_schema_extra=_DATE_TIME)
+    total: int = Field(description="logs in [from, to)")
+    buckets: list[VolumeBucketOut] = Field(
+        description="every bucket of the range, oldest first, empty ones as zeros; the first"
+        " and last count only what lies in [from, to)"
+    )
+
+
+class VolumeOut(VolumeSeriesOut):
+    bucket: BucketSize
+    tz: str
+    previous: VolumeSeriesOut | None = Field(
+        None, description="with compare=previous: the as many buckets just before"
+    )
+
+
+@with_config(_documented(start=_DATE_TIME))
+class ErrorBucketOut(ErrorBucketJson):
+    pass
+
+
+@with_config(_documented(rate={"description": "errors / total; null when total is 0"}))
+class ServiceErrorsOut(ServiceErrorsJson):
+    pass
+
+
+class OtherErrorsOut(OtherErrorsJson):
+    pass
+
+
+class ErrorSeriesOut(BaseModel):
+    from_: str = Field(alias="from", json_schema_extra=_DATE_TIME)
+    to: str = Field(json_schema_extra=_DATE_TIME)
+    services: list[ServiceErrorsOut] = Field(
+        description="the `top` services with logs in the range, most errors (error + fatal)"
+        " first (then by name), each with every bucket of the range"
+    )
+    other: OtherErrorsOut = Field(description="the services beyond `top`, summed")
+
+
+class ErrorsOut(ErrorSeriesOut):
+    bucket: BucketSize
+    tz: str
+    previous: ErrorSeriesOut | None = Field(
+        None, description="with compare=previous: the as many buckets just before"
+    )
 
 
 class ConsistencyOut(BaseModel):

@@ -35,8 +35,8 @@ def add_commands(commands: Commands) -> None:
         run_api,
         help="serve the HTTP query API and HTTP ingestion",
         description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
-        "/v1/consistency, /v1/users/{user_id}/requests, /v1/analytics/patterns; OpenAPI at "
-        "/openapi.json) and HTTP "
+        "/v1/consistency, /v1/users/{user_id}/requests, /v1/analytics/patterns, "
+        "/v1/analytics/volume, /v1/analytics/errors; OpenAPI at /openapi.json) and HTTP "
         "ingestion (POST /v1/logs, /otlp/v1/logs, /loki/api/v1/push, /_bulk; published to "
         "PUBSUB_TOPIC) on "
         "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
@@ -62,53 +62,12 @@ def add_commands(commands: Commands) -> None:
         "or as JSON lines. Time bounds are RFC 3339 (e.g. 2024-05-01T12:00:00Z): --from is "
         "inclusive, --to exclusive.",
     )
-    logs.add_argument("--service", help="exact service name")
-    logs.add_argument(
-        "--severity",
-        dest="severities",
-        action="append",
-        choices=list(SEVERITY_ORDER),
-        help="severity; repeat for several (any matches)",
-    )
-    when = logs.add_mutually_exclusive_group()
-    when.add_argument(
-        "--since",
-        dest="since",
-        type=age_ago,
-        metavar="AGE",
-        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
-    )
-    when.add_argument(
-        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
-    )
-    logs.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
-    logs.add_argument("--resource-id", help="exact resource_id")
-    logs.add_argument("--trace-id", help="exact trace_id")
-    logs.add_argument("--span-id", help="exact span_id")
-    logs.add_argument("--commit", help="exact commit")
-    logs.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
-    logs.add_argument(
-        "--user-id", help='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
-    )
-    logs.add_argument(
-        "-q",
-        "--query",
-        dest="q",
-        metavar="TEXT",
-        help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
-    )
+    add_filter_arguments(logs)
     logs.add_argument(
         "--limit",
         type=positive_int,
         metavar="N",
         help="at most N logs (default 100; more are read in pages of 1000)",
-    )
-    logs.add_argument(
-        "--pattern",
-        dest="pattern_id",
-        type=_pattern,
-        metavar="ID",
-        help="the logs of one pattern (its 16 hex digits, from `lms patterns`)",
     )
     logs.add_argument("--cursor", help="continue after a previous page (printed at its end)")
     output = logs.add_mutually_exclusive_group()
@@ -130,6 +89,53 @@ def add_commands(commands: Commands) -> None:
         "(from service_severity).",
     )
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filters of `lms logs` (and of GET /v1/logs), named by LogQuery's fields; the
+    analytics commands take them too."""
+    parser.add_argument("--service", help="exact service name")
+    parser.add_argument(
+        "--severity",
+        dest="severities",
+        action="append",
+        choices=list(SEVERITY_ORDER),
+        help="severity; repeat for several (any matches)",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        dest="since",
+        type=age_ago,
+        metavar="AGE",
+        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
+    )
+    when.add_argument(
+        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
+    )
+    parser.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
+    parser.add_argument("--resource-id", help="exact resource_id")
+    parser.add_argument("--trace-id", help="exact trace_id")
+    parser.add_argument("--span-id", help="exact span_id")
+    parser.add_argument("--commit", help="exact commit")
+    parser.add_argument("--parent-resource-id", help="exact metadata.parentResourceId")
+    parser.add_argument(
+        "--user-id", help='exact metadata.user_id (an integer as its digits: 42 finds 42 and "42")'
+    )
+    parser.add_argument(
+        "-q",
+        "--query",
+        dest="q",
+        metavar="TEXT",
+        help='full-text search of the payload: every word must occur, "quoted words" as a phrase',
+    )
+    parser.add_argument(
+        "--pattern",
+        dest="pattern_id",
+        type=_pattern,
+        metavar="ID",
+        help="the logs of one pattern (its 16 hex digits, from `lms patterns`)",
+    )
 
 
 def age_ago(text: str) -> datetime:

@@ -17,6 +17,7 @@ import hashlib
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -28,6 +29,7 @@ from lms.domain.record import LogRecord
 from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
+from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
 
 END = datetime(2024, 6, 1)
 SPAN = timedelta(days=30)
@@ -200,7 +202,7 @@ def bulk_load(
     progress: Callable[[str], None] | None = None,
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after) and
-    service_severity with their counts; `progress` hears how it goes."""
+    service_severity and volume_rollup with their counts; `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
     asyncio.run(Migrator(settings).migrate())
@@ -218,10 +220,12 @@ def bulk_load(
             )
             batch: list[SeedRow] = []
             counts: dict[tuple[str, str], int] = {}
+            hourly: Counter[RollupKey] = Counter()
             for done, row in enumerate(generate(rows, seed), 1):
                 batch.append(row)
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
+                hourly[(hour_of(row.timestamp), row.service_name, row.severity)] += 1
                 if len(batch) == chunk:
                     cur.executemany(sql, [(row.message_id, *row) for row in batch])
                     batch.clear()
@@ -236,6 +240,7 @@ def bulk_load(
                 " VALUES (%s, %s, %s, %s)",
                 [(s, v, c, END) for (s, v), c in sorted(counts.items())],
             )
+            cur.executemany(INSERT_ROLLUP, rollup_rows(hourly))
             conn.commit()
             say(f"  rows in {time.monotonic() - started:.0f}s; rebuilding {len(indexes)} indexes")
             btree = [line for line in indexes if not line.startswith("FULLTEXT")]

@@ -77,6 +77,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
+Fetch = Callable[[str, Sequence[object]], Awaitable[Rows]]
+"""Runs one SELECT and returns its rows."""
 
 
 class LogReader:
@@ -130,8 +132,7 @@ class LogReader:
     async def _log_rows(self, query: LogQuery) -> list[tuple[Any, ...]]:
         if query.q is None:
             return await self._fetch(*build_logs_sql(query))
-        await self._ensure_pool()  # learns the server's full-text token sizes
-        search = parse_search(query.q, self.min_token, self.max_token)
+        search = await self.text_search(query.q)
         if search.patterns:
             by_id = (query.trace_id, query.span_id, query.user_id)
             if any(value is not None for value in by_id):
@@ -349,6 +350,24 @@ class LogReader:
         if len(rows) > query.limit:
             next_cursor = cursor_after(rows[query.limit - 1]).encode()
         return LogPage([entry_from_row(row) for row in rows[: query.limit]], next_cursor)
+
+    async def snapshot(self, work: Callable[[Fetch], Awaitable[T]]) -> T:
+        """`work`'s SELECTs (it gets the function that runs one), all read in one
+        consistent snapshot: an aggregate made of parts (lms.query.volume's rollup, edges
+        and ranking) must not see a batch in one part and miss it in another."""
+
+        async def read(cur: aiomysql.Cursor) -> T:
+            await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            answer = await work(lambda sql, args: _rows(cur, sql, args))
+            await cur.execute("COMMIT")
+            return answer
+
+        return await self._run(read)
+
+    async def text_search(self, q: str) -> TextSearch:
+        """`q` parsed with the server's full-text token sizes, as GET /v1/logs reads it."""
+        await self._ensure_pool()
+        return parse_search(q, self.min_token, self.max_token)
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", [])

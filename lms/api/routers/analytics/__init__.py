@@ -1,1 +1,2 @@
-"""The analytics endpoints under /v1/analytics, one module each (patterns, ...)."""
+"""The analytics endpoints, under /v1/analytics: one module per kind of figure (patterns,
+volume and errors)."""
