@@ -113,21 +113,29 @@ def main() -> None:
     from lms_client import PubSubTransport
 
     framework, port = sys.argv[1], int(sys.argv[2])
-    handler = LMSHandler(
-        service_name=f"web-{framework}",
-        transport=PubSubTransport(
+
+    def handler() -> LMSHandler:
+        transport = PubSubTransport(
             project=os.environ["PUBSUB_PROJECT"], topic=os.environ["PUBSUB_TOPIC"]
-        ),
-        flush_interval=0.05,
-    )
+        )
+        return LMSHandler(service_name=f"web-{framework}", transport=transport, flush_interval=0.05)
+
     if framework == "fastapi":
         import uvicorn
 
-        uvicorn.run(fastapi_app(handler), host="127.0.0.1", port=port, log_level="warning")
+        # A factory: uvicorn configures logging (logging.config.dictConfig, which closes every
+        # handler that exists) before it makes the app, so the LMSHandler must come after.
+        uvicorn.run(
+            lambda: fastapi_app(handler()),
+            factory=True,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     else:
         from werkzeug.serving import run_simple
 
-        run_simple("127.0.0.1", port, flask_app(handler), threaded=True)
+        run_simple("127.0.0.1", port, flask_app(handler()), threaded=True)
 
 
 if __name__ == "__main__":
