@@ -169,9 +169,8 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             " under a lock, the request id, the log's mapping, JSON encoding and queueing; the"
             " publishing runs on the handler's thread, which shares the GIL with the server."
             " wrk and the server share the machine's CPUs with the emulator, so the absolute"
-            " figures move with its load; the ratio less so. Under 0.9 the middleware's share"
-            " is too large for an endpoint this small: its per-request work (above) and the"
-            " publishing thread's, against an endpoint that does nothing.",
+            " figures move with its load, and so, by a few tenths between runs on a loaded"
+            " machine, does the ratio.",
         ]
     )
     text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
