@@ -135,8 +135,9 @@ bench: install  ## throughput (bench/run.py), ingestion, client, then the query 
 	$(MAKE) --no-print-directory bench-client
 	$(MAKE) --no-print-directory bench-query
 
-bench-client: install  ## client library: cost of logger.info via LMSHandler, records/s delivered
+bench-client: install  ## client library: cost of logger.info via LMSHandler, records/s delivered, middleware req/s
 	@$(PY) bench/client_handler.py
+	$(PY) bench/client_middleware.py
 
 # The query benchmark loads this many logs (bulk INSERTs, ~7 min for 5M on 2 CPUs), times
 # them with the server's buffer pool, then again with BENCH_QUERY_POOL_MB (0: skip that).

@@ -133,14 +133,22 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def plain_json(document: Mapping[str, object], metadata: Mapping[str, object]) -> str | None:
-    """`document` as JSON when `metadata` (part of it) is the usual `extra=`: flat strings,
-    numbers, booleans, within every limit of LMS; None otherwise (json_safe must convert it).
+    """`document` as JSON when `metadata` (part of it) is the usual `extra=`: strings,
+    numbers, booleans, flat or in objects of them one level down (the request-logging
+    middleware's `http`), within every limit of LMS; None otherwise (json_safe must convert
+    it).
 
     The fast path of emit: one json.dumps for the whole log. NaN raises here, lone
     surrogates and huge integers are looked for, and the length of the whole document bounds
     the metadata's.
     """
-    if not all(type(v) in _PLAIN for v in metadata.values()):
+    values: list[object] = []
+    for value in metadata.values():
+        if type(value) is dict:
+            values.extend(value.values())
+        else:
+            values.append(value)
+    if not all(type(v) in _PLAIN for v in values):
         return None
     try:
         text = dumps(document)
@@ -148,7 +156,7 @@ def plain_json(document: Mapping[str, object], metadata: Mapping[str, object]) -
         return None
     if len(text) > MAX_METADATA or has_surrogates(text):
         return None
-    if not all(-MAX_JSON_INT < v < MAX_JSON_INT for v in metadata.values() if type(v) is int):
+    if not all(-MAX_JSON_INT < v < MAX_JSON_INT for v in values if type(v) is int):
         return None
     return text
 

@@ -1,0 +1,306 @@
+"""One log per HTTP request: what ASGIMiddleware and WSGIMiddleware share.
+
+The framework-specific halves (lms_client.asgi, lms_client.wsgi) only observe a request: its
+start, its status, its sizes, how it ended. Everything else is here, so both log exactly the
+same fields (the README's "Request log fields", the interface `lms api`'s analytics read):
+
+- `Sequencer`: the instance (host:pid) and its request counter `seq`, with the request's
+  start timestamp taken under the same lock and never earlier than the previous one, so that
+  within one instance timestamp order never contradicts seq order, even if the clock steps
+  back (GET /v1/users/{id}/requests orders by timestamp, then instance, then seq);
+- `RequestLogger`: the options (user_id callable, which query and headers to log) and the
+  building of the log, handed to LMSHandler.submit, which queues it without touching the
+  network. Nothing here raises into the request: a failure to log is counted as a loss.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from lms_client.handler import LMSHandler
+from lms_client.jsonsafe import short_repr
+from lms_client.limits import MAX_CONTEXT, clean_text
+
+Scope = TypeVar("Scope")
+"""What the user_id callable is given: the ASGI scope or the WSGI environ."""
+
+MAX_REQUEST_ID = 128
+"""Characters of an incoming X-Request-ID kept; a longer one is replaced by a fresh id."""
+_REQUEST_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID}}}")
+"""Printable ASCII without spaces: a header value safe to echo and to store."""
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+MIN_USER_ID, MAX_USER_ID = -(2**63), 2**64 - 1
+"""An integer user id LMS indexes (lms/domain/record.py): 64 bits."""
+MAX_HEADER_VALUE = 1000
+"""Characters kept of a logged header's value (metadata is bounded: 16,384 characters)."""
+MAX_LOGGED_PATH = 2000
+"""Characters kept of metadata.http.path and metadata.http.query."""
+
+
+class Sequencer:
+    """This process's instance name and request counter, and the request start times.
+
+    One per process (`PROCESS_SEQUENCER`), shared by every middleware in it, so two apps of
+    one process never give two requests the same (instance, seq). `clock` (wall-clock
+    seconds) is injectable for tests. A forked child (gunicorn's workers) is a new instance:
+    its own pid, its counter from 0.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"[-MAX_CONTEXT:]
+        self._seq = 0
+        self._last_us = 0
+
+    def next(self) -> tuple[int, int]:
+        """(start timestamp in microseconds since the epoch, seq) of a request starting now:
+        the timestamp is max(now, the previous one), taken with the seq under one lock."""
+        with self._lock:
+            now_us = int(self._clock() * 1_000_000)
+            if now_us > self._last_us:
+                self._last_us = now_us
+            seq = self._seq
+            self._seq += 1
+            return self._last_us, seq
+
+
+PROCESS_SEQUENCER = Sequencer()
+
+
+@dataclass(slots=True)
+class Request:
+    """What a middleware observed of one request, filled in as it goes."""
+
+    method: str
+    path: str
+    timestamp_us: int
+    seq: int
+    started: float
+    """time.perf_counter() at the start, for the duration."""
+    request_id: str
+    ended: float | None = None
+    """time.perf_counter() when the response's last byte was handed to the server (work
+    after it, a background task, is not the request's duration)."""
+    trace_id: str | None = None
+    span_id: str | None = None
+    query: str | None = None
+    headers: dict[str, str] | None = None
+    route: str | None = None
+    status: int | None = None
+    request_size: int = 0
+    response_size: int = 0
+    outcome: str = "response"
+    """response, exception, disconnected (the client went away) or cancelled."""
+    error: BaseException | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def request_id_of(header: str | None) -> str:
+    """The client's X-Request-ID when it is 1-128 printable ASCII characters, else a new
+    one: an id that is echoed in a response header and stored must be safe in both."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return os.urandom(16).hex()  # a random 128-bit id, as uuid4's but a fifth of its cost
+
+
+def traceparent_ids(header: str | None) -> tuple[str | None, str | None]:
+    """(trace id, parent span id) of a W3C `traceparent` header, or (None, None) when absent
+    or invalid: version ff, all-zero ids, version 00 with anything after the flags."""
+    if header is None:
+        return None, None
+    match = _TRACEPARENT.fullmatch(header.strip())
+    if match is None:
+        return None, None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None, None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None, None
+    return trace_id, span_id
+
+
+def user_id_value(value: object) -> str | int | None:
+    """A value LMS indexes as metadata.user_id, or None: a string of 1-255 characters with no
+    control character nor whitespace at an end, or a 64-bit integer. Anything else would get
+    the whole log refused, so it is left out (and said so in metadata.user_id_error)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if MIN_USER_ID <= value <= MAX_USER_ID:
+            return value
+        raise ValueError("an integer beyond 64 bits")
+    if isinstance(value, str):
+        text = clean_text(value)
+        if not 1 <= len(text) <= MAX_CONTEXT:
+            raise ValueError(f"a string of {len(text)} characters, not 1..{MAX_CONTEXT}")
+        if not text.isprintable() or text != text.strip():
+            raise ValueError("a string with control characters or whitespace at an end")
+        return text
+    raise ValueError(f"a {type(value).__name__}, not a string or an integer")
+
+
+class RequestLogger(Generic[Scope]):
+    """The options of a request-logging middleware and the log it sends per request.
+
+    `handler`: the LMSHandler whose queue, batching and transport carry the logs.
+    `user_id`: called once per request, after the app answered, with the ASGI scope or the
+    WSGI environ as the app left it; returns the user's id or None (an exception in it is
+    caught: the log goes without a user id, metadata.user_id_error says why).
+    `log_query`: log the query string (metadata.http.query); off by default, as query strings
+    carry tokens. `log_headers`: the request headers to log (metadata.http.headers), by name;
+    none by default. `sequencer`: the process's (tests inject one with a clock).
+    """
+
+    def __init__(
+        self,
+        handler: LMSHandler,
+        user_id: Callable[[Scope], object] | None = None,
+        *,
+        log_query: bool = False,
+        log_headers: Iterable[str] = (),
+        sequencer: Sequencer | None = None,
+    ) -> None:
+        if not isinstance(handler, LMSHandler):
+            raise ValueError(f"handler must be an LMSHandler, not {handler!r}")
+        if user_id is not None and not callable(user_id):
+            raise ValueError(f"user_id must be a callable or None, not {user_id!r}")
+        if isinstance(log_headers, str):
+            raise ValueError("log_headers is a list of header names, not one string")
+        self.handler = handler
+        self.user_id = user_id
+        self.log_query = bool(log_query)
+        self.log_headers = tuple(name.lower() for name in log_headers)
+        self.sequencer = sequencer or PROCESS_SEQUENCER
+
+    def start(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        query: Callable[[], str],
+    ) -> Request:
+        """A request starting now; `header(name)` reads a request header (lowercase name),
+        `query()` the query string (read only when logged)."""
+        timestamp_us, seq = self.sequencer.next()
+        trace_id, span_id = traceparent_ids(header("traceparent"))
+        request = Request(
+            method=method,
+            path=path[:MAX_LOGGED_PATH],
+            timestamp_us=timestamp_us,
+            seq=seq,
+            started=time.perf_counter(),
+            request_id=request_id_of(header("x-request-id")),
+            trace_id=trace_id,
+            span_id=span_id,
+        )
+        if self.log_query:
+            request.query = query()[:MAX_LOGGED_PATH]
+        if self.log_headers:
+            request.headers = {
+                name: value[:MAX_HEADER_VALUE]
+                for name in self.log_headers
+                if (value := header(name)) is not None
+            }
+        return request
+
+    def finish(self, request: Request, scope: Scope) -> None:
+        """Send the request's one log. Never raises: a failure here is counted as a loss of
+        the handler (dropped, `rejected`), the request itself is not touched."""
+        try:
+            severity, payload, timestamp, metadata, trace_id, span_id = self._log(request, scope)
+        except Exception as exc:  # pragma: no cover - _log is total over what it is given
+            # Still one log for the request, saying what went wrong.
+            severity, payload, timestamp, metadata = "error", f"request log: {exc!r}", None, None
+            trace_id = span_id = None
+        self.handler.submit(
+            severity, payload, timestamp, metadata, trace_id=trace_id, span_id=span_id
+        )
+
+    def _log(
+        self, request: Request, scope: Scope
+    ) -> tuple[str, str, float, dict[str, Any], str | None, str | None]:
+        ended = request.ended if request.ended is not None else time.perf_counter()
+        duration_ms = round((ended - request.started) * 1000, 3)
+        status = request.status
+        if status is None and request.outcome == "exception":
+            status = 500  # what the framework's own error handling answers
+        http: dict[str, Any] = {
+            "method": request.method,
+            "route": request.route,
+            "path": request.path,
+            "status_code": status,
+            "duration_ms": duration_ms,
+            "request_size": request.request_size,
+            "response_size": request.response_size,
+            "outcome": request.outcome,
+        }
+        if request.query is not None:
+            http["query"] = request.query
+        if request.headers is not None:
+            http["headers"] = request.headers
+        metadata: dict[str, Any] = {
+            "http": http,
+            "request_id": request.request_id,
+            "instance": self.sequencer.instance,
+            "seq": request.seq,
+            **request.extra,
+        }
+        if self.user_id is not None:
+            try:
+                user = user_id_value(self.user_id(scope))
+            except Exception as exc:
+                user = None
+                metadata["user_id_error"] = short_repr(exc)
+            if user is not None:
+                metadata["user_id"] = user
+        payload = (
+            f"{request.method} {request.route or request.path}"
+            f" {status if status is not None else '-'} {duration_ms:.1f}ms"
+        )
+        if request.outcome != "response":
+            payload += f" ({request.outcome})"
+        if request.error is not None:
+            payload += "\n" + "".join(traceback.format_exception(request.error)).rstrip()
+        return (
+            severity_of(status, request.outcome),
+            payload,
+            request.timestamp_us / 1_000_000,
+            metadata,
+            request.trace_id,
+            request.span_id,
+        )
+
+
+_ROUTE_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+
+
+def route_template(rule: str) -> str:
+    """A Flask or Django route (`/users/<int:id>`) in the one form the analytics group by,
+    Starlette's (`/users/{id}`)."""
+    return _ROUTE_PARAMETER.sub(r"{\1}", rule) if "<" in rule else rule
+
+
+def severity_of(status: int | None, outcome: str) -> str:
+    """error: an exception or a 5xx; warn: a 4xx, or a request that ended without its
+    response (the client went away, the server cancelled it); info otherwise."""
+    if outcome == "exception" or (status is not None and status >= 500):
+        return "error"
+    if outcome != "response" or (status is not None and status >= 400):
+        return "warn"
+    return "info"
