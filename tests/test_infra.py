@@ -37,7 +37,15 @@ MIGRATION_NAMES = [script.name for script in migration_files()]
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"schema_migrations", "service_logs", "service_severity", "rejected_messages"}
+TABLES = {
+    "schema_migrations",
+    "service_logs",
+    "service_severity",
+    "rejected_messages",
+    "log_patterns",
+    "pattern_counts",
+    "volume_rollup",
+}
 
 
 async def test_emulator_round_trip(settings: SettingsFactory, pubsub_emulator: str) -> None:

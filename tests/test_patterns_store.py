@@ -295,7 +295,8 @@ async def test_migration_keeps_old_rows_without_a_pattern(settings, tmp_path: Pa
         " severity, `timestamp`) VALUES ('old', 'old', 1, 'legacy', 'user 1 left', 'info',"
         " '2026-11-30 09:30:00')",
     )
-    assert await Migrator(s).migrate() == ["009_patterns.sql"]
+    applied = await Migrator(s).migrate()
+    assert applied[0] == "009_patterns.sql"  # then any later ones
     assert await db_query(s, "SELECT pattern_id FROM service_logs") == [(None,)]
     writer = BatchWriter(s)
     try:
