@@ -314,6 +314,7 @@ async def test_unknown_user_has_no_requests(client: httpx.AsyncClient) -> None:
         ),
         (REQUESTS.format("u" * 256), {}, "user_id", "at most 255 characters"),
         ("/v1/users//requests", {}, "user_id", "at least 1 character"),
+        (REQUESTS.format("alice%20"), {}, "user_id", "whitespace"),
         ("/v1/logs", {"user_id": "u" * 256}, "user_id", "at most 255 characters"),
     ],
 )

@@ -55,7 +55,7 @@ Timestamp = Annotated[
 ]
 
 
-def _exact(value: str) -> str:
+def exact(value: str) -> str:
     """A 422 for what no stored name or id can be (lms.query.filters.exact_problem)."""
     problem = exact_problem(value)
     if problem is not None:
@@ -63,9 +63,9 @@ def _exact(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT), AfterValidator(_exact)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT), AfterValidator(exact)]
 ServiceName = Annotated[
-    str, Field(min_length=1, max_length=MAX_SERVICE_NAME), AfterValidator(_exact)
+    str, Field(min_length=1, max_length=MAX_SERVICE_NAME), AfterValidator(exact)
 ]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator
 from starlette.responses import Response
 
 from lms.api.dependencies import Reader
 from lms.api.render import json_answer
-from lms.api.schemas import RequestsOut, RequestsParams
+from lms.api.schemas import RequestsOut, RequestsParams, exact
 from lms.domain.record import MAX_CONTEXT
 from lms.query.cursor import RequestCursor
 from lms.query.user_requests import RequestsQuery
@@ -24,6 +25,7 @@ UserId = Annotated[
         description="metadata.user_id of the logs; an integer one as its digits"
         ' (42 finds 42 and "42")',
     ),
+    AfterValidator(exact),
 ]
 
 
