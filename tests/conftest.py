@@ -80,6 +80,22 @@ def mysql_config() -> dict[str, Any]:
     }
 
 
+def query_settings(database: str) -> Settings:
+    """Settings of a query-only `lms api` (no publisher) on `database` of the test server,
+    made-up hosts allowed (http://test), for tests that seed a database of their own."""
+    config = mysql_config()
+    return load_settings(
+        _env_file=None,
+        mysql_host=config["host"],
+        mysql_port=config["port"],
+        mysql_user=config["user"],
+        mysql_password=config["password"],
+        mysql_database=database,
+        api_allowed_hosts="*",
+        api_ingest=False,
+    )
+
+
 def _admin_execute(sql: str) -> None:
     config = mysql_config()
     try:

@@ -24,10 +24,10 @@ import pytest
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
 from lms.domain.record import LogRecord, Rules, parse_message
-from lms.settings import Settings, load_settings
+from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.writer import BatchWriter, StoredLog
-from tests.conftest import mysql_config
+from tests.conftest import mysql_config, query_settings
 from tests.helpers import rfc3339
 
 pytestmark = pytest.mark.integration
@@ -41,20 +41,6 @@ WINDOWS = (  # both zones' spring and autumn changes, and a quiet stretch betwee
 RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 ROWS = 3000
 LMS = str(Path(sys.executable).with_name("lms"))
-
-
-def _settings(database: str) -> Settings:
-    config = mysql_config()
-    return load_settings(
-        _env_file=None,
-        mysql_host=config["host"],
-        mysql_port=config["port"],
-        mysql_user=config["user"],
-        mysql_password=config["password"],
-        mysql_database=database,
-        api_allowed_hosts="*",
-        api_ingest=False,
-    )
 
 
 def _bodies(count: int, seed: int = 16) -> list[tuple[str, dict[str, Any]]]:
@@ -132,7 +118,7 @@ def seeded_db() -> Iterator[str]:
     with _admin() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     try:
-        settings = _settings(name)
+        settings = query_settings(name)
         asyncio.run(Migrator(settings).migrate())
         asyncio.run(_store(settings, _logs(_bodies(ROWS))))
         yield name
@@ -143,7 +129,7 @@ def seeded_db() -> Iterator[str]:
 
 @pytest.fixture
 async def seeded(seeded_db: str) -> AsyncIterator[Seeded]:
-    settings = _settings(seeded_db)
+    settings = query_settings(seeded_db)
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -420,7 +406,7 @@ async def test_bad_parameters_are_422_naming_them(
 
 
 async def test_errors_over_the_cap_of_service_bucket_pairs(seeded_db: str) -> None:
-    settings = _settings(seeded_db).model_copy(update={"api_max_buckets": 100})
+    settings = query_settings(seeded_db).model_copy(update={"api_max_buckets": 100})
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -457,7 +443,7 @@ async def test_migration_backfills_the_rollup_from_existing_rows(
 ) -> None:
     """Rows stored before 010 are counted: the served answer (from the rollup) equals the
     oracle, and a re-run of the backfill (an interrupted migration) counts nothing twice."""
-    settings = _settings(mysql_database)
+    settings = query_settings(mysql_database)
     before = tmp_path / "sql"
     before.mkdir()
     for item in MIGRATIONS.iterdir():

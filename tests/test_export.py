@@ -34,7 +34,7 @@ from lms.query.export import CSV_COLUMNS, formula_safe
 from lms.settings import Settings, load_settings
 from lms.store.migrations import Migrator
 from lms.store.writer import BatchWriter, StoredLog
-from tests.conftest import mysql_config
+from tests.conftest import mysql_config, query_settings
 from tests.lms_process import lms_api
 
 pytestmark = pytest.mark.integration
@@ -74,20 +74,6 @@ def _database() -> Iterator[str]:
         yield name
     finally:
         _admin(f"DROP DATABASE IF EXISTS `{name}`")
-
-
-def _settings(database: str) -> Settings:
-    config = mysql_config()
-    return load_settings(
-        _env_file=None,
-        mysql_host=config["host"],
-        mysql_port=config["port"],
-        mysql_user=config["user"],
-        mysql_password=config["password"],
-        mysql_database=database,
-        api_allowed_hosts="*",
-        api_ingest=False,
-    )
 
 
 def _bodies() -> list[dict[str, Any]]:
@@ -136,7 +122,7 @@ async def _store(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def stored() -> Iterator[Settings]:
     with _database() as name:
-        settings = _settings(name)
+        settings = query_settings(name)
         asyncio.run(_store(settings))
         yield settings
 
@@ -355,7 +341,7 @@ BIG = 100_000
 def big() -> Iterator[Settings]:
     with _database() as name:
         bulk_load(name, BIG)
-        yield _settings(name)
+        yield query_settings(name)
 
 
 def _api_process(client: httpx.AsyncClient) -> psutil.Process:

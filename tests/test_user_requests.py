@@ -28,10 +28,10 @@ import pytest
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
 from lms.domain.record import LogRecord, parse_message
-from lms.settings import Settings, load_settings
+from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator, migration_files
 from lms.store.writer import BatchWriter, StoredLog
-from tests.conftest import mysql_config
+from tests.conftest import mysql_config, query_settings
 
 pytestmark = pytest.mark.integration
 
@@ -134,20 +134,6 @@ def _world() -> tuple[list[Log], dict[str, list[str]]]:
     return t.logs, made
 
 
-def _settings(database: str) -> Settings:
-    config = mysql_config()
-    return load_settings(
-        _env_file=None,
-        mysql_host=config["host"],
-        mysql_port=config["port"],
-        mysql_user=config["user"],
-        mysql_password=config["password"],
-        mysql_database=database,
-        api_allowed_hosts="*",
-        api_ingest=False,
-    )
-
-
 def _admin(sql: str, args: Sequence[object] | None = None, database: str | None = None) -> Any:
     conn = pymysql.connect(**mysql_config(), database=database, charset="utf8mb4", autocommit=True)
     try:
@@ -177,7 +163,7 @@ def world() -> Iterator[World]:
     name = f"lms_test_{secrets.token_hex(6)}"
     _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     try:
-        settings = _settings(name)
+        settings = query_settings(name)
         logs, made = _world()
         shuffled = random.Random(15).sample(logs, len(logs))
         asyncio.run(Migrator(settings).migrate())
@@ -443,7 +429,7 @@ async def test_the_migration_indexes_old_rows_and_never_fails_on_odd_metadata(
 ) -> None:
     """Rows stored before the edge rules hold anything: the ALTER keeps them all, takes what
     the rules would allow and leaves the rest NULL; their requests are then listed."""
-    settings = _settings(mysql_database)
+    settings = query_settings(mysql_database)
     older = tmp_path / "sql"
     older.mkdir()
     for script in migration_files():
