@@ -232,6 +232,27 @@ class Settings(BaseSettings):
         default=9464, ge=0, le=65535, description="port of that server; 0 disables it"
     )
 
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="`lms retention`: keep the logs of the last this many whole UTC days (and"
+        " today), with their rollups and rejections; unset: keep everything",
+    )
+    retention_chunk: int = Field(
+        default=5000,
+        ge=10,
+        le=100_000,
+        description="`lms retention`: rows per transaction of expiry and compaction",
+    )
+    compact_after_days: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="`lms retention`: merge the rollup rows of UTC days at least this many"
+        " days before today into one per key and hour (service_severity: per key and day)",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="minimum level of log lines"
     )

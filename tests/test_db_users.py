@@ -1,7 +1,8 @@
 """The least-privilege MySQL users of deploy/mysql/lms-users.sh, on the real MariaDB: the
 script's own SQL creates them (throwaway names), the migrator applies the schema as the DDL
-user, a real `lms mon` stores logs as the monitor user, the reader reads as the API user, and
-each is refused what it was not granted."""
+user, a real `lms mon` stores logs as the monitor user, the reader reads as the API user,
+`lms retention` expires and compacts as the retention user, and each is refused what it was
+not granted."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lms.query.reader import LogReader
 from lms.settings import Settings
 from lms.store.errors import TerminalStorageError
 from lms.store.migrations import Migrator, migration_files
+from lms.store.retention import Retention
 from tests.conftest import mysql_config
 from tests.helpers import SettingsFactory, db_query, ensure_resources, make_log, publish
 
@@ -37,7 +39,8 @@ class Users:
 
     def __init__(self, database: str) -> None:
         suffix = secrets.token_hex(4)
-        self.names = {role: f"lms_{role}_{suffix}" for role in ("migrate", "mon", "api")}
+        roles = ("migrate", "mon", "api", "retention")
+        self.names = {role: f"lms_{role}_{suffix}" for role in roles}
         self.passwords = {role: secrets.token_urlsafe(18) for role in self.names}
         self.env = {
             "LMS_DATABASE": database,
@@ -47,6 +50,8 @@ class Users:
             "LMS_MIGRATE_PASSWORD": self.passwords["migrate"],
             "LMS_MON_PASSWORD": self.passwords["mon"],
             "LMS_API_DB_PASSWORD": self.passwords["api"],
+            "LMS_RETENTION_USER": self.names["retention"],
+            "LMS_RETENTION_PASSWORD": self.passwords["retention"],
         }
 
     def sql(self) -> str:
@@ -123,6 +128,23 @@ def test_the_script_refuses_a_missing_password() -> None:
     assert "LMS_API_DB_PASSWORD is not set" in result.stderr
 
 
+def test_the_script_makes_the_retention_user_only_with_its_password() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LMS_")}
+    base = {"LMS_MIGRATE_PASSWORD": "x", "LMS_MON_PASSWORD": "y", "LMS_API_DB_PASSWORD": "z"}
+    for extra, made in (({}, False), ({"LMS_RETENTION_PASSWORD": "w"}, True)):
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "--print"],
+            env={**env, **base, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        assert (
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON `lms`.* TO 'lms_retention'" in result.stdout
+        ) is made
+
+
 async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> None:
     migrate = users.settings_of(settings, "migrate")
     mon = users.settings_of(settings, "mon", batchsize=100, flushinterval=0.2)
@@ -172,3 +194,16 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
         "DROP TABLE service_severity",
     ):
         assert _refused(mon, statement) in DENIED, statement
+
+    # The retention user expires and compacts, as `lms retention` does, and nothing more.
+    retention = users.settings_of(settings, "retention", retention_days=1)
+    old = "UPDATE service_logs SET `timestamp` = '2020-01-01 00:00:00' WHERE payload = 'm0'"
+    await db_query(migrate, old)  # (as the migrate user, who has UPDATE)
+    async with Retention(retention) as run:
+        report = await run.run()
+    assert report.deleted["service_logs"] == 1
+    async with LogReader(api, pool_size=1, timeout=10) as reader:
+        assert (await reader.consistency()).consistent
+    assert await db_query(migrate, "SELECT COUNT(*) FROM service_logs") == [(5,)]
+    for statement in ("ALTER TABLE service_logs ADD COLUMN x INT", "DROP TABLE service_severity"):
+        assert _refused(retention, statement) in DENIED, statement

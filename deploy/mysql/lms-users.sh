@@ -7,10 +7,14 @@
 #                                   (service_logs, service_severity, rejected_messages) and
 #                                   reads service_logs and schema_migrations
 #   LMS_API_USER     (lms_api)      `lms api`, `lms logs`, `lms stats`: SELECT
+#   LMS_RETENTION_USER (lms_retention)  `lms retention`: SELECT, INSERT, UPDATE, DELETE (it
+#                                   deletes expired rows, merges rollup rows and drains
+#                                   service_severity); made only when its password is set
 #
 # on the database LMS_DATABASE (else MYSQL_DATABASE, else lms), for connections from
 # LMS_USER_HOST (default '%': any host; a subnet like '10.0.%' is tighter). Passwords come
-# from LMS_MIGRATE_PASSWORD, LMS_MON_PASSWORD and LMS_API_DB_PASSWORD, all required.
+# from LMS_MIGRATE_PASSWORD, LMS_MON_PASSWORD and LMS_API_DB_PASSWORD, all required, and
+# LMS_RETENTION_PASSWORD, optional (no retention user without it).
 #
 #   deploy/mysql/lms-users.sh --print | mysql -uroot -p     prints the SQL (any server)
 #   deploy/mysql/lms-users.sh                               runs it as root on the local
@@ -25,9 +29,10 @@ lms_users_sql() {
     local database="${LMS_DATABASE:-${MYSQL_DATABASE:-lms}}"
     local host="${LMS_USER_HOST:-%}"
     local -a users=(
-        "${LMS_MIGRATE_USER:-lms_migrate}|LMS_MIGRATE_PASSWORD|CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE"
-        "${LMS_MON_USER:-lms_mon}|LMS_MON_PASSWORD|SELECT, INSERT"
-        "${LMS_API_USER:-lms_api}|LMS_API_DB_PASSWORD|SELECT"
+        "${LMS_MIGRATE_USER:-lms_migrate}|LMS_MIGRATE_PASSWORD|CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE|required"
+        "${LMS_MON_USER:-lms_mon}|LMS_MON_PASSWORD|SELECT, INSERT|required"
+        "${LMS_API_USER:-lms_api}|LMS_API_DB_PASSWORD|SELECT|required"
+        "${LMS_RETENTION_USER:-lms_retention}|LMS_RETENTION_PASSWORD|SELECT, INSERT, UPDATE, DELETE|optional"
     )
     if [[ ! "$database" =~ ^[A-Za-z0-9_]{1,64}$ ]]; then
         echo "lms-users.sh: database name '$database' must be letters, digits and _" >&2
@@ -37,10 +42,13 @@ lms_users_sql() {
         echo "lms-users.sh: LMS_USER_HOST '$host' is not a host name, address or pattern" >&2
         return 2
     fi
-    local entry user variable privileges password
+    local entry user variable privileges need password
     for entry in "${users[@]}"; do
-        IFS='|' read -r user variable privileges <<<"$entry"
+        IFS='|' read -r user variable privileges need <<<"$entry"
         password="${!variable:-}"
+        if [[ -z "$password" && "$need" == "optional" ]]; then
+            continue
+        fi
         if [[ ! "$user" =~ ^[A-Za-z0-9_]{1,32}$ ]]; then
             echo "lms-users.sh: user name '$user' must be 1-32 letters, digits and _" >&2
             return 2

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from lms import __version__
-from lms.cli import analytics, migrate, mon, patterns, query, traffic
+from lms.cli import analytics, migrate, mon, patterns, query, retention, traffic
 from lms.cli.options import SETTINGS_HELP, Handler
 from lms.ops.log_setup import configure_logging
 from lms.settings import SettingsError, load_settings
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lms {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     # The order `lms --help` lists them in.
-    for group in (mon, traffic, migrate, query, patterns, analytics):
+    for group in (mon, traffic, migrate, retention, query, patterns, analytics):
         group.add_commands(commands)
     return parser
 

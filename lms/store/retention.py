@@ -1,0 +1,411 @@
+"""Retention and compaction (`lms retention`): old rows go and old rollup rows merge, in short
+transactions that never change a total and never wait long on `lms mon`.
+
+Why chunked deletes and not daily partitions: docs/scaling.md, Retention (in short, InnoDB
+cannot partition a table with a FULLTEXT index, and every unique key of a partitioned table
+must hold the partition column, which would make the idempotency key unique per timestamp
+instead of globally).
+
+The rules, so that every rollup stays equal to COUNT(*) over the logs that remain:
+
+- The unit of expiry is the whole UTC day. With RETENTION_DAYS=N the cutoff is midnight UTC N
+  days before today: a log goes when its own `timestamp` is before it, and so do the rows of
+  the rollups dated by the logs' own time (volume_rollup, pattern_counts: their hours are
+  whole hours of a whole day, so every hour is either kept with all its logs or gone with
+  them) and rejected messages received before it.
+- service_severity counts by commit time, not by the logs' time, so it cannot expire by date
+  without drifting from COUNT(*) (a backlog commits old logs today). Instead, the transaction
+  that deletes a chunk of logs takes their counts off service_severity in the same commit,
+  oldest rows of each (service, severity) first: the per-pair totals (`lms stats`,
+  /v1/services, /v1/consistency) stay exact at every moment, and rows drained to 0 go.
+- Compaction merges the rows of one key and one bucket (service_severity: UTC day of the
+  commit; volume_rollup and pattern_counts: their hour, which is already their key) into one
+  row holding the sums. Each chunk is one transaction: read up to RETENTION_CHUNK rows of a
+  bucket with a locking read, delete exactly those rows by key, insert their sums. A crash
+  rolls the chunk back whole, so a total never doubles or vanishes; rows `lms mon` adds
+  meanwhile (late logs of an old hour) are not among the ids read, so they are neither
+  deleted nor summed, just merged by a later run.
+
+Transactions run in READ COMMITTED: a locking read then locks the rows it returns and no gaps,
+so `lms mon`'s inserts (new ids, new rows) never wait behind a chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Literal, TypeVar
+
+import aiomysql
+import structlog
+
+from lms.domain.severity import SEVERITY_ORDER
+from lms.settings import Settings
+from lms.store.connection import connect
+from lms.store.errors import DATABASE_ERRORS, classify, is_retriable
+
+log = structlog.get_logger(__name__)
+
+Grain = Literal["hour", "day"]
+T = TypeVar("T")
+INT_UNSIGNED_MAX = 2**32 - 1
+BIGINT_UNSIGNED_MAX = 2**64 - 1
+EARLIEST = datetime(1000, 1, 1)
+"""The earliest DATETIME of MySQL and MariaDB."""
+ATTEMPTS = 5
+"""Tries of one chunk that fails with an error a retry can fix (a deadlock with `lms mon`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """An append-only rollup table whose readers SUM rows: how to compact and expire it.
+
+    `time` dates a row (an index leads with it); compaction leaves one row per `keys` and
+    `grain` bucket of `time`, dated at the bucket's start. `row_key` identifies a row.
+    `batch` names a column of the primary key that makes each batch's row its own: a merged
+    row gets a fresh random value there, as a batch does. `by_log_time` says `time` is the
+    logs' own time, so the rows expire with the logs; otherwise (commit time) they are
+    drained as the logs go (service_severity only). `max_sum` is the largest value the sum
+    columns hold (a larger sum is split over several rows).
+    """
+
+    table: str
+    time: str
+    grain: Grain
+    keys: tuple[str, ...]
+    sums: tuple[str, ...]
+    row_key: tuple[str, ...] = ("id",)
+    batch: str | None = None
+    by_log_time: bool = True
+    max_sum: int = BIGINT_UNSIGNED_MAX
+
+
+SERVICE_SEVERITY = Rollup(
+    "service_severity",
+    "created_at",
+    "day",
+    ("service_name", "severity"),
+    ("count",),
+    by_log_time=False,
+    max_sum=INT_UNSIGNED_MAX,
+)
+ROLLUPS: tuple[Rollup, ...] = (
+    SERVICE_SEVERITY,
+    Rollup("volume_rollup", "hour_start", "hour", ("service_name",), SEVERITY_ORDER),
+    Rollup(
+        "pattern_counts",
+        "bucket_start",
+        "hour",
+        ("pattern_id", "service_name", "severity"),
+        ("count",),
+        row_key=("bucket_start", "pattern_id", "service_name", "severity", "batch_id"),
+        batch="batch_id",
+        max_sum=INT_UNSIGNED_MAX,
+    ),
+)
+"""Every rollup table. A new one is one more entry here."""
+
+EXPIRING: tuple[tuple[str, str], ...] = (
+    ("rejected_messages", "received_at"),
+    *((r.table, r.time) for r in ROLLUPS if r.by_log_time),
+)
+"""(table, date column) of the tables besides service_logs whose old rows simply go."""
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def bucket_of(moment: datetime, grain: Grain) -> datetime:
+    """The start of the UTC hour or day `moment` (naive UTC) is in."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour.replace(hour=0) if grain == "day" else hour
+
+
+def day_cutoff(days: int, now: datetime | None = None) -> datetime:
+    """Midnight UTC `days` days before today's: rows dated before it are older than `days`."""
+    today = bucket_of((now or datetime.now(UTC)).replace(tzinfo=None), "day")
+    return today - timedelta(days=days)
+
+
+@dataclass(slots=True)
+class Report:
+    """What one run changed: rows deleted per table, rows merged away per rollup."""
+
+    deleted: Counter[str] = field(default_factory=Counter)
+    merged: Counter[str] = field(default_factory=Counter)
+    chunks: int = 0
+
+
+Hook = Callable[[str], Awaitable[None]]
+"""Called inside each chunk's transaction after its deletes, before its commit: lets a test
+stop a run there, as a crash would."""
+
+
+class Retention:
+    """Compaction and expiry on one connection of its own (one task at a time)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        chunk: int | None = None,
+        rollups: Sequence[Rollup] = ROLLUPS,
+        hook: Hook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._chunk = chunk or settings.retention_chunk
+        self._rollups = tuple(rollups)
+        self._hook = hook
+        self._conn: aiomysql.Connection | None = None
+        self.report = Report()
+
+    async def __aenter__(self) -> Retention:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    async def run(self, now: datetime | None = None) -> Report:
+        """Compact, then expire (when RETENTION_DAYS is set): one pass, as a daily job does."""
+        await self.compact(day_cutoff(self._settings.compact_after_days, now))
+        if self._settings.retention_days is not None:
+            await self.expire(day_cutoff(self._settings.retention_days, now))
+        return self.report
+
+    # --- compaction ---
+
+    async def compact(self, horizon: datetime) -> None:
+        """Merge the rollup rows dated before `horizon` into one per key and bucket."""
+        for rollup in self._rollups:
+            since: datetime | None = EARLIEST
+            while since is not None:
+                since = await self._transaction(
+                    rollup.table, partial(self._merge, rollup, since, horizon)
+                )
+                self.report.chunks += 1
+
+    async def _merge(
+        self, rollup: Rollup, since: datetime, horizon: datetime, cur: aiomysql.Cursor
+    ) -> datetime | None:
+        """One chunk: the oldest RETENTION_CHUNK rows dated in [since, horizon), in date order
+        (along the index that leads with the date), merged by key and bucket; where the next
+        chunk starts, None when none is left.
+
+        A full chunk's last bucket may go on beyond it: that bucket is left to the next chunk
+        (which starts with it), unless it is the chunk's only bucket, which is then merged in
+        parts (the next chunk reads it again, merged rows included)."""
+        key_cols = list(dict.fromkeys((*rollup.row_key, *rollup.keys)))
+        cols = [*key_cols, *rollup.sums, rollup.time]
+        await cur.execute(
+            f"SELECT {', '.join(map(_q, cols))} FROM {rollup.table}"
+            f" WHERE {_q(rollup.time)} >= %s AND {_q(rollup.time)} < %s"
+            f" ORDER BY {_q(rollup.time)} LIMIT %s FOR UPDATE",
+            (since, horizon, self._chunk),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return None
+        grain, at = rollup.grain, cols.index(rollup.time)
+        buckets = sorted({bucket_of(row[at], grain) for row in rows})
+        following: datetime | None = None
+        if len(rows) == self._chunk:
+            following = buckets[-1]
+            if len(buckets) > 1:
+                rows = [row for row in rows if bucket_of(row[at], grain) < following]
+        groups: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+        key_at = [cols.index(k) for k in rollup.keys]
+        for row in rows:
+            group = (bucket_of(row[at], grain), *(row[i] for i in key_at))
+            groups.setdefault(group, []).append(row)
+        merging = {group: members for group, members in groups.items() if len(members) > 1}
+        if not merging:
+            if len(buckets) == 1 and following is not None:
+                log.warning(
+                    "compaction: a chunk of one bucket holds only distinct keys;"
+                    " raise RETENTION_CHUNK",
+                    table=rollup.table,
+                    bucket=following.isoformat(),
+                )
+                return following + _span(grain)
+            return following
+        row_key_at = [cols.index(c) for c in rollup.row_key]
+        doomed = [tuple(row[i] for i in row_key_at) for ms in merging.values() for row in ms]
+        await _delete_keys(cur, rollup.table, rollup.row_key, doomed)
+        sum_at = [cols.index(c) for c in rollup.sums]
+        merged: list[tuple[object, ...]] = []
+        for group, members in merging.items():
+            totals = [sum(int(str(row[i])) for row in members) for i in sum_at]
+            for part in _split(totals, rollup.max_sum):
+                extra = (secrets.randbits(63),) if rollup.batch else ()
+                merged.append((*group, *part, *extra))
+        insert_cols = [rollup.time, *rollup.keys, *rollup.sums]
+        if rollup.batch:
+            insert_cols.append(rollup.batch)
+        await cur.executemany(
+            f"INSERT INTO {rollup.table} ({', '.join(map(_q, insert_cols))})"
+            f" VALUES ({', '.join(['%s'] * len(insert_cols))})",
+            merged,
+        )
+        self.report.merged[rollup.table] += len(doomed) - len(merged)
+        return following
+
+    # --- expiry ---
+
+    async def expire(self, cutoff: datetime) -> None:
+        """Delete the logs dated before `cutoff` (draining their service_severity counts in
+        the same transactions), then the rollup rows and rejections dated before it."""
+        await self._repeat("service_logs", partial(self._expire_logs, cutoff))
+        for table, column in EXPIRING:
+            await self._repeat(table, partial(self._expire_rows, table, column, cutoff))
+
+    async def _expire_logs(self, cutoff: datetime, cur: aiomysql.Cursor) -> bool:
+        await cur.execute(
+            "SELECT id, service_name, severity FROM service_logs WHERE `timestamp` < %s"
+            " ORDER BY `timestamp` LIMIT %s FOR UPDATE",
+            (cutoff, self._chunk),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return False
+        await _delete_keys(cur, "service_logs", ("id",), [(row[0],) for row in rows])
+        for (service, severity), count in sorted(Counter((r[1], r[2]) for r in rows).items()):
+            await self._drain(cur, service, severity, count)
+        self.report.deleted["service_logs"] += len(rows)
+        return len(rows) == self._chunk
+
+    async def _drain(self, cur: aiomysql.Cursor, service: str, severity: str, count: int) -> None:
+        """Take `count` off the service_severity rows of (service, severity), oldest first."""
+        left = count
+        while left > 0:
+            await cur.execute(
+                "SELECT id, `count` FROM service_severity WHERE service_name = %s"
+                " AND severity = %s ORDER BY created_at, id LIMIT 100 FOR UPDATE",
+                (service, severity),
+            )
+            found = await cur.fetchall()
+            if not found:
+                log.warning(
+                    "retention: service_severity held fewer logs than service_logs",
+                    service=service,
+                    severity=severity,
+                    missing=left,
+                )
+                return
+            emptied: list[tuple[object, ...]] = []
+            for row_id, stored in found:
+                stored = int(stored)
+                if stored <= left:
+                    emptied.append((row_id,))
+                    left -= stored
+                else:
+                    await cur.execute(
+                        "UPDATE service_severity SET `count` = %s WHERE id = %s",
+                        (stored - left, row_id),
+                    )
+                    left = 0
+                    break
+            await _delete_keys(cur, "service_severity", ("id",), emptied)
+            self.report.deleted["service_severity"] += len(emptied)
+
+    async def _expire_rows(
+        self, table: str, column: str, cutoff: datetime, cur: aiomysql.Cursor
+    ) -> bool:
+        await cur.execute(
+            f"DELETE FROM {table} WHERE {_q(column)} < %s ORDER BY {_q(column)} LIMIT %s",
+            (cutoff, self._chunk),
+        )
+        deleted = max(int(cur.rowcount), 0)
+        self.report.deleted[table] += deleted
+        return deleted == self._chunk
+
+    # --- transactions ---
+
+    async def _repeat(
+        self, table: str, chunk: Callable[[aiomysql.Cursor], Awaitable[bool]]
+    ) -> None:
+        """Run `chunk` in transactions of its own until it says there is nothing more."""
+        while await self._transaction(table, chunk):
+            self.report.chunks += 1
+        self.report.chunks += 1
+
+    async def _transaction(self, table: str, work: Callable[[aiomysql.Cursor], Awaitable[T]]) -> T:
+        """`work` in one transaction, committed; retried on a deadlock or a lost connection."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(self._settings.db_timeout):
+                    conn = await self._connection()
+                    await conn.begin()
+                    async with conn.cursor() as cur:
+                        outcome = await work(cur)
+                        if self._hook is not None:
+                            await self._hook(table)
+                    await conn.commit()
+                    return outcome
+            except (*DATABASE_ERRORS, asyncio.CancelledError) as exc:
+                await self.close()  # unknown state: the server rolls the chunk back
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                error = classify(exc, f"retention of {table}")
+                if not is_retriable(exc) or attempt == ATTEMPTS:
+                    raise error from exc
+                log.warning("retention chunk failed; retrying", table=table, error=str(error))
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            except BaseException:
+                await self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _connection(self) -> aiomysql.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(
+                self._settings,
+                self._settings.mysql_database,
+                init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
+        return self._conn
+
+
+def _span(grain: Grain) -> timedelta:
+    return timedelta(days=1) if grain == "day" else timedelta(hours=1)
+
+
+def _split(totals: list[int], cap: int) -> list[list[int]]:
+    """`totals` as rows whose every value fits in `cap` (one row unless a sum overflows)."""
+    parts: list[list[int]] = []
+    left = list(totals)
+    while True:
+        part = [min(value, cap) for value in left]
+        parts.append(part)
+        left = [value - taken for value, taken in zip(left, part, strict=True)]
+        if not any(left):
+            return parts
+
+
+async def _delete_keys(
+    cur: aiomysql.Cursor, table: str, key: tuple[str, ...], rows: Sequence[tuple[object, ...]]
+) -> None:
+    """Delete exactly the rows whose `key` columns hold `rows`."""
+    if not rows:
+        return
+    if len(key) == 1:
+        marks = ", ".join(["%s"] * len(rows))
+        await cur.execute(
+            f"DELETE FROM {table} WHERE {_q(key[0])} IN ({marks})", [r[0] for r in rows]
+        )
+        return
+    one = f"({', '.join(['%s'] * len(key))})"
+    await cur.execute(
+        f"DELETE FROM {table} WHERE ({', '.join(map(_q, key))})"
+        f" IN ({', '.join([one] * len(rows))})",
+        [value for row in rows for value in row],
+    )
