@@ -125,11 +125,11 @@ def _hex(*parts: object, size: int = 32) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
 
 
-def generate(rows: int, seed: int = 6) -> Iterator[SeedRow]:
-    """`rows` realistic service_logs rows, oldest first, spread over the 30 days before END."""
+def generate(rows: int, seed: int = 6, span: timedelta = SPAN) -> Iterator[SeedRow]:
+    """`rows` realistic service_logs rows, oldest first, spread over the `span` before END."""
     rng = random.Random(seed)
-    step = SPAN / rows
-    start = END - SPAN
+    step = span / rows
+    start = END - span
     trace = span_in_trace = 0
     for i in range(rows):
         ts = start + step * i + timedelta(microseconds=rng.randrange(0, 1000))
@@ -200,9 +200,11 @@ def bulk_load(
     seed: int = 6,
     chunk: int = 2000,
     progress: Callable[[str], None] | None = None,
+    span: timedelta = SPAN,
 ) -> None:
-    """Migrate `database`, then fill service_logs with `rows` rows (indexes rebuilt after) and
-    service_severity and volume_rollup with their counts; `progress` hears how it goes."""
+    """Migrate `database`, then fill service_logs with `rows` rows over the `span` before END
+    (indexes rebuilt after) and service_severity and volume_rollup with their counts;
+    `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
     asyncio.run(Migrator(settings).migrate())
@@ -221,7 +223,7 @@ def bulk_load(
             batch: list[SeedRow] = []
             counts: dict[tuple[str, str], int] = {}
             hourly: Counter[RollupKey] = Counter()
-            for done, row in enumerate(generate(rows, seed), 1):
+            for done, row in enumerate(generate(rows, seed, span), 1):
                 batch.append(row)
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
