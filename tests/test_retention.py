@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pymysql
 import pytest
 
 from lms.api.app import create_app
+from lms.devtools.monitor_process import child_environment, lms_command
 from lms.domain.record import LogRecord, Reason, Rejection
 from lms.settings import Settings
 from lms.store.migrations import Migrator
@@ -360,3 +362,33 @@ async def test_compaction_beside_a_writer_storing_late_logs_into_the_same_hours(
     assert written >= 400
     stored.oracles()
     assert (await stored.get("/v1/consistency"))["consistent"]
+
+
+def _lms_retention(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*lms_command(), "retention"], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+async def test_the_command_expires_with_the_settings_and_says_what_it_did(stored: Stored) -> None:
+    """`lms retention` as a process, on today's clock, with RETENTION_DAYS set so that the
+    cutoff falls on the third day stored."""
+    days = (day_cutoff(0) - (FIRST_DAY + timedelta(days=2))).days
+    cutoff = day_cutoff(days)
+    assert cutoff == FIRST_DAY + timedelta(days=2)
+    (expired,) = _query(
+        stored.database, "SELECT COUNT(*) FROM service_logs WHERE `timestamp` < %s", (cutoff,)
+    )[0]
+    env = child_environment(stored.settings, {"RETENTION_DAYS": str(days), "RETENTION_CHUNK": "50"})
+    done = await asyncio.to_thread(_lms_retention, env)
+    assert done.returncode == 0, done.stderr
+    assert f"retention: keeping {days} days" in done.stdout
+    assert expired > 0
+    assert f"service_logs: {expired} rows deleted" in done.stdout
+    assert _query(
+        stored.database, "SELECT COUNT(*) FROM service_logs WHERE `timestamp` < %s", (cutoff,)
+    ) == [(0,)]
+    stored.oracles()
+    bad = await asyncio.to_thread(_lms_retention, {**env, "RETENTION_DAYS": "0"})
+    assert bad.returncode == 2
+    assert "RETENTION_DAYS" in bad.stderr

@@ -38,8 +38,10 @@ async def severity(
     """Logs stored per (service, severity) in each time bucket of [from, to).
 
     Buckets are by the time their batch was committed (service_severity.created_at,
-    UTC); buckets without logs are left out. At most 10,000 time buckets in the range, and
-    at most API_MAX_BUCKETS counts (default 10,000) in the answer: over either, 422.
+    UTC); buckets without logs are left out. Days compacted by `lms retention` hold one
+    count per service and severity at their 00:00 UTC (day buckets are unchanged). At most
+    10,000 time buckets in the range, and at most API_MAX_BUCKETS counts (default 10,000) in
+    the answer: over either, 422.
     """
     since, until = bucket_range(params.bucket, params.since, params.until)
     rows = await reader.severity_buckets(
