@@ -49,7 +49,7 @@ def recent_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any
         "logs: no filter": lambda r: {},
         "logs: service": lambda r: {"service": r.choice(v.services)},
         "logs: severity=error": lambda r: {"severity": "error"},
-        "logs: service + severity": lambda r: {"service": r.choice(v.services), "severity": "warn"},
+        "logs: service + severity": lambda r: {"service": r.choice(v.services), "severity": "info"},
         "logs: 1 h of the last day": hour,
         "logs: trace_id": lambda r: {"trace_id": r.choice(v.traces)},
         "logs: q word (common)": lambda r: {"q": r.choice(["timeout", "declined"])},
@@ -127,7 +127,9 @@ def main() -> int:
         print(f"\nmedian over {args.rounds} rounds of p50 (ms), {small} and {large} days kept:")
         for name, values in timings[small].items():
             low, high = statistics.median(values), statistics.median(timings[large][name])
-            print(f"  {name:<30} {low:7.1f} {high:7.1f}  x{high / low:.2f}")
+            ratios = sorted(b / a for a, b in zip(values, timings[large][name], strict=True))
+            spread = f"rounds x{ratios[0]:.2f}-{ratios[-1]:.2f}"
+            print(f"  {name:<30} {low:7.1f} {high:7.1f}  x{high / low:.2f}  ({spread})")
 
         settings = load_settings(_env_file=None, mysql_database=names[large], retention_days=small)
         now = END + timedelta(hours=1)  # the seeded data ends at END

@@ -62,47 +62,77 @@ ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
-class Rollup:
+class Dated:
+    """A table whose rows are read oldest first: `time` dates a row, `index` is the index
+    that leads with it (named in FORCE INDEX: on a range that holds most of the table the
+    optimizers would rather scan and sort it whole, once per chunk), `row_key` identifies a
+    row."""
+
+    table: str
+    time: str
+    index: str
+    row_key: tuple[str, ...] = ("id",)
+
+    def oldest(self, columns: Sequence[str], since: bool) -> str:
+        """The locking read of a chunk: `columns` of the oldest rows dated before %s (and,
+        with `since`, at or after %s first), at most %s of them."""
+        cond = f"{_q(self.time)} < %s"
+        if since:
+            cond = f"{_q(self.time)} >= %s AND {cond}"
+        return (
+            f"SELECT {', '.join(map(_q, columns))} FROM {self.table}"
+            f" FORCE INDEX ({_q(self.index)}) WHERE {cond}"
+            f" ORDER BY {_q(self.time)} LIMIT %s FOR UPDATE"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rollup(Dated):
     """An append-only rollup table whose readers SUM rows: how to compact and expire it.
 
-    `time` dates a row (an index leads with it); compaction leaves one row per `keys` and
-    `grain` bucket of `time`, dated at the bucket's start. `row_key` identifies a row.
-    `batch` names a column of the primary key that makes each batch's row its own: a merged
-    row gets a fresh random value there, as a batch does. `by_log_time` says `time` is the
-    logs' own time, so the rows expire with the logs; otherwise (commit time) they are
+    Compaction leaves one row per `keys` and `grain` bucket of `time`, dated at the bucket's
+    start. `batch` names a column of the primary key that makes each batch's row its own: a
+    merged row gets a fresh random value there, as a batch does. `by_log_time` says `time` is
+    the logs' own time, so the rows expire with the logs; otherwise (commit time) they are
     drained as the logs go (service_severity only). `max_sum` is the largest value the sum
     columns hold (a larger sum is split over several rows).
     """
 
-    table: str
-    time: str
     grain: Grain
     keys: tuple[str, ...]
     sums: tuple[str, ...]
-    row_key: tuple[str, ...] = ("id",)
     batch: str | None = None
     by_log_time: bool = True
     max_sum: int = BIGINT_UNSIGNED_MAX
 
 
-SERVICE_SEVERITY = Rollup(
-    "service_severity",
-    "created_at",
-    "day",
-    ("service_name", "severity"),
-    ("count",),
-    by_log_time=False,
-    max_sum=INT_UNSIGNED_MAX,
-)
+SERVICE_LOGS = Dated("service_logs", "timestamp", "ix_service_logs_timestamp")
 ROLLUPS: tuple[Rollup, ...] = (
-    SERVICE_SEVERITY,
-    Rollup("volume_rollup", "hour_start", "hour", ("service_name",), SEVERITY_ORDER),
     Rollup(
-        "pattern_counts",
-        "bucket_start",
-        "hour",
-        ("pattern_id", "service_name", "severity"),
-        ("count",),
+        table="service_severity",
+        time="created_at",
+        index="ix_service_severity_created",
+        grain="day",
+        keys=("service_name", "severity"),
+        sums=("count",),
+        by_log_time=False,
+        max_sum=INT_UNSIGNED_MAX,
+    ),
+    Rollup(
+        table="volume_rollup",
+        time="hour_start",
+        index="ix_volume_rollup_hour",
+        grain="hour",
+        keys=("service_name",),
+        sums=SEVERITY_ORDER,
+    ),
+    Rollup(
+        table="pattern_counts",
+        time="bucket_start",
+        index="PRIMARY",
+        grain="hour",
+        keys=("pattern_id", "service_name", "severity"),
+        sums=("count",),
         row_key=("bucket_start", "pattern_id", "service_name", "severity", "batch_id"),
         batch="batch_id",
         max_sum=INT_UNSIGNED_MAX,
@@ -110,11 +140,11 @@ ROLLUPS: tuple[Rollup, ...] = (
 )
 """Every rollup table. A new one is one more entry here."""
 
-EXPIRING: tuple[tuple[str, str], ...] = (
-    ("rejected_messages", "received_at"),
-    *((r.table, r.time) for r in ROLLUPS if r.by_log_time),
+EXPIRING: tuple[Dated, ...] = (
+    Dated("rejected_messages", "received_at", "ix_rejected_messages_received"),
+    *(r for r in ROLLUPS if r.by_log_time),
 )
-"""(table, date column) of the tables besides service_logs whose old rows simply go."""
+"""The tables besides service_logs whose old rows simply go."""
 
 
 def _q(name: str) -> str:
@@ -150,19 +180,15 @@ stop a run there, as a crash would."""
 class Retention:
     """Compaction and expiry on one connection of its own (one task at a time)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        chunk: int | None = None,
-        rollups: Sequence[Rollup] = ROLLUPS,
-        hook: Hook | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, hook: Hook | None = None) -> None:
         self._settings = settings
-        self._chunk = chunk or settings.retention_chunk
-        self._rollups = tuple(rollups)
+        self._chunk = settings.retention_chunk
         self._hook = hook
         self._conn: aiomysql.Connection | None = None
         self.report = Report()
+        """What the committed transactions changed."""
+        self._pending = Report()
+        """What the transaction under way changes, added to `report` once it commits."""
 
     async def __aenter__(self) -> Retention:
         return self
@@ -186,7 +212,7 @@ class Retention:
 
     async def compact(self, horizon: datetime) -> None:
         """Merge the rollup rows dated before `horizon` into one per key and bucket."""
-        for rollup in self._rollups:
+        for rollup in ROLLUPS:
             since: datetime | None = EARLIEST
             while since is not None:
                 since = await self._transaction(
@@ -206,12 +232,7 @@ class Retention:
         parts (the next chunk reads it again, merged rows included)."""
         key_cols = list(dict.fromkeys((*rollup.row_key, *rollup.keys)))
         cols = [*key_cols, *rollup.sums, rollup.time]
-        await cur.execute(
-            f"SELECT {', '.join(map(_q, cols))} FROM {rollup.table}"
-            f" WHERE {_q(rollup.time)} >= %s AND {_q(rollup.time)} < %s"
-            f" ORDER BY {_q(rollup.time)} LIMIT %s FOR UPDATE",
-            (since, horizon, self._chunk),
-        )
+        await cur.execute(rollup.oldest(cols, since=True), (since, horizon, self._chunk))
         rows = await cur.fetchall()
         if not rows:
             return None
@@ -256,7 +277,7 @@ class Retention:
             f" VALUES ({', '.join(['%s'] * len(insert_cols))})",
             merged,
         )
-        self.report.merged[rollup.table] += len(doomed) - len(merged)
+        self._pending.merged[rollup.table] += len(doomed) - len(merged)
         return following
 
     # --- expiry ---
@@ -265,22 +286,19 @@ class Retention:
         """Delete the logs dated before `cutoff` (draining their service_severity counts in
         the same transactions), then the rollup rows and rejections dated before it."""
         await self._repeat("service_logs", partial(self._expire_logs, cutoff))
-        for table, column in EXPIRING:
-            await self._repeat(table, partial(self._expire_rows, table, column, cutoff))
+        for dated in EXPIRING:
+            await self._repeat(dated.table, partial(self._expire_rows, dated, cutoff))
 
     async def _expire_logs(self, cutoff: datetime, cur: aiomysql.Cursor) -> bool:
-        await cur.execute(
-            "SELECT id, service_name, severity FROM service_logs WHERE `timestamp` < %s"
-            " ORDER BY `timestamp` LIMIT %s FOR UPDATE",
-            (cutoff, self._chunk),
-        )
+        columns = ("id", "service_name", "severity")
+        await cur.execute(SERVICE_LOGS.oldest(columns, since=False), (cutoff, self._chunk))
         rows = await cur.fetchall()
         if not rows:
             return False
         await _delete_keys(cur, "service_logs", ("id",), [(row[0],) for row in rows])
         for (service, severity), count in sorted(Counter((r[1], r[2]) for r in rows).items()):
             await self._drain(cur, service, severity, count)
-        self.report.deleted["service_logs"] += len(rows)
+        self._pending.deleted["service_logs"] += len(rows)
         return len(rows) == self._chunk
 
     async def _drain(self, cur: aiomysql.Cursor, service: str, severity: str, count: int) -> None:
@@ -315,18 +333,14 @@ class Retention:
                     left = 0
                     break
             await _delete_keys(cur, "service_severity", ("id",), emptied)
-            self.report.deleted["service_severity"] += len(emptied)
+            self._pending.deleted["service_severity"] += len(emptied)
 
-    async def _expire_rows(
-        self, table: str, column: str, cutoff: datetime, cur: aiomysql.Cursor
-    ) -> bool:
-        await cur.execute(
-            f"DELETE FROM {table} WHERE {_q(column)} < %s ORDER BY {_q(column)} LIMIT %s",
-            (cutoff, self._chunk),
-        )
-        deleted = max(int(cur.rowcount), 0)
-        self.report.deleted[table] += deleted
-        return deleted == self._chunk
+    async def _expire_rows(self, dated: Dated, cutoff: datetime, cur: aiomysql.Cursor) -> bool:
+        await cur.execute(dated.oldest(dated.row_key, since=False), (cutoff, self._chunk))
+        rows = await cur.fetchall()
+        await _delete_keys(cur, dated.table, dated.row_key, rows)
+        self._pending.deleted[dated.table] += len(rows)
+        return len(rows) == self._chunk
 
     # --- transactions ---
 
@@ -344,12 +358,15 @@ class Retention:
             try:
                 async with asyncio.timeout(self._settings.db_timeout):
                     conn = await self._connection()
+                    self._pending = Report()
                     await conn.begin()
                     async with conn.cursor() as cur:
                         outcome = await work(cur)
                         if self._hook is not None:
                             await self._hook(table)
                     await conn.commit()
+                    self.report.deleted.update(self._pending.deleted)
+                    self.report.merged.update(self._pending.merged)
                     return outcome
             except (*DATABASE_ERRORS, asyncio.CancelledError) as exc:
                 await self.close()  # unknown state: the server rolls the chunk back
