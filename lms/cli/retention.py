@@ -26,14 +26,17 @@ def add_commands(commands: Commands) -> None:
         description="One pass, then exit. Compaction: the rollup rows (service_severity, "
         "volume_rollup, pattern_counts) of UTC days at least COMPACT_AFTER_DAYS before today "
         "are merged into one row per key and hour (service_severity: per key and day of "
-        "commit), which changes no count any reader returns. Expiry, when RETENTION_DAYS is "
+        "commit): no total and no analytics answer changes (only the minute and hour buckets "
+        "of /v1/severity over those days show each day's count at its 00:00). Expiry, when "
+        "RETENTION_DAYS is "
         "set: logs whose timestamp is before midnight UTC RETENTION_DAYS days ago are deleted, "
         "with the rollup rows of those days and the rejected messages received before then; "
         "their counts leave service_severity in the same transactions, so totals stay equal "
         "to the rows kept. Every step is a transaction of at most RETENTION_CHUNK rows, safe "
         "beside a running `lms mon` and against a crash at any point (run it again). The "
         "database user needs SELECT, INSERT, UPDATE and DELETE (lms_retention in "
-        "deploy/mysql/lms-users.sh). Exit 0 done, 1 a database error (one line).",
+        "deploy/mysql/lms-users.sh). Exit 0 done, 1 a database error (one line), 2 bad "
+        "settings.",
     )
 
 

@@ -81,7 +81,7 @@ class Dated:
             cond = f"{_q(self.time)} >= %s AND {cond}"
         return (
             f"SELECT {', '.join(map(_q, columns))} FROM {self.table}"
-            f" FORCE INDEX ({_q(self.index)}) WHERE {cond}"
+            f" FORCE INDEX ({self.index}) WHERE {cond}"
             f" ORDER BY {_q(self.time)} LIMIT %s FOR UPDATE"
         )
 
