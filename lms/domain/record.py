@@ -8,7 +8,6 @@ silently and a poison message cannot loop.
 from __future__ import annotations
 
 import enum
-import json
 import re
 import time
 from collections.abc import Callable
@@ -269,7 +268,7 @@ def _metadata(value: object) -> str | None:
         if problem:
             raise _Invalid(Reason.INVALID_FIELD, f"metadata.{key} {problem}")
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _compact(value)
     except ValueError:
         raise _Invalid(
             Reason.INVALID_FIELD, "field 'metadata' holds a number too large for JSON (or NaN)"
@@ -281,6 +280,9 @@ def _metadata(value: object) -> str | None:
         )
     _no_surrogates("metadata", text)
     return text
+
+
+_compact = strictjson.compact_encoder(allow_nan=False)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

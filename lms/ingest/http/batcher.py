@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 M = TypeVar("M")
-"""A message as the sender wants it (a protobuf PubsubMessage for the publisher)."""
+"""A message as the sender wants it (an edge.Accepted log for the publisher)."""
 
 
 @dataclass(eq=False)
