@@ -16,7 +16,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from lms.domain import strictjson
-from lms.domain.record import LogRecord, Rejection, parse_message, parse_object
+from lms.domain.record import (
+    MAX_METADATA_DEPTH,
+    LogRecord,
+    Rejection,
+    parse_message,
+    parse_object,
+    rejection_of,
+)
 from lms.ingest.http import native
 from lms.ingest.http.edge import Accepted, Candidate, Refused, check
 from tests.test_model import END_OF_TIME, VALID, json_objects, json_values
@@ -114,6 +121,48 @@ def test_a_log_with_an_id_is_rewritten_without_it_and_one_without_is_not() -> No
     text = json.dumps(VALID).encode()
     [plain] = native.decode(text, None, 10)
     assert isinstance(plain, Candidate) and plain.raw == text
+
+
+@hypothesis_settings(suppress_health_check=[HealthCheck.too_slow])
+@given(json_objects)
+def test_rejection_of_is_parse_objects_verdict(log: dict[str, Any]) -> None:
+    for obj in (log, {**VALID, **log}, {**VALID, "metadata": log}):
+        outcome = parse_object(obj, END_OF_TIME)
+        verdict = rejection_of(obj, END_OF_TIME)
+        assert verdict == (outcome if isinstance(outcome, Rejection) else None)
+
+
+def nested(depth: int, leaf: object = 1) -> object:
+    """`leaf` inside `depth` containers, objects and arrays in turn."""
+    value = leaf
+    for level in range(depth):
+        value = {"a": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"a": nested(MAX_METADATA_DEPTH - 1)}, None),
+        ({"a": nested(MAX_METADATA_DEPTH)}, "nested"),
+        ({"s": "[{" * 40}, None),  # brackets in a string are no nesting
+        ({"n": 10**300 - 1}, None),
+        ({"n": 10**300}, "integer too large"),
+        ({"n": -(10**300)}, "integer too large"),
+        ({"pad": "x" * 300, "n": 10**300 - 1}, None),
+        ({"pad": "x" * 300, "n": 10**301}, "integer too large"),
+        ({"s": "9" * 400}, None),  # digits in a string are no integer
+        ({"s": "9" * 400, "a": nested(MAX_METADATA_DEPTH)}, "nested"),
+    ],
+)
+def test_metadata_structure_limits_hold_on_both_sides_of_the_shortcut(
+    metadata: dict[str, Any], problem: str | None
+) -> None:
+    verdict = rejection_of({**VALID, "metadata": metadata})
+    if problem is None:
+        assert verdict is None
+    else:
+        assert verdict is not None and problem in verdict.detail
 
 
 # --- strictjson.loads: the C scanner first, json.loads's answers all the same ---------------

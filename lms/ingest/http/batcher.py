@@ -32,9 +32,10 @@ class Batch(Generic[M]):
     """Bytes of the batch's messages, as the Publish limit counts them (data + attributes)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slot(Generic[M]):
-    """Where one message went: its batch and its position there."""
+    """Where one message went: its batch and its position there. One per message, so not
+    frozen (a frozen dataclass's `__init__` costs three times as much); never changed."""
 
     batch: Batch[M]
     position: int
