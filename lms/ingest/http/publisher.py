@@ -110,8 +110,7 @@ class LogPublisher:
                 retry_after=RETRY_AFTER,
             )
         self._change_inflight(size)
-        add = self._batcher.add
-        slots = [add(item, item_size) for item, item_size in zip(logs, sizes, strict=True)]
+        slots = self._batcher.add_all(logs, sizes)
         results = [batch.result for batch in Batcher.batches(slots)]
         _done, pending = await asyncio.wait(results, timeout=self._timeout)
         if pending:
