@@ -281,7 +281,7 @@ def _metadata(value: object) -> str | None:
         )
     try:
         text: str | None = _compact(value)
-    except (ValueError, RecursionError):  # NaN or an infinity; nesting the checks refuse
+    except (ValueError, RecursionError):  # NaN or an infinity; nesting far past the limit
         text = None
     if text is None or not _plainly_within_structure(text):
         problem = _structure_problem(value, MAX_METADATA_DEPTH)
@@ -401,19 +401,21 @@ def _structure_problem(value: object, max_depth: int) -> str | None:
 
 
 _MAX_JSON_INT = 10**300
-_TOO_LARGE_DIGITS = re.compile(r"\d{301}")
-"""The digits of an integer of at least _MAX_JSON_INT, in JSON text."""
+_TOO_LARGE_LENGTH = len(str(_MAX_JSON_INT))
+_TOO_LARGE_DIGITS = re.compile(rf"\d{{{_TOO_LARGE_LENGTH}}}")
+"""The digits of an integer of at least _MAX_JSON_INT (301 of them), in JSON text."""
 
 
 def _plainly_within_structure(text: str) -> bool:
     """True when the compact JSON `text` of metadata cannot hold what _structure_problem
     refuses, so the walk (in Python, value by value) is not needed: nesting deeper than
     MAX_METADATA_DEPTH needs as many `{` or `[`, and an integer of _MAX_JSON_INT or more
-    301 digits in a row. Brackets and digits inside strings only make it answer False, and
-    then the walk decides: an upper bound, never a second version of the rule."""
+    _TOO_LARGE_LENGTH digits in a row. Brackets and digits inside strings only make it
+    answer False, and then the walk decides: an upper bound, never a second version of the
+    rule."""
     if text.count("{") + text.count("[") > MAX_METADATA_DEPTH:
         return False
-    return len(text) <= 300 or _TOO_LARGE_DIGITS.search(text) is None
+    return len(text) < _TOO_LARGE_LENGTH or _TOO_LARGE_DIGITS.search(text) is None
 
 
 def _no_surrogates(name: str, value: str) -> None:
