@@ -108,3 +108,21 @@ async def test_drain_sends_the_open_batch_and_waits_for_every_send() -> None:
     assert recorder.sent == [[b"a", b"b"]]
     assert len(recorder.done) == 1
     assert Batcher.message_ids(slots) == ["0", "1"]
+
+
+async def test_add_all_places_a_requests_messages_as_add_would_in_a_few_slots() -> None:
+    recorder = Recorder()
+    batcher = recorder.batcher(linger=60, max_messages=4, max_bytes=10)
+    first = add(batcher, b"a")  # another request's message, in the open batch
+    payloads = [b"b", b"c", b"d", b"e", b"f", b"gggggggg", b"h"]
+    slots = batcher.add_all([PubsubMessage(data=p) for p in payloads], [len(p) for p in payloads])
+    # b c d after a (4 messages: full), e f gggggggg (10 bytes: h would pass them), h.
+    assert [(s.position, s.count) for s in slots] == [(1, 3), (0, 3), (0, 1)]
+    assert len(Batcher.batches(slots)) == 3
+    assert Batcher.batches(first) == Batcher.batches(slots)[:1]
+    later = add(batcher, b"i")  # the open batch takes the next request's message too
+    await batcher.drain()
+    assert recorder.sent == [[b"a", b"b", b"c", b"d"], [b"e", b"f", b"gggggggg"], [b"h", b"i"]]
+    assert await wait(slots) == [str(i) for i in range(1, 8)]
+    assert await wait(first) == ["0"] and await wait(later) == ["8"]
+    assert batcher.add_all([], []) == []

@@ -46,7 +46,9 @@ def decode(body: bytes, content_type: str | None, max_logs: int) -> list[Candida
         document = _with_duplicates(text, exc)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"the body is not JSON: {why_not_json(exc)}") from None
-    if isinstance(document, dict | strictjson.DuplicateKeyError):
+    if isinstance(document, dict):
+        return [_item(0, document, body)]
+    if isinstance(document, strictjson.DuplicateKeyError):
         return [_item(0, document)]
     if not isinstance(document, list):
         raise BadRequest("the body must be a JSON log object or an array of them")
@@ -76,17 +78,20 @@ def _ndjson(body: bytes, max_logs: int) -> list[Candidate | Refused]:
         except (ValueError, RecursionError) as exc:
             items.append(Refused(number, Reason.INVALID_JSON.value, why_not_json(exc)))
         else:
-            items.append(_item(number, value))
+            items.append(_item(number, value, line))
     return items
 
 
-def _item(index: int, value: Any) -> Candidate | Refused:
+def _item(index: int, value: Any, raw: bytes | None = None) -> Candidate | Refused:
+    """One log: `value` as decoded from `raw` (its text in the body, when it has its own)."""
     if isinstance(value, strictjson.DuplicateKeyError):
         return Refused(index, Reason.INVALID_JSON.value, str(value))
     if not isinstance(value, dict):
         return Refused(index, Reason.NOT_AN_OBJECT.value, "a log must be a JSON object")
-    fields = dict(value)
-    key = fields.pop(ID_FIELD, None)
+    if ID_FIELD not in value:  # published as sent (Candidate.raw)
+        return Candidate(index, value, None, raw)
+    fields = value  # decoded for this request alone: taking the id out alters nothing else
+    key = fields.pop(ID_FIELD)
     if key is None:
         return Candidate(index, fields)
     if not isinstance(key, str):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import structlog
 from google.api_core import exceptions as gexc
-from google.pubsub_v1 import PublisherAsyncClient, PublishRequest, PubsubMessage
+from google.pubsub_v1 import PublisherAsyncClient, PublishRequest
 
 from lms.ingest.http.batcher import Batch, Batcher
 from lms.ingest.http.edge import Accepted
@@ -41,10 +40,11 @@ PING_TIMEOUT = 5.0
 """Seconds /readyz waits for Pub/Sub at most: a probe must answer before its own timeout."""
 
 
-RawMessage = type(PubsubMessage.pb(PubsubMessage()))
-"""The protobuf class under proto-plus's PubsubMessage: ~2 us to build a message where the
-proto-plus wrapper takes ~20, which at thousands of logs per second is most of the CPU."""
 RawRequest = type(PublishRequest.pb(PublishRequest()))
+"""The protobuf class under proto-plus's PublishRequest. Its messages are added to it raw,
+one `messages.add` each (~0.3 us), where a proto-plus PubsubMessage takes ~20 us and a raw
+one built apart and then copied into the request ~1 us: at thousands of logs per second
+this was most of the CPU."""
 
 
 def message_size(item: Accepted) -> int:
@@ -73,7 +73,7 @@ class LogPublisher:
         self._closed = False
         self._settings = settings
         self._client: PublisherAsyncClient | None = None
-        self._batcher: Batcher[Any] = Batcher(
+        self._batcher: Batcher[Accepted] = Batcher(
             self._send,
             linger=settings.ingest_linger,
             max_messages=MAX_PUBLISH_MESSAGES,
@@ -110,10 +110,7 @@ class LogPublisher:
                 retry_after=RETRY_AFTER,
             )
         self._change_inflight(size)
-        slots = [
-            self._batcher.add(self._message(item), item_size)
-            for item, item_size in zip(logs, sizes, strict=True)
-        ]
+        slots = self._batcher.add_all(logs, sizes)
         results = [batch.result for batch in Batcher.batches(slots)]
         _done, pending = await asyncio.wait(results, timeout=self._timeout)
         if pending:
@@ -136,17 +133,18 @@ class LogPublisher:
             retry_after=RETRY_AFTER,
         )
 
-    @staticmethod
-    def _message(item: Accepted) -> Any:
-        if item.key is None:
-            return RawMessage(data=item.data)
-        return RawMessage(data=item.data, attributes={KEY_ATTRIBUTE: item.key})
-
-    async def _send(self, messages: list[Any]) -> Sequence[str]:
+    async def _send(self, logs: list[Accepted]) -> Sequence[str]:
         """One Publish RPC, retried by the client on transient errors, given up at the
         bound a request waits for, so bytes in flight are never held much longer. The raw
         request is wrapped, not converted, into the client's proto-plus type."""
-        request = PublishRequest.wrap(RawRequest(topic=self._topic, messages=messages))
+        raw = RawRequest(topic=self._topic)
+        add = raw.messages.add
+        for item in logs:
+            if item.key is None:
+                add(data=item.data)
+            else:
+                add(data=item.data, attributes={KEY_ATTRIBUTE: item.key})
+        request = PublishRequest.wrap(raw)
         async with asyncio.timeout(self._timeout):
             response = await self.connect().publish(request=request, timeout=self._timeout)
         return list(response.message_ids)
@@ -167,7 +165,7 @@ class LogPublisher:
             log.warning("pubsub ping failed", error=str(exc))
             raise PublishUnavailable("Pub/Sub cannot be reached", retry_after=RETRY_AFTER) from None
 
-    def _release(self, batch: Batch[Any]) -> None:
+    def _release(self, batch: Batch[Accepted]) -> None:
         self._change_inflight(-batch.size)
 
     def _change_inflight(self, delta: int) -> None:
