@@ -25,7 +25,7 @@ from lms.domain.record import (
     rejection_of,
 )
 from lms.ingest.http import native
-from lms.ingest.http.edge import Accepted, Candidate, Refused, check
+from lms.ingest.http.edge import MAX_MESSAGE, TOO_LARGE, Accepted, Candidate, Refused, check
 from tests.test_model import END_OF_TIME, VALID, json_objects, json_values
 
 
@@ -111,6 +111,22 @@ def test_a_lone_surrogate_in_a_field_the_rules_do_not_read_is_published_not_a_cr
         record = parse_message(outcome.data, END_OF_TIME)
         assert isinstance(record, LogRecord)
         assert strictjson.loads(outcome.data)["extra"] == "\ud800"
+
+
+def test_a_padded_log_is_published_compact_and_one_too_large_for_pub_sub_is_refused() -> None:
+    # Sent bytes are published as they are, so whitespace alone could make a message larger
+    # than Pub/Sub takes (10 MB): every retry would then be a 503. Padding is dropped instead,
+    # and a log that is too large even compact is refused by name, the rest of the body kept.
+    text = json.dumps(VALID)
+    padded = (text[:-1] + " " * MAX_MESSAGE + "}").encode()
+    [outcome] = edge(padded + b"\n")
+    assert isinstance(outcome, Accepted)
+    assert outcome.data == json.dumps(VALID, separators=(",", ":")).encode()
+    huge = json.dumps({**VALID, "extra": "x" * MAX_MESSAGE}).encode()
+    first, second = edge(huge + b"\n" + text.encode() + b"\n")
+    assert isinstance(first, Refused) and first.reason == TOO_LARGE
+    assert f"at most {MAX_MESSAGE}" in first.detail
+    assert isinstance(second, Accepted)
 
 
 def test_a_log_with_an_id_is_rewritten_without_it_and_one_without_is_not() -> None:

@@ -24,6 +24,12 @@ from lms.domain.record import DEFAULT_RULES, Rules, rejection_of
 
 MAX_KEY = 128
 """Characters of an idempotency key (a native log's `id`, an Elasticsearch `_id`)."""
+MAX_MESSAGE = 8_000_000
+"""Bytes of one log's message body: below Pub/Sub's 10 MB per message (and the publisher's
+9 MB per request), so a log the edge accepts can always be published. Only fields the rules
+do not read (or a client's whitespace) can make a log this large."""
+TOO_LARGE = "too_large"
+"""The edge's reason for a log whose message would exceed MAX_MESSAGE."""
 
 
 @dataclass(slots=True)
@@ -88,11 +94,17 @@ def check(
             refused.append(item)
             continue
         rejection = rejection_of(item.fields, rules)
-        if rejection is None:
-            data = encode(item.fields) if item.raw is None else item.raw
-            accepted.append(Accepted(item.index, data, item.key))
-        else:
+        if rejection is not None:
             refused.append(Refused(item.index, rejection.reason.value, rejection.detail))
+            continue
+        data = item.raw if item.raw is not None and len(item.raw) <= MAX_MESSAGE else None
+        if data is None:
+            data = encode(item.fields)  # compact: drops a sent log's padding
+        if len(data) > MAX_MESSAGE:
+            detail = f"the log is {len(data)} bytes as compact JSON, at most {MAX_MESSAGE}"
+            refused.append(Refused(item.index, TOO_LARGE, detail))
+        else:
+            accepted.append(Accepted(item.index, data, item.key))
     return accepted, refused
 
 
