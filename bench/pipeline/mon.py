@@ -51,7 +51,9 @@ class BenchMonitor:
     from outside: CPU seconds from the moment it is subscribed, and its resident memory."""
 
     def __init__(self, ctx: Context, settings: Settings, extra: dict[str, str], name: str) -> None:
-        self.dir = ctx.workdir / name
+        # A directory per run (the subscription's name is fresh each time): the harness
+        # appends to its log, and a later round must not read an earlier one's lines.
+        self.dir = ctx.workdir / name / settings.pubsub_subscription
         self.process = MonitorProcess(settings, self.dir, "mon", extra)
         self.peak_rss = 0
         self.cpu_at_start = 0.0
