@@ -251,6 +251,11 @@ def _not_too_far_ahead(raw: str, timestamp: datetime, rules: Rules) -> None:
         )
 
 
+_METADATA_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""What json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")) uses,
+built once: json.dumps with options builds a new encoder on every call."""
+
+
 def _metadata(value: object) -> str | None:
     """`metadata` as the compact JSON text the JSON column accepts, on MariaDB and MySQL 8."""
     if value is None:
@@ -269,7 +274,7 @@ def _metadata(value: object) -> str | None:
         if problem:
             raise _Invalid(Reason.INVALID_FIELD, f"metadata.{key} {problem}")
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _METADATA_JSON.encode(value)
     except ValueError:
         raise _Invalid(
             Reason.INVALID_FIELD, "field 'metadata' holds a number too large for JSON (or NaN)"
