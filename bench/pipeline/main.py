@@ -46,7 +46,7 @@ from bench.pipeline.report import (
     table_rows,
     write_docs,
 )
-from bench.pipeline.rounds import summarize_rounds
+from bench.pipeline.rounds import baseline_key, summarize_rounds
 from bench.pipeline.tune import run_tune
 from lms.devtools.database import drop_databases
 from lms.devtools.emulator import Emulator, EmulatorError, start_emulator
@@ -107,9 +107,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         type=Path,
+        action="append",
+        default=[],
         metavar="DIR",
         help="also run (c) with emulator.env in every round with lms imported from DIR (e.g."
-        " `git archive COMMIT | tar -x -C DIR`): two versions compared within one run",
+        " `git archive COMMIT lms | tar -x -C DIR`): versions compared within one run;"
+        " repeatable, named by DIR's last part",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep databases and the work dir")
@@ -174,10 +177,14 @@ async def run_parts(ctx: Context, results: dict) -> None:
     if "c" in parts:
         core.append(("c", "mon_defaults", lambda: part_mon(ctx, "c", {}, args.messages)))
         core.append(("c", "mon_env", lambda: part_mon(ctx, "cenv", env, args.messages)))
-        if args.baseline:
-            baseline = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        for directory in args.baseline:
+            baseline = {**env, "PYTHONPATH": str(directory.resolve())}
             core.append(
-                ("c", "mon_baseline", lambda: part_mon(ctx, "cbase", baseline, args.messages))
+                (
+                    "c",
+                    baseline_key(directory),
+                    lambda baseline=baseline: part_mon(ctx, "cbase", baseline, args.messages),
+                )
             )
     # Rounds in turn (a, b, c, a, b, c, ...), each part on fresh names, so that an order
     # effect or a noisy neighbour shows up as spread rather than as a different verdict; the

@@ -23,6 +23,7 @@ from bench.pipeline.common import (
     RSS_LIMIT_MB,
     say,
 )
+from bench.pipeline.rounds import BASELINE
 from lms.devtools.database import connect_blocking
 from lms.settings import load_settings
 
@@ -151,11 +152,10 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                 )
             )
     ceiling = results.get("ceiling")
-    for key, label in (
-        ("mon_defaults", "defaults"),
-        ("mon_env", "emulator.env"),
-        ("mon_baseline", "emulator.env, baseline (--baseline)"),
-    ):
+    mon_keys = [("mon_defaults", "defaults"), ("mon_env", "emulator.env")]
+    for key in sorted(k for k in results if k.startswith(BASELINE)):
+        mon_keys.append((key, f"emulator.env, baseline {key.removeprefix(BASELINE)}"))
+    for key, label in mon_keys:
         c = results.get(key)
         if not c:
             continue
@@ -216,16 +216,19 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                     f" {median_of(results, key, 'mysqld_cpu_s_per_1k'):.3f}",
                     "emulator: its whole process group; mysqld: the server's PID (other"
                     " clients of the shared server included)"
-                    + rounds_note(results, key, "emulator_cpu_s_per_1k", ".3f")
-                    + rounds_note(results, key, "mysqld_cpu_s_per_1k", ".3f"),
+                    + rounds_note(results, key, "emulator_cpu_s_per_1k", ".3f").replace(
+                        "rounds:", "rounds, emulator:"
+                    )
+                    + rounds_note(results, key, "mysqld_cpu_s_per_1k", ".3f").replace(
+                        "rounds:", "rounds, mysqld:"
+                    ),
                 )
             )
-    versus = results.get("versus_baseline")
-    if versus:
+    for key, versus in results.get("versus_baseline", {}).items():
         cpu, rate = versus["cpu_s_per_1k"], versus["rate"]
         rows.append(
             (
-                "this / baseline, emulator.env",
+                f"this / baseline {key.removeprefix(BASELINE)}, emulator.env",
                 f"CPU {cpu['median']:.2f}, rate {rate['median']:.2f}",
                 f"lms mon CPU per message and msg/s, each ratio within its round, median of"
                 f" {cpu['n']}; CPU {cpu['min']:.2f}-{cpu['max']:.2f}, rate"

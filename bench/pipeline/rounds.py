@@ -5,6 +5,7 @@ round whose a was slowed by a neighbour does not pair with another round's c."""
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 SPREAD_FIGURES = (
@@ -14,7 +15,13 @@ SPREAD_FIGURES = (
     "mysqld_cpu_s_per_1k",
     "peak_rss_mb",
 )
-MON_KEYS = ("mon_defaults", "mon_env", "mon_baseline")
+MON_KEYS = ("mon_defaults", "mon_env")
+BASELINE = "mon_baseline_"
+
+
+def baseline_key(directory: Path) -> str:
+    """The results key of (c) run with lms imported from `directory` (--baseline)."""
+    return BASELINE + directory.name
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -45,7 +52,7 @@ def summarize_rounds(results: dict) -> None:
         }
     results["stats"] = stats
     ratios: dict[str, dict[str, Any]] = {}
-    for key in MON_KEYS:
+    for key in (*MON_KEYS, *(key for key in sorted(keys) if key.startswith(BASELINE))):
         values = [
             done[key]["rate"] / min(done["pubsub_drain"]["rate"], done["database"]["rate"])
             for done in rounds
@@ -55,15 +62,16 @@ def summarize_rounds(results: dict) -> None:
             ratios[key] = spread(values)
             results[key]["ratio"] = ratios[key]["median"]
     results["ratios"] = ratios
-    pairs = [done for done in rounds if "mon_env" in done and "mon_baseline" in done]
-    if pairs:
-        # this version against --baseline, within each round (both emulator.env)
-        results["versus_baseline"] = {
-            figure: spread(
-                [done["mon_env"][figure] / done["mon_baseline"][figure] for done in pairs]
-            )
-            for figure in ("cpu_s_per_1k", "rate")
-        }
+    versus: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in sorted(k for k in keys if k.startswith(BASELINE)):
+        pairs = [done for done in rounds if "mon_env" in done and key in done]
+        if pairs:
+            # this version against the baseline, within each round (both emulator.env)
+            versus[key] = {
+                figure: spread([done["mon_env"][figure] / done[key][figure] for done in pairs])
+                for figure in ("cpu_s_per_1k", "rate")
+            }
+    results["versus_baseline"] = versus
 
 
 def figure_spread(results: dict, key: str, figure: str, fmt: str) -> str:
