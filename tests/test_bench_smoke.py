@@ -56,6 +56,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         "run.py",
         "--messages=2000",
         "--warmup=0",
+        "--rounds=2",
         "--skip-profile",
         "--latency-seconds=4",
         "--latency-rate=500",
@@ -63,7 +64,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         "--no-docs",
         f"--json={report_path}",
         cwd=tmp_path,
-        timeout=280,
+        timeout=600,  # two rounds of the core parts on a loaded 2-core machine
     )
     output = done.stdout[-4000:] + done.stderr[-4000:]
     assert done.returncode == 0, output
@@ -88,6 +89,14 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert run["ratio"] > 0
         assert run["peak_rss_mb"] > 0
         assert run["cpu_s_per_1k"] > 0
+        assert run["emulator_cpu_s_per_1k"] > 0
+        # two alternating rounds: the headline is one of them, the ratio their median
+        stats = report["stats"][key]
+        assert stats["rate"]["n"] == 2
+        assert stats["rate"]["min"] <= run["rate"] <= stats["rate"]["max"]
+        ratio = report["ratios"][key]
+        assert ratio["min"] <= run["ratio"] == ratio["median"] <= ratio["max"]
+    assert [sorted(done) for done in report["rounds"]] == [sorted(RATE_KEYS[:7])] * 2
     assert report["pubsub_drain"]["backlog_after"] == 0
     latency = report["latency"]
     assert latency["published"] > 0

@@ -26,13 +26,13 @@ import aiohttp
 import pytest
 import structlog
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 from prometheus_client.parser import text_string_to_metric_families
 
-import lms.ops.metrics  # noqa: F401  (registers LMS's metrics in the default registry)
 from lms.devtools.monitor_process import MonitorProcess
 from lms.devtools.ports import free_port
+from lms.ops import metrics  # registers LMS's metrics in the default registry
 from lms.ops.health import HealthServer, ReadinessCheck
 from lms.ops.log_setup import configure_logging
 from lms.settings import Settings
@@ -125,6 +125,38 @@ class FakeDatabase:
             await asyncio.sleep(60)
         if self.error is not None:
             raise self.error
+
+
+def test_observe_many_is_observe_per_value() -> None:
+    """The flusher's batched observation exposes what one observe() per value would: values
+    on a bound, between bounds, below the first, above the last, negative, repeated."""
+    values = [0.05, 0.0500001, 0.1, 3.0, 3.0, -1.0, 0.0, 1e9, 599.9, 600.0, 0.2] * 3
+    exposed = []
+    for batched in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("lag_seconds", "lag", buckets=(0.05, 0.1, 1, 600), registry=registry)
+        if batched:
+            metrics.observe_many(histogram, values[:7])
+            metrics.observe_many(histogram, values[7:])
+            metrics.observe_many(histogram, [])
+        else:
+            for value in values:
+                histogram.observe(value)
+        exposed.append(
+            {
+                (sample.name, sample.labels.get("le")): sample.value
+                for family in text_string_to_metric_families(generate_latest(registry).decode())
+                for sample in family.samples
+                if not sample.name.endswith("_created")
+            }
+        )
+    unbatched, batched = exposed
+    assert batched.pop(("lag_seconds_sum", None)) == pytest.approx(
+        unbatched.pop(("lag_seconds_sum", None))
+    )
+    assert batched == unbatched
+    assert batched[("lag_seconds_bucket", "0.05")] == 9
+    assert batched[("lag_seconds_bucket", "+Inf")] == len(values)
 
 
 async def test_readiness_needs_database_and_subscriber() -> None:

@@ -4,6 +4,8 @@ what is not one template. Pure functions, no database."""
 from __future__ import annotations
 
 import hashlib
+import random
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lms.domain import patterns as masking
 from lms.domain.patterns import WILDCARD, pattern_hex, pattern_id, pattern_of, template_of
 from lms.query.patterns import Span, spans
 
@@ -106,6 +109,33 @@ def test_a_template_is_a_fixed_point() -> None:
             template = template_of(message)
             assert template_of(template) == template
             assert WILDCARD in template
+
+
+def _plain_template(payload: str) -> str:
+    """template_of as first written: the plain quoted-value alternation, then a Python step
+    per space-separated token. The fast paths of lms.domain.patterns must agree with it."""
+    quoted = r""""(?:[^"\\\n]|\\.)*"|(?<!\w)'(?:[^'\\\n]|\\.)*'"""
+    payload = re.sub(quoted, WILDCARD, payload)
+    payload = masking._VALUE.sub(WILDCARD, payload)
+    tokens = payload.split(" ")
+    for index, token in enumerate(tokens):
+        if token.isdigit():
+            tokens[index] = WILDCARD
+        elif re.search(r"[\d@]", token):
+            tokens[index] = masking._TOKEN.sub(WILDCARD, token)
+    return " ".join(tokens)
+
+
+def test_the_fast_paths_mask_what_the_plain_rules_mask() -> None:
+    """Random text built from the characters the rules look at (quotes, escapes, digits,
+    separators, non-ASCII digits and letters) and the catalogue's messages: the same
+    templates as the plain implementation, which tries each rule at every position."""
+    rng = random.Random(18)
+    alphabet = [*"ab0 9:.-@'\"\\\n=?x,#Fz_/", "é", "²", "\u0661", " 12", "0x1f", "10.0.0.1"]
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(20_000)]
+    texts += [m for messages in ONE_TEMPLATE.values() for m in messages] + list(KEPT)
+    for text in texts:
+        assert template_of(text) == _plain_template(text), text
 
 
 def test_pattern_id_is_the_templates_sha256_prefix() -> None:

@@ -11,12 +11,13 @@ from datetime import datetime
 
 import aiomysql
 import pytest
+from pymysql.converters import escape_string
 
 from lms.domain.record import LogRecord, Reason, Rejection
 from lms.ingest.pipeline.storing import BatchStore, Parsed
 from lms.ingest.received import Received
 from lms.settings import Settings
-from lms.store.connection import connect_kwargs
+from lms.store.connection import connect_kwargs, quote_string
 from lms.store.errors import DataStorageError, RetriableStorageError
 from lms.store.migrations import Migrator, migration_files
 from lms.store.writer import MAX_REJECTED_DATA, BatchWriter, StoredLog, StoredRejection
@@ -81,6 +82,39 @@ async def test_timestamps_are_stored_to_the_microsecond(settings) -> None:
         await storage.close()
     rows = await db_query(s, "SELECT `timestamp` FROM service_logs ORDER BY message_id")
     assert [row[0] for row in rows] == moments
+
+
+async def test_every_character_the_writer_escapes_is_stored_exactly(settings) -> None:
+    """The writer builds its string literals itself (lms.store.connection.quote_string):
+    each character PyMySQL escapes, alone, doubled and next to the others, quotes of both
+    kinds and non-ASCII text come back from the database as they were sent, and the SQL
+    text is the driver's own."""
+    specials = ["\\", "\0", "\n", "\r", "\x1a", '"', "'"]
+    payloads = [
+        *specials,
+        *(c * 2 for c in specials),
+        "".join(specials),
+        "\\'" + "".join(reversed(specials)) + "\\",
+        "end with a backslash \\",
+        'it\'s "quoted" \\n not a newline; é ü 日本 \U0001f600',
+        "",
+    ]
+    for text in [*payloads, "a\\'b"]:
+        assert quote_string(text) == "'" + escape_string(text) + "'"
+    s = settings()
+    storage = BatchWriter(s)
+    await Migrator(s).migrate()
+    moment = datetime(2026, 12, 1, 10, 0)
+    logs = [
+        StoredLog(f"id-{i:02d}", LogRecord("svc", text, "info", moment, trace_id=f"t'{i}\\"))
+        for i, text in enumerate(payloads)
+    ]
+    try:
+        await storage.write_batch(logs, [])
+    finally:
+        await storage.close()
+    rows = await db_query(s, "SELECT payload, trace_id FROM service_logs ORDER BY message_id")
+    assert [tuple(row) for row in rows] == [(text, f"t'{i}\\") for i, text in enumerate(payloads)]
 
 
 # --- what the database refuses is never stored altered (issue 14) -----------------------

@@ -46,6 +46,7 @@ from bench.pipeline.report import (
     table_rows,
     write_docs,
 )
+from bench.pipeline.rounds import baseline_key, summarize_rounds
 from bench.pipeline.tune import run_tune
 from lms.devtools.database import drop_databases
 from lms.devtools.emulator import Emulator, EmulatorError, start_emulator
@@ -69,7 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f" (default {','.join(DEFAULT_PARTS)})",
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="run a, a2, b, b0, b2, c N times; keep the best"
+        "--rounds",
+        type=int,
+        help="rounds of the core parts, alternating (a, b, c, a, b, c, ...), each on fresh"
+        " names; figures are the median with the spread (default 3; 1 with --tune)",
+    )
+    parser.add_argument(
+        "--single", action="store_true", help="one round (--rounds 1): a quick look, no spread"
     )
     parser.add_argument("--skip-latency", action="store_true", help="leave out the latency run")
     parser.add_argument("--skip-profile", action="store_true", help="leave out the py-spy run")
@@ -97,6 +104,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="messages published and drained first, to warm the emulator's JIT (default:"
         " the backlog size, at least 100,000; 0 to skip)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also run (c) with emulator.env in every round with lms imported from DIR (e.g."
+        " `git archive COMMIT lms | tar -x -C DIR`): versions compared within one run;"
+        " repeatable, named by DIR's last part",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep databases and the work dir")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the messages")
@@ -114,6 +131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rss_check and "rss" not in parts:
         parts.append("rss")
     args.part_list = parts
+    if args.single:
+        args.rounds = 1
+    if args.rounds is None:
+        args.rounds = 1 if args.tune else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
     if args.warmup is None:
         args.warmup = max(args.messages, 100_000)
     if args.messages < 1:
@@ -154,17 +177,28 @@ async def run_parts(ctx: Context, results: dict) -> None:
     if "c" in parts:
         core.append(("c", "mon_defaults", lambda: part_mon(ctx, "c", {}, args.messages)))
         core.append(("c", "mon_env", lambda: part_mon(ctx, "cenv", env, args.messages)))
-    # --repeat N: the core parts N times in turn (a, b, c, a, b, c, ...), so no part gains from
-    # running later on a warmer emulator; the best run of each is the headline figure.
-    for _round in range(args.repeat):
+        for directory in args.baseline:
+            baseline = {**env, "PYTHONPATH": str(directory.resolve())}
+            core.append(
+                (
+                    "c",
+                    baseline_key(directory),
+                    lambda baseline=baseline: part_mon(ctx, "cbase", baseline, args.messages),
+                )
+            )
+    # Rounds in turn (a, b, c, a, b, c, ...), each part on fresh names, so that an order
+    # effect or a noisy neighbour shows up as spread rather than as a different verdict; the
+    # headline of each part is its median run (rounds.py).
+    for number in range(args.rounds):
+        if args.rounds > 1:
+            say(f"-- round {number + 1} of {args.rounds}")
+        done: dict[str, dict] = {}
         for part, key, step in core:
             result = await run_step(part, key, step, results)
-            if result is None:
-                continue
-            runs = results.setdefault("runs", {}).setdefault(key, [])
-            runs.append(round(result["rate"]))
-            if key not in results or result["rate"] > results[key]["rate"]:
-                results[key] = result
+            if result is not None:
+                done[key] = result
+        results.setdefault("rounds", []).append(done)
+    summarize_rounds(results)
 
     def latency_rate() -> float:
         if args.latency_rate:
@@ -270,9 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     a, b = results.get("pubsub_drain"), results.get("database")
     if a and b:
         results["ceiling"] = min(a["rate"], b["rate"])
-        for key in ("mon_defaults", "mon_env"):
-            if key in results:
-                results[key]["ratio"] = results[key]["rate"] / results["ceiling"]
     results["cpu_budget"] = cpu_budget(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,9 @@ class BenchMonitor:
     from outside: CPU seconds from the moment it is subscribed, and its resident memory."""
 
     def __init__(self, ctx: Context, settings: Settings, extra: dict[str, str], name: str) -> None:
-        self.dir = ctx.workdir / name
+        # A directory per run (the subscription's name is fresh each time): the harness
+        # appends to its log, and a later round must not read an earlier one's lines.
+        self.dir = ctx.workdir / name / settings.pubsub_subscription
         self.process = MonitorProcess(settings, self.dir, "mon", extra)
         self.peak_rss = 0
         self.cpu_at_start = 0.0
@@ -160,6 +162,10 @@ def run_mon_drain(
         "cpu_s_per_1k": cpu / count * 1000,
         "cpu_util": cpu / seconds,
         **usage,
+        # The other two processes over the same span, per 1,000 messages: the share of each
+        # in what the drain cost the machine (mysqld's includes other clients of the server).
+        "emulator_cpu_s_per_1k": usage["emulator_cpu_s"] / count * 1000,
+        "mysqld_cpu_s_per_1k": usage["mysqld_cpu_s"] / count * 1000,
         "batches": len(mon.batches),
         "mean_batch": sum(sizes) / len(sizes) if sizes else 0,
         "triggers": dict(triggers),

@@ -15,6 +15,7 @@ import psutil
 import pymysql
 
 from bench.pipeline.common import (
+    CPU_TARGET,
     PAYLOAD_CHARS,
     PUB_TARGET,
     RATIO_TARGET,
@@ -22,6 +23,7 @@ from bench.pipeline.common import (
     RSS_LIMIT_MB,
     say,
 )
+from bench.pipeline.rounds import BASELINE
 from lms.devtools.database import connect_blocking
 from lms.settings import load_settings
 
@@ -68,6 +70,20 @@ def fmt_rate(value: float | None) -> str:
     return f"{value:,.0f}" if value else "-"
 
 
+def rounds_note(results: dict, key: str, figure: str = "rate", fmt: str = ",.0f") -> str:
+    """ "; 3 rounds: 5,100-6,020" when the part ran more than once, else ""."""
+    stat = results.get("stats", {}).get(key, {}).get(figure)
+    if not stat or stat["n"] < 2:
+        return ""
+    return f"; {stat['n']} rounds: {format(stat['min'], fmt)}-{format(stat['max'], fmt)}"
+
+
+def median_of(results: dict, key: str, figure: str) -> float:
+    """The median of a figure over the rounds (the one run's figure after one round)."""
+    stat = results.get("stats", {}).get(key, {}).get(figure)
+    return float(stat["median"]) if stat else float(results[key][figure])
+
+
 def cpu_budget(results: dict) -> dict:
     """CPU seconds per 1,000 messages of each component, as measured alone (a, b) and in c,
     and the rate the machine's cores could carry if CPU were the only limit."""
@@ -77,7 +93,7 @@ def cpu_budget(results: dict) -> dict:
         return {}
     emulator = a["emulator_cpu_util"] * a["seconds"] / a["messages"] * 1000
     mysqld = b["mysqld_cpu_util"] * b["seconds"] / b["rows"] * 1000
-    lms = c["cpu_s_per_1k"]
+    lms = median_of(results, "mon_env" if "mon_env" in results else "mon_defaults", "cpu_s_per_1k")
     cores = os.cpu_count() or 1
     return {
         "emulator_cpu_s_per_1k": emulator,
@@ -108,7 +124,8 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
             (
                 "(a) bare Pub/Sub drain",
                 f"{fmt_rate(a['rate'])} msg/s",
-                f"{a['per_pull']:.0f} msg/pull (max {a['largest_pull']}); {cpu_note(a)}",
+                f"{a['per_pull']:.0f} msg/pull (max {a['largest_pull']}); {cpu_note(a)}"
+                + rounds_note(results, "pubsub_drain"),
             )
         )
     if a2:
@@ -116,7 +133,8 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
             (
                 f"(a2) drain, acks held per {a2['hold']:,}",
                 f"{fmt_rate(a2['rate'])} msg/s",
-                f"{a2['per_pull']:.0f} msg/pull: the hold-until-commit ceiling; {cpu_note(a2)}",
+                f"{a2['per_pull']:.0f} msg/pull: the hold-until-commit ceiling; {cpu_note(a2)}"
+                + rounds_note(results, "pubsub_drain_hold"),
             )
         )
     for key, label, note in (
@@ -126,21 +144,51 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
     ):
         b = results.get(key)
         if b:
-            rows.append((label, f"{fmt_rate(b['rate'])} rows/s", f"{note}; {cpu_note(b)}"))
+            rows.append(
+                (
+                    label,
+                    f"{fmt_rate(b['rate'])} rows/s",
+                    f"{note}; {cpu_note(b)}" + rounds_note(results, key),
+                )
+            )
     ceiling = results.get("ceiling")
-    for key, label in (("mon_defaults", "defaults"), ("mon_env", "emulator.env")):
+    mon_keys = [("mon_defaults", "defaults"), ("mon_env", "emulator.env")]
+    for key in sorted(k for k in results if k.startswith(BASELINE)):
+        mon_keys.append((key, f"emulator.env, baseline {key.removeprefix(BASELINE)}"))
+    for key, label in mon_keys:
         c = results.get(key)
         if not c:
             continue
         cfg = ", ".join(f"{k.upper()}={v}" for k, v in c["settings"].items())
-        rows.append((f"(c) lms mon, {label}", f"{fmt_rate(c['rate'])} msg/s", cfg))
-        if ceiling:
+        rows.append(
+            (
+                f"(c) lms mon, {label}",
+                f"{fmt_rate(c['rate'])} msg/s",
+                cfg + rounds_note(results, key),
+            )
+        )
+        ratio = results.get("ratios", {}).get(key)
+        if ratio:
+            spread = (
+                f"median of the {ratio['n']} rounds' ratios, each within its round;"
+                f" {ratio['min']:.2f}-{ratio['max']:.2f}; "
+                if ratio["n"] > 1
+                else ""
+            )
+            rows.append(
+                (
+                    f"c / min(a, b), {label}",
+                    f"{ratio['median']:.2f}",
+                    f"{spread}target >= {RATIO_TARGET}"
+                    + (f"; c / a2 = {c['rate'] / a2['rate']:.2f}" if a2 else ""),
+                )
+            )
+        elif ceiling:
             rows.append(
                 (
                     f"c / min(a, b), {label}",
                     f"{c['rate'] / ceiling:.2f}",
-                    f"target >= {RATIO_TARGET}"
-                    + (f"; c / a2 = {c['rate'] / a2['rate']:.2f}" if a2 else ""),
+                    f"target >= {RATIO_TARGET}",
                 )
             )
         rows.append(
@@ -154,9 +202,37 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         )
         rows.append(
             (
-                f"CPU s / 1,000 msg, {label}",
-                f"{c['cpu_s_per_1k']:.3f}",
-                cpu_note(c, mon=True),
+                f"lms mon CPU s / 1,000 msg, {label}",
+                f"{median_of(results, key, 'cpu_s_per_1k'):.3f}",
+                f"user+sys of the process; target <= {CPU_TARGET}; {cpu_note(c, mon=True)}"
+                + rounds_note(results, key, "cpu_s_per_1k", ".3f"),
+            )
+        )
+        if "emulator_cpu_s_per_1k" in c:
+            rows.append(
+                (
+                    f"emulator / mysqld CPU s / 1,000 msg during (c), {label}",
+                    f"{median_of(results, key, 'emulator_cpu_s_per_1k'):.3f} /"
+                    f" {median_of(results, key, 'mysqld_cpu_s_per_1k'):.3f}",
+                    "emulator: its whole process group; mysqld: the server's PID (other"
+                    " clients of the shared server included)"
+                    + rounds_note(results, key, "emulator_cpu_s_per_1k", ".3f").replace(
+                        "rounds:", "rounds, emulator:"
+                    )
+                    + rounds_note(results, key, "mysqld_cpu_s_per_1k", ".3f").replace(
+                        "rounds:", "rounds, mysqld:"
+                    ),
+                )
+            )
+    for key, versus in results.get("versus_baseline", {}).items():
+        cpu, rate = versus["cpu_s_per_1k"], versus["rate"]
+        rows.append(
+            (
+                f"this / baseline {key.removeprefix(BASELINE)}, emulator.env",
+                f"CPU {cpu['median']:.2f}, rate {rate['median']:.2f}",
+                f"lms mon CPU per message and msg/s, each ratio within its round, median of"
+                f" {cpu['n']}; CPU {cpu['min']:.2f}-{cpu['max']:.2f}, rate"
+                f" {rate['min']:.2f}-{rate['max']:.2f}",
             )
         )
     budget = results.get("cpu_budget")
@@ -310,11 +386,17 @@ def benchmark_section(results: dict, rows: list[tuple[str, str, str]]) -> str:
         *markdown_table(rows),
         "",
     ]
-    runs = results.get("runs", {})
-    if any(len(v) > 1 for v in runs.values()):
+    stats = results.get("stats", {})
+    if any(figures["rate"]["n"] > 1 for figures in stats.values() if "rate" in figures):
         lines.append(
-            "Best of the repeated runs; all of them (msg/s or rows/s): "
-            + "; ".join(f"{k} {', '.join(f'{r:,}' for r in v)}" for k, v in runs.items())
+            f"{len(results.get('rounds', []))} rounds, alternating (a, b, c, a, b, c, ...), each"
+            " part on fresh names; each row is the part's median run, c / min(a, b) the median"
+            " of the ratios within each round. All rounds (msg/s or rows/s): "
+            + "; ".join(
+                f"{key} {', '.join(f'{v:,.0f}' for v in figures['rate']['values'])}"
+                for key, figures in stats.items()
+                if "rate" in figures
+            )
             + "."
         )
     env = results.get("emulator_env")

@@ -11,7 +11,7 @@ async def run_tune(ctx: Context, results: dict) -> None:
     base = read_env_file(ctx.args.env_file)
     results["emulator_env"] = base
     results["tune"] = []
-    combos = ctx.args.tune.split(",") * ctx.args.repeat  # rounds, so load changes spread out
+    combos = ctx.args.tune.split(",") * ctx.args.rounds  # rounds, so load changes spread out
     for combo in combos:
         fields = combo.split(":")
         extra = {**base, "BATCHSIZE": fields[0], "MAX_OUTSTANDING": fields[1]}

@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage
 from lms.devtools.http_traffic import HttpSender, HttpTarget, http_session
 from lms.devtools.messages import Traffic
 from lms.devtools.sender import Message, Sender, Tally
+from lms.domain.patterns import template_of
 from lms.ingest.sources.pubsub import client as pubsub
 from lms.settings import Settings
 
@@ -81,16 +83,29 @@ class LogFactory:
         return self.traffic.rate_factor(service, self._clock())
 
     def _sized(self, payload: str) -> str:
+        """The payload padded with filler words to a length drawn from `payload_chars`.
+
+        The length and the words are drawn from the payload's template (lms.domain.patterns),
+        not per message: a padded payload keeps the pattern of the message it pads, as the
+        logs of one line of code do, instead of every padded payload being a template of its
+        own, which no service produces and which would make the pattern tables grow by a row
+        per log. Cut to the range's top only when the variable parts make it longer."""
         if self._payload_chars is None:
             return payload
-        target = self._rng.randint(*self._payload_chars)
+        low, high = self._payload_chars
+        template = template_of(payload)
+        rng = random.Random(zlib.crc32(template.encode()))
+        target = rng.randint(low, high)
         parts = [payload]
-        length = len(payload)
+        length = len(template)
         while length < target:
-            word = self._rng.choice(_FILLER)
+            word = rng.choice(_FILLER)
             parts.append(word)
             length += len(word) + 1
-        return " ".join(parts)[:target]
+        text = " ".join(parts)
+        while len(text) < low:
+            text += " " + rng.choice(_FILLER)
+        return text[:high]
 
 
 class BatchPublisher(Sender):

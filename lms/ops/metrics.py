@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_RECEIVED = Counter("lms_messages_received", "Messages pulled from Pub/Sub")
@@ -47,3 +51,17 @@ FLUSH_INTERVAL = Gauge("lms_flush_interval_seconds", "FLUSHINTERVAL: the partial
 MAX_OUTSTANDING = Gauge(
     "lms_max_outstanding_messages", "MAX_OUTSTANDING: the bound on received-but-unacked messages"
 )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(value)` for each value (of a histogram without labels), as one
+    increment per bucket and one of the sum: the flusher observes every message of a batch,
+    and a lock and a walk of the bounds per message cost more than a bisect per message.
+
+    Reads prometheus_client's own fields (pinned in constraints.txt); tests/test_observability
+    checks the exposition matches observe() per value."""
+    bounds = histogram._upper_bounds
+    for index, count in Tally(bisect_left(bounds, value) for value in values).items():
+        if index < len(bounds):  # as observe: a value above every bound (NaN) is in none
+            histogram._buckets[index].inc(count)
+    histogram._sum.inc(sum(values))

@@ -7,6 +7,9 @@ import asyncio
 from typing import Any
 
 import aiomysql
+from pymysql.constants.SERVER_STATUS import (
+    SERVER_STATUS_NO_BACKSLASH_ESCAPES as NO_BACKSLASH_ESCAPES,
+)
 
 from lms.settings import Settings
 
@@ -26,7 +29,55 @@ DUPLICATE_ENTRY = 1062
 """The warning of a row INSERT IGNORE skipped because its key is stored already."""
 
 
-class WarningCountingCursor(aiomysql.Cursor):
+_ESCAPES = (
+    ("\\", "\\\\"),  # first: the escapes below add backslashes of their own
+    ("\0", "\\0"),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\032", "\\Z"),
+    ('"', '\\"'),
+    ("'", "\\'"),
+)
+"""What PyMySQL's escape_string replaces, and with what (pymysql.converters._escape_table)."""
+
+
+def quote_string(value: str) -> str:
+    """`value` as a quoted SQL string literal, exactly PyMySQL's "'" + escape_string(value) + "'"
+    (backslash escapes, the server's default mode).
+
+    PyMySQL's str.translate with a table of 2-character replacements goes through its slow
+    per-character path: ~20 µs for a 1,000-character payload, the largest single cost of the
+    writer per row. A containment test per special character (a fast search in C) and
+    str.replace for the few present cost well under a microsecond for the same payload."""
+    for char, escaped in _ESCAPES:
+        if char in value:
+            value = value.replace(char, escaped)
+    return "'" + value + "'"
+
+
+class FastEscapeCursor(aiomysql.Cursor):
+    """Escapes the values of the writer's rows (str, int, None; anything else as the driver
+    does) with quote_string: the same SQL text as aiomysql's own escaping, built faster. Under
+    NO_BACKSLASH_ESCAPES (which the writer never sets) it leaves everything to the driver."""
+
+    def _escape_args(self, args: Any, conn: aiomysql.Connection) -> Any:
+        if type(args) is not tuple or conn.server_status & NO_BACKSLASH_ESCAPES:
+            return super()._escape_args(args, conn)
+        literals: list[str] = []
+        for value in args:
+            kind = type(value)
+            if kind is str:
+                literals.append(quote_string(value))
+            elif value is None:
+                literals.append("NULL")
+            elif kind is int:
+                literals.append(str(value))  # PyMySQL's escape_int
+            else:
+                literals.append(conn.escape(value))
+        return tuple(literals)
+
+
+class WarningCountingCursor(FastEscapeCursor):
     """Counts the warnings of its statements and keeps the first that is not a duplicate key,
     so the writer can tell "a duplicate was skipped" (the one thing INSERT IGNORE may do to a
     row) from "a value was altered" (never allowed). `reset` before each statement."""

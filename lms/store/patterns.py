@@ -47,9 +47,14 @@ class _Keyed(Protocol):
     def record(self) -> LogRecord: ...
 
 
-def patterns_of(logs: Sequence[_Keyed]) -> list[Pattern]:
-    """The pattern of each log, in the order of `logs`."""
-    return [pattern_of(log.record.payload) for log in logs]
+class _MaybeMasked(_Keyed, Protocol):
+    @property
+    def pattern(self) -> Pattern | None: ...
+
+
+def patterns_of(logs: Sequence[_MaybeMasked]) -> list[Pattern]:
+    """The pattern of each log, in the order of `logs`: the one it carries, or masked now."""
+    return [log.pattern or pattern_of(log.record.payload) for log in logs]
 
 
 def hour_of(moment: datetime) -> str:

@@ -104,11 +104,14 @@ async def _insert_new(cur: WarningCountingCursor, sql: str, rows: list[tuple[obj
 
 @dataclass(frozen=True, slots=True)
 class StoredLog:
-    """A log to store; `key` is its idempotency key (the message id when None)."""
+    """A log to store; `key` is its idempotency key (the message id when None); `pattern` its
+    (pattern id, template) when the caller masked it already (lms.ingest.pipeline.flusher
+    does, in its parse stage), else the writer masks it."""
 
     message_id: str
     record: LogRecord
     key: str | None = None
+    pattern: tuple[int, str] | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -48,8 +48,12 @@ class Writer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
+    """A message as the flusher holds it; `pattern` is a log's (id, template), masked when
+    it was parsed (None: the writer masks it)."""
+
     received: Received
     outcome: LogRecord | Rejection
+    pattern: tuple[int, str] | None = None
 
 
 class BatchStore:
@@ -124,7 +128,7 @@ class BatchStore:
             received, outcome = item.received, item.outcome
             key = received.idempotency_key
             if isinstance(outcome, LogRecord):
-                logs.append(StoredLog(received.message_id, outcome, key))
+                logs.append(StoredLog(received.message_id, outcome, key, item.pattern))
             else:
                 rejections.append(
                     StoredRejection(
