@@ -27,13 +27,11 @@ from lms_client import counters
 from lms_client.buffer import Buffer
 from lms_client.counters import Counters, Problem, Tally, stderr_reporter
 from lms_client.delivery import Delivery, RetryPolicy, Timer
-from lms_client.entry import Entry
+from lms_client.entry import Deferred, Entry, Head
 from lms_client.limits import MAX_CONTEXT, MAX_KEY, MAX_SERVICE_NAME, check_text, clean_text
 from lms_client.mapping import (
-    dumps,
     extras_of,
-    metadata_text,
-    plain_json,
+    log_json,
     severity_of,
     timestamp_of,
     trace_context,
@@ -115,6 +113,8 @@ class LMSHandler(logging.Handler):
         for name, value in (("resource_id", resource_id), ("commit", commit)):
             if value is not None:
                 self._constants[name] = check_text(name, value, MAX_CONTEXT)
+        self.head = Head.of(self.service_name, self._constants)
+        """The constant part of every log, for Deferred logs' encoding."""
         self._block_timeout = block_timeout if on_full == "block" else 0.0
         self._close_timeout = close_timeout
         self._sizes = (queue_size, queue_bytes, batch_size, batch_bytes)
@@ -145,6 +145,7 @@ class LMSHandler(logging.Handler):
             self._flush_interval,
             self._policy,
             self._timer,
+            self._encode_deferred,
         )
         self._thread = threading.Thread(
             target=self._delivery.run, name=f"lms-client-{self.service_name}", daemon=True
@@ -265,6 +266,11 @@ class LMSHandler(logging.Handler):
             return False
         return self._put(entry)
 
+    def enqueue(self, log: Deferred) -> bool:
+        """Queue a log captured as a Deferred (lms_client's request-logging middleware does),
+        to be encoded on the sending thread; returns whether it was queued. Never raises."""
+        return self._put(log)
+
     # --- inside ---------------------------------------------------------------------------
 
     def _record_entry(self, record: logging.LogRecord) -> Entry:
@@ -287,19 +293,17 @@ class LMSHandler(logging.Handler):
         self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
     ) -> Entry:
         fields.update(self._constants)
-        whole = plain_json({**fields, "metadata": metadata}, metadata) if metadata else None
-        if whole is not None:
-            text = whole
-        else:
-            text = dumps(fields)
-            meta = metadata_text(metadata)
-            if meta is not None:
-                text = text[:-1] + ',"metadata":' + meta + "}"
+        text = log_json(fields, metadata)
         if key is None:
             key = f"{self._key_prefix}{next(self._key_seq):x}"
         return Entry(key, text.encode("utf-8"))
 
-    def _put(self, entry: Entry) -> bool:
+    def _encode_deferred(self, log: Deferred) -> Entry:
+        """On the sending thread: a queued Deferred as the Entry it sends, with its key."""
+        key = log.key if log.key is not None else f"{self._key_prefix}{next(self._key_seq):x}"
+        return Entry(key, log.encode(self.head).encode("utf-8"))
+
+    def _put(self, entry: Entry | Deferred) -> bool:
         if self._closed:
             self._tally.drop(counters.CLOSED, 1)
             return False

@@ -60,8 +60,14 @@ _second: tuple[int, str] = (-1, "")
 
 def timestamp_of(created: float) -> str:
     """`created` (seconds since the epoch) as RFC 3339 UTC with microseconds."""
+    return timestamp_us_text(round(created * 1_000_000))
+
+
+def timestamp_us_text(microseconds: int) -> str:
+    """`microseconds` since the epoch as RFC 3339 UTC with microseconds. Any thread: the
+    cache is one tuple, replaced whole."""
     global _second
-    seconds, micros = divmod(round(created * 1_000_000), 1_000_000)
+    seconds, micros = divmod(microseconds, 1_000_000)
     cached, text = _second
     if cached != seconds:
         t = time.gmtime(seconds)
@@ -158,6 +164,20 @@ def plain_json(document: Mapping[str, object], metadata: Mapping[str, object]) -
         return None
     if not all(-MAX_JSON_INT < v < MAX_JSON_INT for v in values if type(v) is int):
         return None
+    return text
+
+
+def log_json(fields: Mapping[str, str], metadata: Mapping[str, object]) -> str:
+    """A whole log as compact JSON: `fields` (service_name, severity, payload, timestamp, the
+    trace context and constants, all strings LMS accepts) and `metadata`, JSON-safe and
+    within MAX_METADATA, whatever it holds (see plain_json and metadata_text)."""
+    whole = plain_json({**fields, "metadata": metadata}, metadata) if metadata else None
+    if whole is not None:
+        return whole
+    text = dumps(fields)
+    meta = metadata_text(metadata)
+    if meta is not None:
+        text = text[:-1] + ',"metadata":' + meta + "}"
     return text
 
 
