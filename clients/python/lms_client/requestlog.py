@@ -30,7 +30,14 @@ from typing import Generic, TypeVar
 from lms_client.entry import Deferred, Head, estimate
 from lms_client.handler import LMSHandler
 from lms_client.jsonsafe import short_repr
-from lms_client.limits import MAX_CONTEXT, MAX_JSON_INT, MAX_METADATA, clean_text, has_surrogates
+from lms_client.limits import (
+    MAX_CONTEXT,
+    MAX_JSON_INT,
+    MAX_METADATA,
+    MAX_PAYLOAD,
+    clean_text,
+    has_surrogates,
+)
 from lms_client.mapping import log_json, timestamp_us_text, truncate
 
 Scope = TypeVar("Scope")
@@ -356,7 +363,7 @@ class RequestLog(Deferred):
     def _encode_usual(self, head: Head) -> str:
         (ts_us, seq, instance, method, route, path, status, duration_ms, request_size,
          response_size, outcome, query, headers, request_id, user, user_error, trace_id,
-         span_id, _error_payload) = self.values  # fmt: skip
+         span_id, error_payload) = self.values  # fmt: skip
         if not (request_size < MAX_JSON_INT and response_size < MAX_JSON_INT):
             return self.encode_general(head)
         http = (
@@ -380,7 +387,15 @@ class RequestLog(Deferred):
         meta += "}"
         if len(meta) > MAX_METADATA:
             return self.encode_general(head)
-        severity, payload = self._severity_payload()
+        if error_payload is None:
+            payload = _one_line(method, route or path, status, duration_ms)
+            if outcome != "response":
+                payload += f" ({outcome})"
+            if len(payload) > MAX_PAYLOAD:  # surrogates: looked for in the whole text below
+                payload = truncate(payload)
+        else:
+            payload = error_payload
+        severity = severity_of(status, outcome)
         text = (
             f'{{{head.service},"severity":"{severity}","payload":{_str(payload)}'
             f',"timestamp":"{timestamp_us_text(ts_us)}"'
