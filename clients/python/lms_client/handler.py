@@ -27,11 +27,12 @@ from lms_client import counters
 from lms_client.buffer import Buffer
 from lms_client.counters import Counters, Problem, Tally, stderr_reporter
 from lms_client.delivery import Delivery, RetryPolicy, Timer
-from lms_client.entry import Deferred, Entry, Head
+from lms_client.entry import Deferred, Entry, Head, estimate
 from lms_client.limits import MAX_CONTEXT, MAX_KEY, MAX_SERVICE_NAME, check_text, clean_text
 from lms_client.mapping import (
     extras_of,
     log_json,
+    plain_copy,
     severity_of,
     timestamp_of,
     trace_context,
@@ -259,7 +260,7 @@ class LMSHandler(logging.Handler):
                     fields[name] = clean_text(str(value))[:MAX_CONTEXT]
             if key is not None and not _KEY.fullmatch(key):
                 raise ValueError(f"key must be 1 to {MAX_KEY} printable ASCII characters")
-            entry = self._encode(fields, metadata or {}, key)
+            entry = self._capture(fields, metadata or {}, key)
         except Exception as exc:
             self._tally.drop(counters.REJECTED, 1)
             self._report_safely(Problem(counters.REJECTED, 1, f"submit: {exc}"))
@@ -273,7 +274,7 @@ class LMSHandler(logging.Handler):
 
     # --- inside ---------------------------------------------------------------------------
 
-    def _record_entry(self, record: logging.LogRecord) -> Entry:
+    def _record_entry(self, record: logging.LogRecord) -> Entry | Deferred:
         try:
             text = self.format(record)
         except Exception as exc:
@@ -287,7 +288,20 @@ class LMSHandler(logging.Handler):
         context = trace_context()
         if context is not None:
             fields["trace_id"], fields["span_id"] = context
-        return self._encode(fields, {"logger": record.name, **extras_of(record)})
+        return self._capture(fields, {"logger": record.name, **extras_of(record)})
+
+    def _capture(
+        self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
+    ) -> Entry | Deferred:
+        """The log to queue: captured (a Deferred, encoded on the sending thread) when its
+        metadata is of plain values, which are copied; otherwise converted and encoded now,
+        while the application's objects are as they were at the call."""
+        plain = plain_copy(metadata)
+        if plain is None:
+            return self._encode(fields, metadata, key)
+        copy, chars = plain
+        chars += sum(len(value) for value in fields.values())
+        return _Captured(estimate(chars, self.head), key, fields, copy)
 
     def _encode(
         self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
@@ -322,6 +336,25 @@ class LMSHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<LMSHandler {self.service_name} via {self.transport!r}>"
+
+
+class _Captured(Deferred):
+    """A record's or a submit's log, captured: its fields (the strings emit or submit made)
+    and a plain copy of its metadata (mapping.plain_copy); LMSHandler's constants are added
+    when it is encoded."""
+
+    __slots__ = ("fields", "metadata")
+
+    def __init__(
+        self, size: int, key: str | None, fields: dict[str, str], metadata: dict[str, object]
+    ) -> None:
+        super().__init__(size, key)
+        self.fields = fields
+        self.metadata = metadata
+
+    def encode(self, head: Head) -> str:
+        fields = {**self.fields, **head.constant_fields} if head.constant_fields else self.fields
+        return log_json(fields, self.metadata)
 
 
 def _positive(**values: float) -> None:

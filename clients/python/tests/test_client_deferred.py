@@ -72,7 +72,11 @@ USUAL = [
         id="no-route-no-status-integer-user",
     ),
     pytest.param(
-        {"status": 503, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"},
+        {
+            "status": 503,
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "00f067aa0ba902b7",
+        },
         id="5xx-traceparent",
     ),
     pytest.param(
@@ -208,32 +212,74 @@ async def test_the_queues_byte_bound_holds_for_deferred_logs() -> None:
 
 
 def test_what_is_changed_after_logging_is_not_in_the_log() -> None:
-    """A metadata dict (and a dict in it) changed after the call is sent as it was at the
-    call, even while the log waits in the queue."""
+    """Metadata (a dict in it too) changed after the call is sent as it was at the call, even
+    while the log waits in the queue: plain values are copied and encoded on the sending
+    thread (Deferred), others converted at once (Entry)."""
     gate = Gate()
     handler = make_handler(gate, batch_size=1)
+    queued: list[object] = []
+    put = handler._put
+
+    def keep(log: Any) -> bool:
+        queued.append(log)
+        return put(log)
+
+    handler._put = keep  # type: ignore[method-assign]
     logger = logging.getLogger("lms-client-deferred")
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO)
     logger.info("in flight")
     assert gate.entered.wait(30)  # what follows stays queued until the gate opens
-    meta: dict[str, Any] = {"http": {"status_code": 404}, "tags": ["a"]}
+    meta: dict[str, Any] = {"http": {"status_code": 404}, "n": 1}
     handler.submit("warn", "submitted", None, meta)
     inner = {"order": 1}
+    logger.info("emitted", extra={"detail": inner})
     tags = ["x"]
-    logger.info("emitted", extra={"detail": inner, "tags": tags, "n": 1})
+    logger.info("converted", extra={"tags": tags, "detail": inner})
     meta["http"]["status_code"] = 200
-    meta["tags"].append("b")
     meta["late"] = True
     inner["order"] = 2
     tags.append("y")
+    assert [type(log).__name__ for log in queued] == [
+        "_Captured",
+        "_Captured",
+        "_Captured",
+        "Entry",
+    ]
     gate.opened.set()
     assert handler.drain(30)
-    _first, submitted, emitted = entries_fields(gate.entries)
-    assert submitted["metadata"] == {"http": {"status_code": 404}, "tags": ["a"]}
+    _first, submitted, emitted, converted = entries_fields(gate.entries)
+    assert submitted["metadata"] == {"http": {"status_code": 404}, "n": 1}
     assert emitted["metadata"]["detail"] == {"order": 1}
-    assert emitted["metadata"]["tags"] == ["x"]
+    assert converted["metadata"]["tags"] == ["x"]
+    assert converted["metadata"]["detail"] == {"order": 1}
+    handler.close()
+
+
+def test_a_captured_logs_estimate_is_at_least_its_encoded_size() -> None:
+    collector = Collector()
+    handler = make_handler(collector, resource_id="eu-1", commit="abc")
+    queued: list[Any] = []
+    put = handler._put
+
+    def keep(log: Any) -> bool:
+        queued.append(log)
+        return put(log)
+
+    handler._put = keep  # type: ignore[method-assign]
+    logger = logging.getLogger("lms-client-deferred")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.info("order %s paid", 7, extra={"order": 7, "amount": -1.2345678901234567e-308})
+    logger.info("x" * 5000, extra={"big": "y" * 3000, "http": {"a": None, "b": True, "c": 2**60}})
+    handler.submit("info", "plain", None, {})
+    assert handler.drain(30)
+    assert len(queued) == len(collector.entries) == 3
+    for log, entry in zip(queued, collector.entries, strict=True):
+        assert isinstance(log, Deferred)
+        assert log.size >= len(entry.line())
     handler.close()
 
 
