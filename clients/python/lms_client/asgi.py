@@ -140,5 +140,7 @@ def route_of(scope: ASGIScope, root_path: str) -> str | None:
     if not isinstance(template, str) or not hasattr(route, "endpoint"):
         return None
     mounted = scope.get("root_path", "")
+    if mounted == root_path:  # no Mount on the way
+        return template
     prefix = mounted[len(root_path) :] if mounted.startswith(root_path) else ""
     return prefix + template

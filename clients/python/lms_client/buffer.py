@@ -44,8 +44,10 @@ class Buffer:
 
     def put(self, entry: Queued, timeout: float = 0.0) -> bool:
         """Queue `entry`; False when the buffer stayed full for `timeout` seconds (0: at once)."""
+        size = entry.size
         with self._lock:
-            if not self._fits(entry):
+            items = self._items
+            if items and (len(items) >= self.max_logs or self._bytes + size > self.max_bytes):
                 if timeout <= 0:
                     return False
                 deadline = time.monotonic() + timeout
@@ -54,10 +56,10 @@ class Buffer:
                     if remaining <= 0:
                         return False
                     self._not_full.wait(remaining)
-            self._items.append(entry)
-            self._bytes += entry.size
+            items.append(entry)
+            self._bytes += size
             self._unfinished += 1
-            count = len(self._items)
+            count = len(items)
             if count == 1 or count >= self._batch_logs or self._bytes >= self._batch_bytes:
                 self._not_empty.notify()
             return True
@@ -65,7 +67,7 @@ class Buffer:
     def _fits(self, entry: Queued) -> bool:
         # An entry larger than the whole byte bound still goes into an empty buffer: every
         # entry is within LMS's limits (a few tens of KiB), and refusing it forever would
-        # lose it for a setting.
+        # lose it for a setting. (`put` tests the same inline.)
         if not self._items:
             return True
         return len(self._items) < self.max_logs and self._bytes + entry.size <= self.max_bytes

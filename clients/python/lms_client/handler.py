@@ -1,8 +1,10 @@
 """LMSHandler: a `logging.Handler` that sends records to LMS without ever blocking on it.
 
-`emit` (in the application's thread) maps the record (lms_client.mapping), encodes it once
-with a fresh idempotency key and puts it on a bounded buffer; one background thread sends the
-buffer's batches through the transport (lms_client.delivery). Nothing a record holds, nor any
+`emit` (in the application's thread) maps the record (lms_client.mapping) and puts it on a
+bounded buffer: captured as plain values when its `extra=` is (a Deferred, see
+lms_client.entry), else encoded at once; one background thread encodes what is not yet, each
+log with a fresh idempotency key, and sends the buffer's batches through the transport
+(lms_client.delivery). Nothing a record holds, nor any
 delivery failure, raises into the application: losses are counted (`counters`) and reported
 (`on_error`, by default one line on stderr).
 """

@@ -126,6 +126,10 @@ def request_id_of(header: str | None) -> str:
     one: an id that is echoed in a response header and stored must be safe in both."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
+    return _fresh_request_id()
+
+
+def _fresh_request_id() -> str:
     # A random 128-bit id: unique, not secret, so the process's Mersenne Twister (seeded from
     # os.urandom, reseeded in a forked child) rather than a system call per request.
     return f"{random.getrandbits(128):032x}"
@@ -153,6 +157,15 @@ def user_id_value(value: object) -> str | int | None:
     the whole log refused, so it is left out (and said so in metadata.user_id_error)."""
     if value is None:
         return None
+    if (  # the usual id, at the cost of a few flag reads
+        type(value) is str
+        and value.isascii()
+        and value.isprintable()
+        and 0 < len(value) <= MAX_CONTEXT
+        and value[0] != " "
+        and value[-1] != " "
+    ):
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         if MIN_USER_ID <= value <= MAX_USER_ID:
             return value
@@ -202,6 +215,10 @@ class RequestLogger(Generic[Scope]):
         """The request headers a middleware reads (lowercase), the logged ones included."""
         self.header_names |= frozenset(self.log_headers)
         self.sequencer = sequencer or PROCESS_SEQUENCER
+        # The size estimate's fixed part (see _capture): the strings of bounded length are
+        # counted at their bounds, 736 for request_id (MAX_REQUEST_ID), the instance and a
+        # user id (MAX_CONTEXT each), the trace context (48) and their names.
+        self._base_size = estimate(736, handler.head)
 
     def start(
         self,
@@ -213,16 +230,20 @@ class RequestLogger(Generic[Scope]):
         """A request starting now; `header(name)` reads a request header (lowercase name),
         `query()` the query string (read only when logged)."""
         timestamp_us, seq = self.sequencer.next()
-        trace_id, span_id = traceparent_ids(header("traceparent"))
+        # Positional, and the usual absent headers without a call: this runs per request.
+        traceparent = header("traceparent")
+        trace_id, span_id = traceparent_ids(traceparent) if traceparent else (None, None)
+        given = header("x-request-id")
         request = Request(
-            method=method,
-            path=path[:MAX_LOGGED_PATH],
-            timestamp_us=timestamp_us,
-            seq=seq,
-            started=time.perf_counter(),
-            request_id=request_id_of(header("x-request-id")),
-            trace_id=trace_id,
-            span_id=span_id,
+            method,
+            path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
+            timestamp_us,
+            seq,
+            time.perf_counter(),
+            request_id_of(given) if given is not None else _fresh_request_id(),
+            None,
+            trace_id,
+            span_id,
         )
         if self.log_query:
             request.query = query()[:MAX_LOGGED_PATH]
@@ -276,20 +297,20 @@ class RequestLogger(Generic[Scope]):
             )
         headers = tuple(request.headers.items()) if request.headers is not None else None
         instance = self.sequencer.instance
-        # The strings of unbounded length are counted; the others at their bounds: 736 for
-        # request_id (MAX_REQUEST_ID), the instance and a user id (MAX_CONTEXT each), the
-        # trace context (48) and their names.
-        strings = len(request.method) + len(request.path) + len(request.route or "") + 736
+        # The strings of unbounded length counted, beyond the fixed part (_base_size).
+        size = self._base_size + len(request.method) + len(request.path)
+        if request.route is not None:
+            size += len(request.route)
         if request.query is not None:
-            strings += len(request.query)
+            size += len(request.query)
         if headers:
-            strings += sum(len(k) + len(v) + 6 for k, v in headers)
+            size += sum(len(k) + len(v) + 6 for k, v in headers)
         if user_error is not None:
-            strings += len(user_error)
+            size += len(user_error)
         if error_payload is not None:
-            strings += len(error_payload)
+            size += len(error_payload)
         return RequestLog(
-            estimate(strings, self.handler.head),
+            size,
             (
                 request.timestamp_us,
                 request.seq,
@@ -347,7 +368,8 @@ class RequestLog(Deferred):
     __slots__ = ("values",)
 
     def __init__(self, size: int, values: RequestValues) -> None:
-        super().__init__(size)
+        self.size = size  # Deferred's fields, set here: one call fewer per request
+        self.key = None
         self.values = values
 
     def encode(self, head: Head) -> str:
