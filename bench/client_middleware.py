@@ -189,7 +189,8 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             " server's CPU the only limit. wrk and the server share the machine's CPUs with the"
             " emulator and, on a shared machine, with everything else, so the absolute figures"
             " and the requests/s ratio move with its load (by a few tenths between runs on a"
-            " loaded machine); the CPU ratio much less.",
+            " loaded machine), the CPU ratio by about a tenth: on a loaded machine one run"
+            " decides nothing, the median of several does.",
         ]
     )
     text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
