@@ -187,11 +187,12 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             f" best of {args.repeats} runs of {args.calls:,} calls; includes making the"
             " LogRecord |",
             f"| `logger.info(...)` with LMSHandler, sender idle | {cost['alone_us']:.2f} µs/call |"
-            " the caller's own part: mapping, JSON encoding, queueing (runs of up to 9,000"
-            " calls, sent between the runs) |",
+            " the caller's own part: mapping, copying `extra=`, queueing (runs of up to 9,000"
+            " calls, encoded and sent between the runs) |",
             f"| ratio, sender idle | {cost['ratio_alone']:.1f}x | LMSHandler / NullHandler |",
             f"| `logger.info(...)` with LMSHandler, while sending | {cost['lms_us']:.2f} µs/call"
-            " | the same calls while the sending thread publishes (it shares the GIL) |",
+            " | the same calls while the sending thread encodes and publishes (it shares the"
+            " GIL) |",
             f"| ratio, while sending | {cost['ratio']:.1f}x | LMSHandler / NullHandler |",
             f"| delivered by one process, PubSubTransport | {pubsub['rate']:,.0f} records/s |"
             f" {pubsub['sent']:,} records to the emulator, emit to the last confirmation |",
@@ -199,8 +200,9 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             f" {http['sent']:,} records through an ingest-only `lms api` (one worker) to the"
             " emulator |",
             "",
-            "Sending is on the handler's thread: the application pays the mapping and queueing"
-            " of each call, plus, while batches go out, its share of the GIL.",
+            "Encoding and sending are on the handler's thread: the application pays the"
+            " mapping and queueing of each call, plus, while batches are encoded and go out,"
+            " its share of the GIL.",
             "HTTPTransport has one request in flight (one sending thread): its rate is a batch"
             " (500 logs) per round trip through `lms api` and Pub/Sub's confirmation.",
             "On a shared machine the absolute figures vary with its load (this run's is above);"

@@ -51,27 +51,30 @@ class ASGIMiddleware:
         self.logger: RequestLogger[ASGIScope] = RequestLogger(
             handler, user_id, log_query=log_query, log_headers=log_headers, sequencer=sequencer
         )
+        self._header_names = frozenset(
+            name.encode("latin-1", "replace") for name in self.logger.header_names
+        )
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw_headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
-
-        def header(name: str) -> str | None:
-            key = name.encode("latin-1")
-            for k, v in raw_headers:
-                if k.lower() == key:
-                    return v.decode("latin-1")
-            return None
-
+        # One pass over the headers for the few the log reads (the first of each name).
+        wanted = self._header_names
+        found: dict[str, str] = {}
+        for k, v in scope.get("headers") or ():
+            k = k.lower()
+            if k in wanted:
+                name = k.decode("latin-1")
+                if name not in found:
+                    found[name] = v.decode("latin-1")
         request = self.logger.start(
             scope.get("method", ""),
             scope.get("path", ""),
-            header,
+            found.get,
             lambda: bytes(scope.get("query_string", b"")).decode("latin-1"),
         )
-        declared = _content_length(header("content-length"))
+        declared = _content_length(found.get("content-length"))
         root_path = scope.get("root_path", "")
         request_id = request.request_id.encode("ascii")
         body_bytes = 0
@@ -88,17 +91,20 @@ class ASGIMiddleware:
 
         async def watched_send(message: Message) -> None:
             kind = message.get("type")
-            if kind == "http.response.start":
-                request.status = int(message["status"])
-                headers = list(message.get("headers") or ())
-                if not any(k.lower() == _REQUEST_ID for k, _v in headers):
-                    message = {**message, "headers": [*headers, (_REQUEST_ID, request_id)]}
-            elif kind == "http.response.body":
+            if kind == "http.response.body":
                 request.response_size += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     await send(message)
                     request.ended = time.perf_counter()
                     return
+            elif kind == "http.response.start":
+                request.status = int(message["status"])
+                headers = message.get("headers") or ()
+                for k, _v in headers:
+                    if k.lower() == _REQUEST_ID:
+                        break
+                else:
+                    message = {**message, "headers": [*headers, (_REQUEST_ID, request_id)]}
             await send(message)
 
         try:
@@ -134,5 +140,7 @@ def route_of(scope: ASGIScope, root_path: str) -> str | None:
     if not isinstance(template, str) or not hasattr(route, "endpoint"):
         return None
     mounted = scope.get("root_path", "")
+    if mounted == root_path:  # no Mount on the way
+        return template
     prefix = mounted[len(root_path) :] if mounted.startswith(root_path) else ""
     return prefix + template

@@ -1,6 +1,7 @@
 """The bounded queue between `emit` (any thread) and the sending thread.
 
-Bounded by logs and by bytes (each entry is its encoded JSON, so the bound is exact). A
+Bounded by logs and by bytes: an Entry counts its encoded JSON, exactly; a Deferred (a log
+captured and encoded on the sending thread) its estimate (lms_client.entry.estimate). A
 full buffer refuses at once (the default policy, counted by the handler) or after waiting up
 to a timeout. The sending thread takes batches: as soon as one is full (by count or bytes),
 else once `linger` seconds have passed with logs waiting, else at once when a flush or the
@@ -13,7 +14,7 @@ import threading
 import time
 from collections import deque
 
-from lms_client.entry import Entry
+from lms_client.entry import Queued
 
 
 class Buffer:
@@ -22,7 +23,7 @@ class Buffer:
         self.max_bytes = max_bytes
         self._batch_logs = batch_logs
         self._batch_bytes = batch_bytes
-        self._items: deque[Entry] = deque()
+        self._items: deque[Queued] = deque()
         self._bytes = 0
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -41,10 +42,12 @@ class Buffer:
     def bytes(self) -> int:
         return self._bytes
 
-    def put(self, entry: Entry, timeout: float = 0.0) -> bool:
+    def put(self, entry: Queued, timeout: float = 0.0) -> bool:
         """Queue `entry`; False when the buffer stayed full for `timeout` seconds (0: at once)."""
+        size = entry.size
         with self._lock:
-            if not self._fits(entry):
+            items = self._items
+            if items and (len(items) >= self.max_logs or self._bytes + size > self.max_bytes):
                 if timeout <= 0:
                     return False
                 deadline = time.monotonic() + timeout
@@ -53,23 +56,23 @@ class Buffer:
                     if remaining <= 0:
                         return False
                     self._not_full.wait(remaining)
-            self._items.append(entry)
-            self._bytes += entry.size
+            items.append(entry)
+            self._bytes += size
             self._unfinished += 1
-            count = len(self._items)
+            count = len(items)
             if count == 1 or count >= self._batch_logs or self._bytes >= self._batch_bytes:
                 self._not_empty.notify()
             return True
 
-    def _fits(self, entry: Entry) -> bool:
+    def _fits(self, entry: Queued) -> bool:
         # An entry larger than the whole byte bound still goes into an empty buffer: every
         # entry is within LMS's limits (a few tens of KiB), and refusing it forever would
-        # lose it for a setting.
+        # lose it for a setting. (`put` tests the same inline.)
         if not self._items:
             return True
         return len(self._items) < self.max_logs and self._bytes + entry.size <= self.max_bytes
 
-    def take(self, linger: float, idle: float) -> list[Entry]:
+    def take(self, linger: float, idle: float) -> list[Queued]:
         """The next batch, in order; [] when nothing came within `idle` seconds."""
         with self._lock:
             if not self._items and not self._not_empty.wait_for(lambda: self._items, idle):
@@ -85,8 +88,8 @@ class Buffer:
     def _batch_ready(self) -> bool:
         return len(self._items) >= self._batch_logs or self._bytes >= self._batch_bytes
 
-    def _pop_batch(self) -> list[Entry]:
-        batch: list[Entry] = []
+    def _pop_batch(self) -> list[Queued]:
+        batch: list[Queued] = []
         size = 0
         while self._items and len(batch) < self._batch_logs:
             entry = self._items[0]
@@ -98,7 +101,7 @@ class Buffer:
         self._not_full.notify_all()
         return batch
 
-    def take_all(self) -> list[Entry]:
+    def take_all(self) -> list[Queued]:
         """Everything left (the close, past its deadline, spools or counts it)."""
         with self._lock:
             items = list(self._items)

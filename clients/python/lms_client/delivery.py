@@ -6,6 +6,9 @@ with a spool, the batch goes to the spool and so does every later batch until th
 resent (oldest first, one file per turn, so the queue keeps draining meanwhile); without one
 its logs are dropped and counted. Failures are reported through `report` and never raised.
 
+Logs queued as a Deferred (captured, not encoded) are encoded here, as their batch is taken,
+by the handler's `encode`; one that fails to encode (a bug) is counted as rejected.
+
 At close the buffer is drained (no lingering) until the close's deadline; what is still
 unsent then goes to the spool, or is counted as dropped.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from lms_client import counters
 from lms_client.buffer import Buffer
 from lms_client.counters import Problem, Tally
-from lms_client.entry import Entry
+from lms_client.entry import Deferred, Entry, Queued
 from lms_client.spool import Spool, read
 from lms_client.transport import Refused, Retryable, Transport
 
@@ -81,8 +84,10 @@ class Delivery:
         flush_interval: float,
         policy: RetryPolicy,
         timer: Timer | None = None,
+        encode: Callable[[Deferred], Entry] | None = None,
     ) -> None:
         self.transport = transport
+        self._encode = encode
         self._buffer = buffer
         self._spool = spool
         self._tally = tally
@@ -110,7 +115,7 @@ class Delivery:
         try:
             self._run()
         except BaseException as exc:  # a bug here must not vanish with the thread
-            lost = self._buffer.take_all() + self.in_flight
+            lost = self.in_flight + self._entries(self._buffer.take_all())
             self._keep(lost, f"the sending thread failed: {exc!r}")
             raise
 
@@ -130,9 +135,10 @@ class Delivery:
                 wait = self._next_resend - now if self._pending else 1.0
                 batch = self._buffer.take(self._interval, min(max(wait, 0.0), 1.0))
             if batch:
-                self.in_flight = batch
                 try:
-                    self._deliver(batch)
+                    self.in_flight = self._entries(batch)
+                    if self.in_flight:
+                        self._deliver(self.in_flight)
                 finally:
                     self.in_flight = []
                     self._buffer.done(len(batch))
@@ -144,6 +150,25 @@ class Delivery:
                 not self._pending or self._late() or self._next_resend > self._deadline
             ):
                 return
+
+    def _entries(self, items: list[Queued]) -> list[Entry]:
+        """`items` encoded, in order; one whose encoding fails is counted as rejected."""
+        entries: list[Entry] = []
+        failed = 0
+        error: Exception | None = None
+        for item in items:
+            if isinstance(item, Entry):
+                entries.append(item)
+                continue
+            try:
+                assert self._encode is not None, "a Deferred queued without an encoder"
+                entries.append(self._encode(item))
+            except Exception as exc:
+                failed += 1
+                error = exc
+        if failed:
+            self._drop(counters.REJECTED, failed, f"cannot encode a log: {error!r}")
+        return entries
 
     def _late(self) -> bool:
         return self._timer.now() >= self._deadline
@@ -290,12 +315,14 @@ class Delivery:
         with contextlib.suppress(Exception):  # a callback's failure is not the application's
             self._report_to(problem)
 
-    def keep_unsent(self, batch: list[Entry]) -> None:
+    def keep_unsent(self, batch: list[Queued]) -> None:
         """Logs left once the thread stopped: into the spool, else dropped."""
-        self._keep(batch, "queued after the handler stopped sending")
+        self._keep(self._entries(batch), "queued after the handler stopped sending")
 
     def abandon(self) -> None:
         """The close's deadline passed with the thread still busy (a send hanging): keep
         what it holds and what is queued. A batch in flight may arrive as well; its keys make
         LMS store it once."""
-        self._keep(self._buffer.take_all() + list(self.in_flight), "close() timed out")
+        self._keep(
+            self._entries(self._buffer.take_all()) + list(self.in_flight), "close() timed out"
+        )

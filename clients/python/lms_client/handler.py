@@ -1,8 +1,10 @@
 """LMSHandler: a `logging.Handler` that sends records to LMS without ever blocking on it.
 
-`emit` (in the application's thread) maps the record (lms_client.mapping), encodes it once
-with a fresh idempotency key and puts it on a bounded buffer; one background thread sends the
-buffer's batches through the transport (lms_client.delivery). Nothing a record holds, nor any
+`emit` (in the application's thread) maps the record (lms_client.mapping) and puts it on a
+bounded buffer: captured as plain values when its `extra=` is (a Deferred, see
+lms_client.entry), else encoded at once; one background thread encodes what is not yet, each
+log with a fresh idempotency key, and sends the buffer's batches through the transport
+(lms_client.delivery). Nothing a record holds, nor any
 delivery failure, raises into the application: losses are counted (`counters`) and reported
 (`on_error`, by default one line on stderr).
 """
@@ -27,13 +29,12 @@ from lms_client import counters
 from lms_client.buffer import Buffer
 from lms_client.counters import Counters, Problem, Tally, stderr_reporter
 from lms_client.delivery import Delivery, RetryPolicy, Timer
-from lms_client.entry import Entry
+from lms_client.entry import Deferred, Entry, Head, estimate
 from lms_client.limits import MAX_CONTEXT, MAX_KEY, MAX_SERVICE_NAME, check_text, clean_text
 from lms_client.mapping import (
-    dumps,
     extras_of,
-    metadata_text,
-    plain_json,
+    log_json,
+    plain_copy,
     severity_of,
     timestamp_of,
     trace_context,
@@ -115,6 +116,8 @@ class LMSHandler(logging.Handler):
         for name, value in (("resource_id", resource_id), ("commit", commit)):
             if value is not None:
                 self._constants[name] = check_text(name, value, MAX_CONTEXT)
+        self.head = Head.of(self.service_name, self._constants)
+        """The constant part of every log, for Deferred logs' encoding."""
         self._block_timeout = block_timeout if on_full == "block" else 0.0
         self._close_timeout = close_timeout
         self._sizes = (queue_size, queue_bytes, batch_size, batch_bytes)
@@ -145,6 +148,7 @@ class LMSHandler(logging.Handler):
             self._flush_interval,
             self._policy,
             self._timer,
+            self._encode_deferred,
         )
         self._thread = threading.Thread(
             target=self._delivery.run, name=f"lms-client-{self.service_name}", daemon=True
@@ -258,16 +262,21 @@ class LMSHandler(logging.Handler):
                     fields[name] = clean_text(str(value))[:MAX_CONTEXT]
             if key is not None and not _KEY.fullmatch(key):
                 raise ValueError(f"key must be 1 to {MAX_KEY} printable ASCII characters")
-            entry = self._encode(fields, metadata or {}, key)
+            entry = self._capture(fields, metadata or {}, key)
         except Exception as exc:
             self._tally.drop(counters.REJECTED, 1)
             self._report_safely(Problem(counters.REJECTED, 1, f"submit: {exc}"))
             return False
         return self._put(entry)
 
+    def enqueue(self, log: Deferred) -> bool:
+        """Queue a log captured as a Deferred (lms_client's request-logging middleware does),
+        to be encoded on the sending thread; returns whether it was queued. Never raises."""
+        return self._put(log)
+
     # --- inside ---------------------------------------------------------------------------
 
-    def _record_entry(self, record: logging.LogRecord) -> Entry:
+    def _record_entry(self, record: logging.LogRecord) -> Entry | Deferred:
         try:
             text = self.format(record)
         except Exception as exc:
@@ -281,25 +290,36 @@ class LMSHandler(logging.Handler):
         context = trace_context()
         if context is not None:
             fields["trace_id"], fields["span_id"] = context
-        return self._encode(fields, {"logger": record.name, **extras_of(record)})
+        return self._capture(fields, {"logger": record.name, **extras_of(record)})
+
+    def _capture(
+        self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
+    ) -> Entry | Deferred:
+        """The log to queue: captured (a Deferred, encoded on the sending thread) when its
+        metadata is of plain values, which are copied; otherwise converted and encoded now,
+        while the application's objects are as they were at the call."""
+        plain = plain_copy(metadata)
+        if plain is None:
+            return self._encode(fields, metadata, key)
+        copy, chars = plain
+        chars += sum(len(value) for value in fields.values())
+        return _Captured(estimate(chars, self.head), key, fields, copy)
 
     def _encode(
         self, fields: dict[str, str], metadata: Mapping[str, object], key: str | None = None
     ) -> Entry:
         fields.update(self._constants)
-        whole = plain_json({**fields, "metadata": metadata}, metadata) if metadata else None
-        if whole is not None:
-            text = whole
-        else:
-            text = dumps(fields)
-            meta = metadata_text(metadata)
-            if meta is not None:
-                text = text[:-1] + ',"metadata":' + meta + "}"
+        text = log_json(fields, metadata)
         if key is None:
             key = f"{self._key_prefix}{next(self._key_seq):x}"
         return Entry(key, text.encode("utf-8"))
 
-    def _put(self, entry: Entry) -> bool:
+    def _encode_deferred(self, log: Deferred) -> Entry:
+        """On the sending thread: a queued Deferred as the Entry it sends, with its key."""
+        key = log.key if log.key is not None else f"{self._key_prefix}{next(self._key_seq):x}"
+        return Entry(key, log.encode(self.head).encode("utf-8"))
+
+    def _put(self, entry: Entry | Deferred) -> bool:
         if self._closed:
             self._tally.drop(counters.CLOSED, 1)
             return False
@@ -318,6 +338,25 @@ class LMSHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<LMSHandler {self.service_name} via {self.transport!r}>"
+
+
+class _Captured(Deferred):
+    """A record's or a submit's log, captured: its fields (the strings emit or submit made)
+    and a plain copy of its metadata (mapping.plain_copy); LMSHandler's constants are added
+    when it is encoded."""
+
+    __slots__ = ("fields", "metadata")
+
+    def __init__(
+        self, size: int, key: str | None, fields: dict[str, str], metadata: dict[str, object]
+    ) -> None:
+        super().__init__(size, key)
+        self.fields = fields
+        self.metadata = metadata
+
+    def encode(self, head: Head) -> str:
+        fields = {**self.fields, **head.constant_fields} if head.constant_fields else self.fields
+        return log_json(fields, self.metadata)
 
 
 def _positive(**values: float) -> None:

@@ -60,8 +60,14 @@ _second: tuple[int, str] = (-1, "")
 
 def timestamp_of(created: float) -> str:
     """`created` (seconds since the epoch) as RFC 3339 UTC with microseconds."""
+    return timestamp_us_text(round(created * 1_000_000))
+
+
+def timestamp_us_text(microseconds: int) -> str:
+    """`microseconds` since the epoch as RFC 3339 UTC with microseconds. Any thread: the
+    cache is one tuple, replaced whole."""
     global _second
-    seconds, micros = divmod(round(created * 1_000_000), 1_000_000)
+    seconds, micros = divmod(microseconds, 1_000_000)
     cached, text = _second
     if cached != seconds:
         t = time.gmtime(seconds)
@@ -159,6 +165,61 @@ def plain_json(document: Mapping[str, object], metadata: Mapping[str, object]) -
     if not all(-MAX_JSON_INT < v < MAX_JSON_INT for v in values if type(v) is int):
         return None
     return text
+
+
+def log_json(fields: Mapping[str, str], metadata: Mapping[str, object]) -> str:
+    """A whole log as compact JSON: `fields` (service_name, severity, payload, timestamp, the
+    trace context and constants, all strings LMS accepts) and `metadata`, JSON-safe and
+    within MAX_METADATA, whatever it holds (see plain_json and metadata_text)."""
+    whole = plain_json({**fields, "metadata": metadata}, metadata) if metadata else None
+    if whole is not None:
+        return whole
+    text = dumps(fields)
+    meta = metadata_text(metadata)
+    if meta is not None:
+        text = text[:-1] + ',"metadata":' + meta + "}"
+    return text
+
+
+ITEM_ALLOWANCE = 32
+"""Characters a metadata item counts in a capture's estimate beyond its key and string
+value: the quotes, colon and comma around them, or a number's digits (a float's repr has at
+most 24)."""
+
+
+def plain_copy(metadata: Mapping[str, object]) -> tuple[dict[str, object], int] | None:
+    """A copy of `metadata` that the application cannot change any more, and its estimated
+    characters as JSON (see ITEM_ALLOWANCE), when it is the usual `extra=`: str keys and
+    values of the immutable types str, int, float, bool and None (exactly these, not
+    subclasses), flat or in dicts of them one level down (copied too); None otherwise (the
+    log is then converted, json_safe, and encoded at once).
+
+    What emit and submit hold until the sending thread encodes the log (log_json): only
+    values that nothing can change, and no more than its strings.
+    """
+    copy: dict[str, object] = {}
+    chars = 0
+    for key, value in metadata.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str:
+            chars += len(value)  # type: ignore[arg-type]
+        elif kind is dict:
+            inner: dict[str, object] = {}
+            for k, v in value.items():  # type: ignore[attr-defined]
+                if type(k) is not str or type(v) not in _PLAIN:
+                    return None
+                if type(v) is str:
+                    chars += len(v)
+                chars += len(k) + ITEM_ALLOWANCE
+                inner[k] = v
+            value = inner
+        elif kind not in _PLAIN:
+            return None
+        chars += len(key) + ITEM_ALLOWANCE
+        copy[key] = value
+    return copy, chars
 
 
 def metadata_text(fields: Mapping[str, object]) -> str | None:

@@ -70,9 +70,8 @@ class PubSubTransport:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         pubsub_v1 = _import_pubsub()
         self._client = pubsub_v1.PublisherClient(**(client_kwargs or _emulator_transport()))
-        # The raw protobuf classes: proto-plus wrappers cost ~10 us a message, on the sending
+        # The raw protobuf class: proto-plus wrappers cost ~10 us a message, on the sending
         # thread, which shares the GIL with the application's emits.
-        self._message = pubsub_v1.PubsubMessage.pb()
         self._request = pubsub_v1.PublishRequest.pb()
         self.topic_path: str = pubsub_v1.PublisherClient.topic_path(project, topic)
         self.timeout = timeout
@@ -84,10 +83,14 @@ class PubSubTransport:
         from google.api_core import exceptions as gexc
 
         for chunk in _chunks(batch):
-            messages = [
-                self._message(data=e.data, attributes={KEY_ATTRIBUTE: e.key}) for e in chunk
-            ]
-            request = self._request(topic=self.topic_path, messages=messages)
+            request = self._request(topic=self.topic_path)
+            add = request.messages.add
+            for entry in chunk:
+                # Filled in place: a quarter of the cost of making each message and then the
+                # request from them (which copies them), on the thread that shares the GIL.
+                message = add()
+                message.data = entry.data
+                message.attributes[KEY_ATTRIBUTE] = entry.key
             try:
                 self._client.publish(request=request, timeout=self.timeout, retry=None)
             except gexc.GoogleAPICallError as exc:

@@ -16,18 +16,29 @@ same fields (the README's "Request log fields", the interface `lms api`'s analyt
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from json.encoder import encode_basestring as _str
+from typing import Generic, TypeVar
 
+from lms_client.entry import Deferred, Head, estimate
 from lms_client.handler import LMSHandler
 from lms_client.jsonsafe import short_repr
-from lms_client.limits import MAX_CONTEXT, clean_text
+from lms_client.limits import (
+    MAX_CONTEXT,
+    MAX_JSON_INT,
+    MAX_METADATA,
+    MAX_PAYLOAD,
+    clean_text,
+    has_surrogates,
+)
+from lms_client.mapping import log_json, timestamp_us_text, truncate
 
 Scope = TypeVar("Scope")
 """What the user_id callable is given: the ASGI scope or the WSGI environ."""
@@ -108,7 +119,6 @@ class Request:
     outcome: str = "response"
     """response, exception, disconnected (the client went away) or cancelled."""
     error: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def request_id_of(header: str | None) -> str:
@@ -116,7 +126,13 @@ def request_id_of(header: str | None) -> str:
     one: an id that is echoed in a response header and stored must be safe in both."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
-    return os.urandom(16).hex()  # a random 128-bit id, as uuid4's but a fifth of its cost
+    return _fresh_request_id()
+
+
+def _fresh_request_id() -> str:
+    # A random 128-bit id: unique, not secret, so the process's Mersenne Twister (seeded from
+    # os.urandom, reseeded in a forked child) rather than a system call per request.
+    return f"{random.getrandbits(128):032x}"
 
 
 def traceparent_ids(header: str | None) -> tuple[str | None, str | None]:
@@ -141,6 +157,15 @@ def user_id_value(value: object) -> str | int | None:
     the whole log refused, so it is left out (and said so in metadata.user_id_error)."""
     if value is None:
         return None
+    if (  # the usual id, at the cost of a few flag reads
+        type(value) is str
+        and value.isascii()
+        and value.isprintable()
+        and 0 < len(value) <= MAX_CONTEXT
+        and value[0] != " "
+        and value[-1] != " "
+    ):
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         if MIN_USER_ID <= value <= MAX_USER_ID:
             return value
@@ -186,7 +211,14 @@ class RequestLogger(Generic[Scope]):
         self.user_id = user_id
         self.log_query = bool(log_query)
         self.log_headers = tuple(name.lower() for name in log_headers)
+        self.header_names = frozenset(("traceparent", "x-request-id", "content-length"))
+        """The request headers a middleware reads (lowercase), the logged ones included."""
+        self.header_names |= frozenset(self.log_headers)
         self.sequencer = sequencer or PROCESS_SEQUENCER
+        # The size estimate's fixed part (see _capture): the strings of bounded length are
+        # counted at their bounds, 736 for request_id (MAX_REQUEST_ID), the instance and a
+        # user id (MAX_CONTEXT each), the trace context (48) and their names.
+        self._base_size = estimate(736, handler.head)
 
     def start(
         self,
@@ -198,16 +230,20 @@ class RequestLogger(Generic[Scope]):
         """A request starting now; `header(name)` reads a request header (lowercase name),
         `query()` the query string (read only when logged)."""
         timestamp_us, seq = self.sequencer.next()
-        trace_id, span_id = traceparent_ids(header("traceparent"))
+        # Positional, and the usual absent headers without a call: this runs per request.
+        traceparent = header("traceparent")
+        trace_id, span_id = traceparent_ids(traceparent) if traceparent else (None, None)
+        given = header("x-request-id")
         request = Request(
-            method=method,
-            path=path[:MAX_LOGGED_PATH],
-            timestamp_us=timestamp_us,
-            seq=seq,
-            started=time.perf_counter(),
-            request_id=request_id_of(header("x-request-id")),
-            trace_id=trace_id,
-            span_id=span_id,
+            method,
+            path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
+            timestamp_us,
+            seq,
+            time.perf_counter(),
+            request_id_of(given) if given is not None else _fresh_request_id(),
+            None,
+            trace_id,
+            span_id,
         )
         if self.log_query:
             request.query = query()[:MAX_LOGGED_PATH]
@@ -220,71 +256,238 @@ class RequestLogger(Generic[Scope]):
         return request
 
     def finish(self, request: Request, scope: Scope) -> None:
-        """Send the request's one log. Never raises: a failure here is counted as a loss of
-        the handler (dropped, `rejected`), the request itself is not touched."""
-        try:
-            severity, payload, timestamp, metadata, trace_id, span_id = self._log(request, scope)
-        except Exception as exc:  # pragma: no cover - _log is total over what it is given
-            # Still one log for the request, saying what went wrong.
-            severity, payload, timestamp, metadata = "error", f"request log: {exc!r}", None, None
-            trace_id = span_id = None
-        self.handler.submit(
-            severity, payload, timestamp, metadata, trace_id=trace_id, span_id=span_id
-        )
+        """Queue the request's one log. Never raises: a failure here is counted as a loss of
+        the handler (dropped, `rejected`), the request itself is not touched.
 
-    def _log(
-        self, request: Request, scope: Scope
-    ) -> tuple[str, str, float, dict[str, Any], str | None, str | None]:
+        Only the capture happens here, in the request's thread or event loop: the user id
+        (the scope is the app's and may change), the traceback, the final figures, as plain
+        values in a RequestLog; its mapping and JSON encoding run on the handler's thread."""
+        try:
+            log = self._capture(request, scope)
+        except Exception as exc:  # pragma: no cover - _capture is total over what it is given
+            # Still one log for the request, saying what went wrong.
+            self.handler.submit("error", f"request log: {exc!r}")
+            return
+        self.handler.enqueue(log)
+
+    def _capture(self, request: Request, scope: Scope) -> RequestLog:
         ended = request.ended if request.ended is not None else time.perf_counter()
-        duration_ms = round((ended - request.started) * 1000, 3)
         status = request.status
         if status is None and request.outcome == "exception":
             status = 500  # what the framework's own error handling answers
-        http: dict[str, Any] = {
-            "method": request.method,
-            "route": request.route,
-            "path": request.path,
-            "status_code": status,
-            "duration_ms": duration_ms,
-            "request_size": request.request_size,
-            "response_size": request.response_size,
-            "outcome": request.outcome,
-        }
-        if request.query is not None:
-            http["query"] = request.query
-        if request.headers is not None:
-            http["headers"] = request.headers
-        metadata: dict[str, Any] = {
-            "http": http,
-            "request_id": request.request_id,
-            "instance": self.sequencer.instance,
-            "seq": request.seq,
-            **request.extra,
-        }
+        user: str | int | None = None
+        user_error: str | None = None
         if self.user_id is not None:
             try:
                 user = user_id_value(self.user_id(scope))
             except Exception as exc:
-                user = None
-                metadata["user_id_error"] = short_repr(exc)
-            if user is not None:
-                metadata["user_id"] = user
-        payload = (
-            f"{request.method} {request.route or request.path}"
-            f" {status if status is not None else '-'} {duration_ms:.1f}ms"
-        )
-        if request.outcome != "response":
-            payload += f" ({request.outcome})"
+                user_error = short_repr(exc)
+        duration_ms = round((ended - request.started) * 1000, 3)
+        error_payload = None
         if request.error is not None:
-            payload += "\n" + "".join(traceback.format_exception(request.error)).rstrip()
-        return (
-            severity_of(status, request.outcome),
-            payload,
-            request.timestamp_us / 1_000_000,
-            metadata,
-            request.trace_id,
-            request.span_id,
+            # The whole payload now, cut to the limit: the snapshot keeps no traceback object
+            # and no more text than is sent.
+            error_payload = truncate(
+                clean_text(
+                    _one_line(request.method, request.route or request.path, status, duration_ms)
+                    + (f" ({request.outcome})" if request.outcome != "response" else "")
+                    + "\n"
+                    + "".join(traceback.format_exception(request.error)).rstrip()
+                )
+            )
+        headers = tuple(request.headers.items()) if request.headers is not None else None
+        instance = self.sequencer.instance
+        # The strings of unbounded length counted, beyond the fixed part (_base_size).
+        size = self._base_size + len(request.method) + len(request.path)
+        if request.route is not None:
+            size += len(request.route)
+        if request.query is not None:
+            size += len(request.query)
+        if headers:
+            size += sum(len(k) + len(v) + 6 for k, v in headers)
+        if user_error is not None:
+            size += len(user_error)
+        if error_payload is not None:
+            size += len(error_payload)
+        return RequestLog(
+            size,
+            (
+                request.timestamp_us,
+                request.seq,
+                instance,
+                request.method,
+                request.route,
+                request.path,
+                status,
+                duration_ms,
+                request.request_size,
+                request.response_size,
+                request.outcome,
+                request.query,
+                headers,
+                request.request_id,
+                user,
+                user_error,
+                request.trace_id,
+                request.span_id,
+                error_payload,
+            ),
         )
+
+
+RequestValues = tuple[
+    int,  # timestamp_us
+    int,  # seq
+    str,  # instance
+    str,  # method
+    str | None,  # route
+    str,  # path
+    int | None,  # status
+    float,  # duration_ms
+    int,  # request_size
+    int,  # response_size
+    str,  # outcome
+    str | None,  # query
+    tuple[tuple[str, str], ...] | None,  # headers
+    str,  # request_id
+    str | int | None,  # user
+    str | None,  # user_error
+    str | None,  # trace_id
+    str | None,  # span_id
+    str | None,  # the payload, when an exception's traceback is in it
+]
+
+
+class RequestLog(Deferred):
+    """One request's log as captured by RequestLogger.finish: plain, immutable values only
+    (strings, numbers, None, a tuple of header pairs), so nothing the app does after the
+    request changes it. Encoded on the handler's sending thread (`encode`): the README's
+    request log fields, the mapping every log gets (payload truncation, JSON-safe values,
+    MAX_METADATA) included."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, size: int, values: RequestValues) -> None:
+        self.size = size  # Deferred's fields, set here: one call fewer per request
+        self.key = None
+        self.values = values
+
+    def encode(self, head: Head) -> str:
+        """The usual request, one string template; anything unusual for it (a surrogate,
+        metadata beyond MAX_METADATA, an integer beyond JSON's, a value of another type
+        than the middlewares give) takes `encode_general`, the path of every other log, which
+        makes anything acceptable."""
+        try:
+            return self._encode_usual(head)
+        except (TypeError, ValueError, AttributeError):
+            return self.encode_general(head)
+
+    def _encode_usual(self, head: Head) -> str:
+        (ts_us, seq, instance, method, route, path, status, duration_ms, request_size,
+         response_size, outcome, query, headers, request_id, user, user_error, trace_id,
+         span_id, error_payload) = self.values  # fmt: skip
+        if not (request_size < MAX_JSON_INT and response_size < MAX_JSON_INT):
+            return self.encode_general(head)
+        http = (
+            f'{{"method":{_str(method)},"route":{_str(route) if route is not None else "null"}'
+            f',"path":{_str(path)},"status_code":{status if status is not None else "null"}'
+            f',"duration_ms":{duration_ms!r},"request_size":{request_size}'
+            f',"response_size":{response_size},"outcome":{_str(outcome)}'
+        )
+        if query is not None:
+            http += ',"query":' + _str(query)
+        if headers is not None:
+            http += ',"headers":{' + ",".join(f"{_str(k)}:{_str(v)}" for k, v in headers) + "}"
+        meta = (
+            f'{{"http":{http}}},"request_id":{_str(request_id)},"instance":{_str(instance)}'
+            f',"seq":{seq}'
+        )
+        if user_error is not None:
+            meta += ',"user_id_error":' + _str(user_error)
+        if user is not None:
+            meta += ',"user_id":' + (_str(user) if isinstance(user, str) else str(user))
+        meta += "}"
+        if len(meta) > MAX_METADATA:
+            return self.encode_general(head)
+        if error_payload is None:
+            payload = _one_line(method, route or path, status, duration_ms)
+            if outcome != "response":
+                payload += f" ({outcome})"
+            if len(payload) > MAX_PAYLOAD:  # surrogates: looked for in the whole text below
+                payload = truncate(payload)
+        else:
+            payload = error_payload
+        severity = severity_of(status, outcome)
+        text = (
+            f'{{{head.service},"severity":"{severity}","payload":{_str(payload)}'
+            f',"timestamp":"{timestamp_us_text(ts_us)}"'
+        )
+        if trace_id:
+            text += f',"trace_id":{_str(trace_id[:MAX_CONTEXT])}'
+        if span_id:
+            text += f',"span_id":{_str(span_id[:MAX_CONTEXT])}'
+        text += f'{head.constants},"metadata":{meta}}}'
+        if has_surrogates(text):
+            return self.encode_general(head)
+        return text
+
+    def encode_general(self, head: Head) -> str:
+        """The same log through the mapping of every other log (LMSHandler.submit's)."""
+        (ts_us, seq, instance, method, route, path, status, duration_ms, request_size,
+         response_size, outcome, query, headers, request_id, user, user_error, trace_id,
+         span_id, _error_payload) = self.values  # fmt: skip
+        http: dict[str, object] = {
+            "method": method,
+            "route": route,
+            "path": path,
+            "status_code": status,
+            "duration_ms": duration_ms,
+            "request_size": request_size,
+            "response_size": response_size,
+            "outcome": outcome,
+        }
+        if query is not None:
+            http["query"] = query
+        if headers is not None:
+            http["headers"] = dict(headers)
+        metadata: dict[str, object] = {
+            "http": http,
+            "request_id": request_id,
+            "instance": instance,
+            "seq": seq,
+        }
+        if user_error is not None:
+            metadata["user_id_error"] = user_error
+        if user is not None:
+            metadata["user_id"] = user
+        severity, payload = self._severity_payload()
+        fields = {
+            "service_name": head.service_name,
+            "severity": severity,
+            "payload": payload,
+            "timestamp": timestamp_us_text(ts_us),
+        }
+        for name, value in (("trace_id", trace_id), ("span_id", span_id)):
+            if value:
+                fields[name] = clean_text(value)[:MAX_CONTEXT]
+        fields.update(head.constant_fields)
+        return log_json(fields, metadata)
+
+    def _severity_payload(self) -> tuple[str, str]:
+        (_ts, _seq, _instance, method, route, path, status, duration_ms, _rq, _rs, outcome,
+         _query, _headers, _request_id, _user, _user_error, _trace, _span,
+         error_payload) = self.values  # fmt: skip
+        if error_payload is not None:
+            return severity_of(status, outcome), error_payload
+        payload = _one_line(method, route or path, status, duration_ms)
+        if outcome != "response":
+            payload += f" ({outcome})"
+        return severity_of(status, outcome), truncate(clean_text(payload))
+
+
+def _one_line(method: str, route: str, status: int | None, duration_ms: float) -> str:
+    """The payload's first line: `GET /users/{id} 200 1.2ms`."""
+    return f"{method} {route} {status if status is not None else '-'} {duration_ms:.1f}ms"
 
 
 _ROUTE_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
