@@ -129,10 +129,17 @@ def request_id_of(header: str | None) -> str:
     return _fresh_request_id()
 
 
+_IDS = random.Random()
+"""Request ids' own generator, seeded from os.urandom and again in every forked child (a
+prefork server's workers): an application that seeds the `random` module (random.seed(0) in
+a test or a job) must not make two processes hand out the same ids."""
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def _fresh_request_id() -> str:
-    # A random 128-bit id: unique, not secret, so the process's Mersenne Twister (seeded from
-    # os.urandom, reseeded in a forked child) rather than a system call per request.
-    return f"{random.getrandbits(128):032x}"
+    # A random 128-bit id: unique, not secret, so a Mersenne Twister rather than a system
+    # call per request.
+    return f"{_IDS.getrandbits(128):032x}"
 
 
 def traceparent_ids(header: str | None) -> tuple[str | None, str | None]:

@@ -8,6 +8,7 @@ instance's seq and timestamps (the order GET /v1/users/{id}/requests reads).
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -418,6 +419,13 @@ def test_request_id_rules() -> None:
     for bad in ("x" * 129, "", "a\nb", "é", None):
         fresh = request_id_of(bad)
         assert len(fresh) == 32 and fresh != bad
+
+
+def test_fresh_request_ids_do_not_follow_an_applications_seed_of_random() -> None:
+    random.seed(7)
+    first = request_id_of(None)
+    random.seed(7)
+    assert request_id_of(None) != first
 
 
 def test_flask_and_django_rules_become_one_template_form() -> None:
