@@ -433,7 +433,7 @@ async def test_migration_backfills_the_rollup_from_existing_rows(
         cur.executemany(
             f"INSERT INTO service_logs ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows
         )
-    assert await Migrator(settings).migrate() == ["010_volume_rollup.sql"]
+    assert await Migrator(settings).migrate() == ["010_volume_rollup.sql", "011_request_rollup.sql"]
     backfill = (MIGRATIONS / "010_volume_rollup.sql").read_text().split(";")[1]
     with _admin(mysql_database) as conn, conn.cursor() as cur:
         cur.execute("SELECT SUM(`debug` + `info` + `warn` + `error` + `fatal`) FROM volume_rollup")

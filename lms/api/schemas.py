@@ -38,7 +38,6 @@ from lms.query.requests import (
     LatencyJson,
     RouteBucketJson,
     RouteJson,
-    RouteSeriesJson,
     UserJson,
 )
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
@@ -431,8 +430,8 @@ class RouteOut(RouteJson):
 
 
 @with_config(_LATENCY)
-class RouteSeriesOut(RouteSeriesJson):
-    pass
+class RouteSeriesOut(RouteOut):
+    buckets: list[RouteBucketOut]
 
 
 @with_config(_documented(last_seen=_DATE_TIME))

@@ -139,7 +139,7 @@ def _hex(*parts: object, size: int = 32) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
 
 
-def _request(rng: random.Random, extra: str | None) -> str:
+def request_metadata(rng: random.Random, extra: str | None) -> str:
     """The metadata of an HTTP access line: lms_client's request fields, and `extra` (the
     row's other metadata, compact JSON) merged in."""
     method, route = rng.choices(ROUTES, ROUTE_WEIGHTS)[0]
@@ -190,7 +190,7 @@ def generate(rows: int, seed: int = 6) -> Iterator[SeedRow]:
             parent = f"cluster-{rng.randrange(300)}"
             metadata = f'{{"parentResourceId":"{parent}","region":"eu-{rng.randrange(4)}"}}'
         if template.startswith(("GET ", "POST ")):
-            metadata = _request(requests, metadata)
+            metadata = request_metadata(requests, metadata)
         yield SeedRow(
             f"bench-{seed}-{i}",
             i // 5000,
