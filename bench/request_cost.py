@@ -1,7 +1,7 @@
 """What the request rollups (sql/011, lms/store/request_rollup.py) cost the write path.
 
-    .venv/bin/python bench/requests.py                  # 50,000 rows, 3 runs
-    .venv/bin/python bench/requests.py --all-requests   # every row a request log
+    .venv/bin/python bench/request_cost.py                  # 50,000 rows, 3 runs
+    .venv/bin/python bench/request_cost.py --all-requests   # every row a request log
 
 Rows/s of BatchWriter.write_batch with the request rollups and without
 (BatchWriter(requests=False)), on the same realistic rows (lms.devtools.seed's generator:
