@@ -53,10 +53,12 @@ Statement = tuple[str, list[object]]
 _FIGURES = (
     "CAST(SUM(`count`) AS UNSIGNED), CAST(SUM(count_4xx) AS UNSIGNED),"
     " CAST(SUM(count_5xx) AS UNSIGNED), SUM(sum_ms),"
-    f" CONCAT_WS(',', {', '.join(f'SUM({b})' for b in BIN_COLUMNS)})"
+    f" CONCAT_WS(',', {', '.join(f'SUM({b} + 0E0)' for b in BIN_COLUMNS)})"
 )
-"""The sums of a group: one text for the histogram, as the driver decodes a field at a few
-microseconds and a month of hourly routes has tens of thousands of groups."""
+"""The sums of a group, the histogram's as one text, as the driver decodes a field at a few
+microseconds and a month of hourly routes has tens of thousands of groups. The bins are
+summed as doubles (exact below 2^53): SUM of an integer column is DECIMAL arithmetic, which
+made the 70 sums 2-3 times slower."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +212,8 @@ def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
     into.count_5xx += int(row[2] or 0)
     into.sum_ms += float(row[3] or 0)
     if row[4]:
-        into.bins = [
-            a + b for a, b in zip(into.bins, map(int, str(row[4]).split(",")), strict=True)
-        ]
+        more = (int(float(n)) for n in str(row[4]).split(","))
+        into.bins = [a + b for a, b in zip(into.bins, more, strict=True)]
 
 
 def _unit(value: Any) -> datetime:
