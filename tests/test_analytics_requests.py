@@ -70,6 +70,7 @@ NOT_REQUESTS: tuple[dict[str, Any], ...] = (
     {"http": {"route": "/x", "status_code": 200, "duration_ms": -1}},
     {"http": {"route": "/x", "status_code": 200, "duration_ms": "3"}},
     {"http": {"route": "", "status_code": 200, "duration_ms": 3}},  # no route nor path
+    {"http": {"route": "  ", "status_code": 200, "duration_ms": 3}},
     {"http": {"route": 5, "path": "", "status_code": 200, "duration_ms": 3}},
     {"http": [200, 3]},
     {"http": "GET /x 200"},
@@ -78,7 +79,8 @@ NOT_REQUESTS: tuple[dict[str, Any], ...] = (
 ODD_REQUESTS: tuple[dict[str, Any], ...] = (
     {"http": {"route": "/x", "status_code": 200.0, "duration_ms": 3}},  # integral number
     {"http": {"route": "/x", "status_code": 4e2, "duration_ms": 0}},
-    {"http": {"route": " ", "status_code": 200, "duration_ms": 1.189}},  # on a bound
+    {"http": {"route": "/y  ", "method": "GET ", "status_code": 200, "duration_ms": 1.189}},
+    {"http": {"route": "/Y", "method": "GET", "status_code": 200, "duration_ms": 1.189}},
     {"http": {"route": None, "path": "/a/1b/c/d/e", "status_code": 200, "duration_ms": 2}},
     {"http": {"route": 5, "path": "/p?q=1/2", "method": 7, "status_code": 599, "duration_ms": 7}},
     {"http": {"route": "/é/" + "r" * 300, "method": "PROPFIND-LONG-METHOD", "status_code": 100,
@@ -145,9 +147,13 @@ def test_what_counts_as_a_request() -> None:
     found = [request_of(json.dumps(m, separators=(",", ":"))) for m in ODD_REQUESTS]
     assert all(r is not None for r in found)
     assert [r.route for r in found if r] == [
-        "/x", "/x", " ", "/a/{id}/c", "/p", ("/é/" + "r" * 300)[:255], "/x"
+        "/x", "/x", "/y", "/Y", "/a/{id}/c", "/p", ("/é/" + "r" * 300)[:255], "/x"
     ]  # fmt: skip
-    assert [r.method for r in found if r][4:6] == ["", "PROPFIND-LONG-ME"]
+    assert [r.method for r in found if r][2:3] + [r.method for r in found if r][5:7] == [
+        "GET",
+        "",
+        "PROPFIND-LONG-ME",
+    ]
     assert [r.status for r in found if r][:2] == [200, 400]
     assert found[-1] is not None and found[-1].user_id == "ü" and found[-1].bin == 0
     assert found[2] is not None and found[2].bin == LATENCY_BOUNDS.index(1.189) + 1

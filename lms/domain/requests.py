@@ -7,10 +7,12 @@ a log is a request when its `metadata.http` is an object with
 - `status_code`: a JSON number with no fraction, 100..599 (a request the client gave up on
   before any response has none, and is not counted);
 - `duration_ms`: a JSON number >= 0;
-- `route`: a non-empty string (the route template, `/users/{id}`), or else `path`: a
-  non-empty string, turned into a bounded fallback template by `fallback_route`.
+- `route`: a string not only of spaces (the route template, `/users/{id}`), or else
+  `path`: a non-empty string, turned into a bounded fallback template by `fallback_route`.
 
 `method` is `metadata.http.method` when it is a string (its first 16 characters), else "".
+Trailing spaces are cut from the route and the method: the rollup's key columns compare PAD
+SPACE, so `/x ` and `/x` are one key there and must be one here.
 The user is `metadata.user_id` as the user_id column of sql/008 holds it (an integer as its
 digits). The backfill of sql/011 applies the same rule in SQL; tests/test_analytics_requests.py
 checks that both agree on a catalogue of edge cases.
@@ -59,7 +61,7 @@ def fallback_route(path: str) -> str:
     segments and MAX_ROUTE characters (`/orders/123/items?x=1` -> `/orders/{id}/items`).
     A path of words only (`/users/alice`) stays as it is: give such apps route templates."""
     masked = _VARIABLE_SEGMENT.sub(FALLBACK_ID, path.split("?", 1)[0])
-    return "/".join(masked.split("/")[: ROUTE_SEGMENTS + 1])[:MAX_ROUTE]
+    return "/".join(masked.split("/")[: ROUTE_SEGMENTS + 1])[:MAX_ROUTE].rstrip(" ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,8 @@ def request_of(metadata: str | None) -> Request | None:
     if duration is None or duration < 0:
         return None
     route, path = http.get("route"), http.get("path")
-    if isinstance(route, str) and route:
-        template = route[:MAX_ROUTE]
+    if isinstance(route, str) and route.rstrip(" "):
+        template = route[:MAX_ROUTE].rstrip(" ")
     elif isinstance(path, str) and path:
         template = fallback_route(path)
     else:
@@ -117,7 +119,7 @@ def request_of(metadata: str | None) -> Request | None:
     else:
         user_id = user if isinstance(user, str) and 1 <= len(user) <= MAX_ROUTE else None
     return Request(
-        method[:MAX_METHOD] if isinstance(method, str) else "",
+        method[:MAX_METHOD].rstrip(" ") if isinstance(method, str) else "",
         template,
         int(status),
         duration,

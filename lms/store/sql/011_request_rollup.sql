@@ -7,7 +7,9 @@
 -- 100..599), a duration_ms (a number >= 0) and a non-empty route or else path; the rule is
 -- lms/domain/requests.py's, which the writer applies (lms/store/request_rollup.py), and the
 -- backfill below applies the same rule in SQL. A path stands for its route with its query
--- cut, every segment holding a digit as {id} and at most three segments.
+-- cut, every segment holding a digit as {id} and at most three segments. Trailing spaces are
+-- cut from routes and methods: the key columns compare PAD SPACE, so `/x ` and `/x` must be
+-- one key (else two rows of one batch would collide on the primary key).
 --
 -- Like volume_rollup (010) both tables are append-only: each batch transaction adds one row
 -- per key of the rows it really inserted, tagged with its batch_id (the primary key's last
@@ -102,9 +104,9 @@ SELECT hour_start, service_name, route, method, 0, COUNT(*),
        SUM(bin = 66), SUM(bin = 67), SUM(bin = 68), SUM(bin = 69)
 FROM (
     SELECT DATE_FORMAT(`timestamp`, '%Y-%m-%d %H:00:00') AS hour_start, service_name, method,
-           CASE WHEN CHAR_LENGTH(route) > 0 THEN LEFT(route, 255)
-                ELSE LEFT(SUBSTRING_INDEX(REGEXP_REPLACE(SUBSTRING_INDEX(path, '?', 1),
-                          '/[^/]*[0-9][^/]*', '/{id}'), '/', 4), 255) END AS route,
+           CASE WHEN CHAR_LENGTH(RTRIM(route)) > 0 THEN RTRIM(LEFT(route, 255))
+                ELSE RTRIM(LEFT(SUBSTRING_INDEX(REGEXP_REPLACE(SUBSTRING_INDEX(path, '?', 1),
+                          '/[^/]*[0-9][^/]*', '/{id}'), '/', 4), 255)) END AS route,
            status, duration,
            INTERVAL(duration,
                0.5, 0.595, 0.707, 0.841, 1, 1.189, 1.414, 1.682, 2, 2.378, 2.828,
@@ -116,17 +118,20 @@ FROM (
                9741.985, 11585.238, 13777.247, 16384, 19483.969, 23170.475, 27554.494,
                32768, 38967.939, 46340.95, 55108.987, 65536) AS bin
     FROM (
-        SELECT `timestamp`, service_name, user_id,
+        SELECT `timestamp`, service_name,
                JSON_TYPE(JSON_EXTRACT(metadata, '$.http.status_code')) AS status_type,
                JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.status_code')) + 0E0 AS status,
                JSON_TYPE(JSON_EXTRACT(metadata, '$.http.duration_ms')) AS duration_type,
                JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.duration_ms')) + 0E0 AS duration,
                CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.route')) = 'STRING'
-                    THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.route')) END AS route,
+                    THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.route')) COLLATE utf8mb4_bin
+                    END AS route,
                CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.path')) = 'STRING'
-                    THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.path')) END AS path,
+                    THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.path')) COLLATE utf8mb4_bin
+                    END AS path,
                CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.method')) = 'STRING'
-                    THEN LEFT(JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.method')), 16)
+                    THEN RTRIM(LEFT(JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.method')), 16))
+                         COLLATE utf8mb4_bin
                ELSE '' END AS method
         FROM service_logs
         WHERE metadata LIKE '%"http"%'
@@ -135,27 +140,36 @@ FROM (
       AND status = FLOOR(status) AND status BETWEEN 100 AND 599
       AND duration_type IN ('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')
       AND duration >= 0
-      AND (CHAR_LENGTH(route) > 0 OR CHAR_LENGTH(path) > 0)
+      AND (CHAR_LENGTH(RTRIM(route)) > 0 OR CHAR_LENGTH(path) > 0)
 ) AS q
 WHERE NOT EXISTS (SELECT 1 FROM request_rollup)
 GROUP BY hour_start, service_name, route, method;
 
--- The same rule as above, for the users of the requests (the user_id column of 008).
+-- The same rule as above, for the users of the requests: metadata.user_id, a string of
+-- 1..255 characters or an integer as its digits (what the user_id column of 008 holds, read
+-- from the JSON so that this file does not need 008).
 INSERT INTO request_users (hour_start, service_name, user_id, batch_id, `count`, last_seen)
 SELECT DATE_FORMAT(`timestamp`, '%Y-%m-%d %H:00:00'), service_name, user_id, 0, COUNT(*),
        MAX(`timestamp`)
 FROM (
-    SELECT `timestamp`, service_name, user_id,
+    SELECT `timestamp`, service_name,
+           CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.user_id'))
+                     IN ('STRING', 'INTEGER', 'UNSIGNED INTEGER')
+                THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.user_id')) COLLATE utf8mb4_bin
+                END AS user_id,
            JSON_TYPE(JSON_EXTRACT(metadata, '$.http.status_code')) AS status_type,
            JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.status_code')) + 0E0 AS status,
            JSON_TYPE(JSON_EXTRACT(metadata, '$.http.duration_ms')) AS duration_type,
            JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.duration_ms')) + 0E0 AS duration,
            CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.route')) = 'STRING'
-                THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.route')) END AS route,
+                THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.route')) COLLATE utf8mb4_bin
+                    END AS route,
            CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.path')) = 'STRING'
-                THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.path')) END AS path,
+                THEN JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.path')) COLLATE utf8mb4_bin
+                    END AS path,
            CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.http.method')) = 'STRING'
-                THEN LEFT(JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.method')), 16)
+                THEN RTRIM(LEFT(JSON_UNQUOTE(JSON_EXTRACT(metadata, '$.http.method')), 16))
+                         COLLATE utf8mb4_bin
                ELSE '' END AS method
     FROM service_logs
     WHERE metadata LIKE '%"http"%'
@@ -164,7 +178,7 @@ WHERE status_type IN ('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')
   AND status = FLOOR(status) AND status BETWEEN 100 AND 599
   AND duration_type IN ('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')
   AND duration >= 0
-  AND (CHAR_LENGTH(route) > 0 OR CHAR_LENGTH(path) > 0)
-  AND CHAR_LENGTH(user_id) > 0
+  AND (CHAR_LENGTH(RTRIM(route)) > 0 OR CHAR_LENGTH(path) > 0)
+  AND CHAR_LENGTH(user_id) BETWEEN 1 AND 255
   AND NOT EXISTS (SELECT 1 FROM request_users)
 GROUP BY 1, service_name, user_id;
