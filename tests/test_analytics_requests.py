@@ -244,7 +244,7 @@ _IS_REQUEST = (
     f"JSON_TYPE({_STATUS}) IN ('INTEGER', 'DOUBLE') AND {_STATUS} + 0 BETWEEN 100 AND 599"
     f" AND {_STATUS} + 0 = FLOOR({_STATUS} + 0)"
     f" AND JSON_TYPE({_DURATION}) IN ('INTEGER', 'DOUBLE') AND {_DURATION} + 0 >= 0"
-    f" AND ((JSON_TYPE({_ROUTE}) = 'STRING' AND CHAR_LENGTH(JSON_UNQUOTE({_ROUTE})) > 0)"
+    f" AND ((JSON_TYPE({_ROUTE}) = 'STRING' AND CHAR_LENGTH(RTRIM(JSON_UNQUOTE({_ROUTE}))) > 0)"
     f" OR (JSON_TYPE({_PATH}) = 'STRING' AND CHAR_LENGTH(JSON_UNQUOTE({_PATH})) > 0))"
 )
 """The request rule of lms.domain.requests, for the oracle."""
@@ -254,7 +254,7 @@ Key = tuple[int, str, str, str]
 
 
 def _route_of(route: str | None, path: str | None) -> str:
-    return route[:255] if route else fallback_route(str(path))
+    return route[:255].rstrip(" ") if route and route.rstrip(" ") else fallback_route(str(path))
 
 
 def oracle(
@@ -291,7 +291,7 @@ def oracle(
                 int(i),
                 service,
                 _route_of(route if route_type == "STRING" else None, path),
-                method[:16] if method_type == "STRING" else "",
+                method[:16].rstrip(" ") if method_type == "STRING" else "",
             )
             if "route" in filters and key[2] != filters["route"]:
                 continue
