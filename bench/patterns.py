@@ -81,10 +81,11 @@ def masking_micros(payloads: list[str]) -> float:
     return (time.process_time() - began) / len(payloads) * 1e6
 
 
-async def write_rate(batches: list[list[StoredLog]], database: str, patterns: bool) -> float:
+async def write_rate(batches: list[list[StoredLog]], database: str, **parts: bool) -> float:
+    """Rows/s of BatchWriter(**parts) writing `batches` into a fresh, migrated `database`."""
     settings = load_settings(_env_file=None, mysql_database=database)
     await Migrator(settings).migrate()
-    writer = BatchWriter(settings, patterns=patterns)
+    writer = BatchWriter(settings, **parts)
     try:
         began = time.perf_counter()
         for batch in batches:
@@ -123,7 +124,7 @@ def main() -> int:
             database = f"{args.prefix}_{'on' if patterns else 'off'}"
             drop_database(database)
             try:
-                rate = asyncio.run(write_rate(batches, database, patterns))
+                rate = asyncio.run(write_rate(batches, database, patterns=patterns))
             finally:
                 drop_database(database)
             rates[patterns].append(rate)

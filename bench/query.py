@@ -1,5 +1,5 @@
 """Query benchmark: load N realistic logs, then time every filter of GET /v1/logs, and of
-the analytics (GET /v1/analytics/volume and /errors, over the whole range).
+the analytics (GET /v1/analytics/volume, /errors and /requests, over the whole range).
 
     .venv/bin/python bench/query.py                  # 5,000,000 rows into lms_bench_query
     .venv/bin/python bench/query.py --rows 1000000   # smaller
@@ -179,6 +179,9 @@ def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, 
     def errors(**params: Any) -> dict[str, Any]:
         return {"_path": "/v1/analytics/errors", **whole, **params}
 
+    def requests(**params: Any) -> dict[str, Any]:
+        return {"_path": "/v1/analytics/requests", **whole, **params}
+
     return {
         "volume: no filter": lambda r: volume(),
         "volume: service": lambda r: volume(service=r.choice(v.services)),
@@ -204,6 +207,13 @@ def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, 
         "errors: compare=previous": lambda r: errors(compare="previous"),
         "errors: 1 day, all services": lambda r: errors(top=48, **day(r)),
         "errors: commit": lambda r: errors(commit=r.choice(v.commits)),
+        "requests: whole range": lambda r: requests(),
+        "requests: one service": lambda r: requests(service=r.choice(v.services)),
+        "requests: one route": lambda r: requests(route="/api/v1/orders/{id}", method="GET"),
+        "requests: compare=previous, day buckets": lambda r: requests(
+            compare="previous", bucket="day"
+        ),
+        "requests: 1 day": lambda r: requests(**day(r)),
     }
 
 
@@ -241,7 +251,8 @@ async def time_queries(
                 elapsed = time.perf_counter() - began
                 response.raise_for_status()
                 body = response.json()
-                return elapsed, len(body.get("buckets") or body["services"])  # never empty
+                found = body.get("buckets") or body.get("services") or body.get("routes")
+                return elapsed, len(found or [])
             cursor = None
             for _ in range(pages):
                 query = {**params, "limit": 100, **({"cursor": cursor} if cursor else {})}
@@ -417,7 +428,7 @@ def main() -> int:
         if not args.no_write:
             write_report(args.report, args.rows, load_seconds, results, runs=args.runs)
     if args.part in ("all", "analytics"):
-        print("timing GET /v1/analytics/volume and /errors, whole range", flush=True)
+        print("timing GET /v1/analytics/volume, /errors and /requests", flush=True)
         results = asyncio.run(time_queries(args.database, args.runs, args.only, analytics=True))
         if not args.no_write:
             write_report(
@@ -430,7 +441,7 @@ def main() -> int:
                 target_ms=300,
                 runs=args.runs,
                 what="the whole table's range in hourly buckets unless named; rows: buckets"
-                " (volume) or services (errors) in the answer",
+                " (volume), services (errors) or routes (requests) in the answer",
             )
     if args.pool_mb:
         with admin.cursor() as cur:

@@ -14,9 +14,11 @@ import aiomysql
 from google.api_core.exceptions import DeadlineExceeded
 
 from lms.devtools.resources import ensure_resources as ensure_resources  # for the tests
+from lms.domain.record import LogRecord, Rules, parse_message
 from lms.ingest.sources.pubsub.client import publisher_client, subscriber_client
 from lms.settings import Settings, load_settings
 from lms.store.connection import connect_kwargs
+from lms.store.writer import BatchWriter, StoredLog
 
 SettingsFactory = Callable[..., Settings]
 """The type of the `settings` fixture: keyword overrides in, Settings out."""
@@ -151,3 +153,30 @@ def ingest_app(publisher: object, **overrides: object) -> Any:
 
     settings = load_settings(_env_file=None, api_query=False, api_allowed_hosts="*", **overrides)
     return create_app(settings, publisher=publisher)  # type: ignore[arg-type]
+
+
+def stored_logs(bodies: Sequence[tuple[str, dict[str, Any]]], rules: Rules) -> list[StoredLog]:
+    """(message id, body) pairs as the writer gets them, checked by the edge `rules`."""
+    logs = []
+    for message_id, body in bodies:
+        record = parse_message(json.dumps(body).encode(), rules)
+        assert isinstance(record, LogRecord), (body, record)
+        logs.append(StoredLog(message_id, record))
+    return logs
+
+
+async def store_with_redeliveries(settings: Settings, logs: Sequence[StoredLog]) -> None:
+    """Batches of 250 by the real writer; every batch is then redelivered, mixed with new
+    rows (the writer counts by batch_id then), and two replicas race on the same batch."""
+    one, two = BatchWriter(settings), BatchWriter(settings)
+    try:
+        batches = [list(logs[i : i + 250]) for i in range(0, len(logs), 250)]
+        for batch in batches[::2]:
+            await one.write_batch(batch, [])
+        for i in range(1, len(batches), 2):  # half redelivered with the next, new batch
+            await one.write_batch(batches[i - 1][:100] + batches[i], [])
+        for batch in batches[-2:]:  # two replicas, the same redelivered batch
+            await asyncio.gather(one.write_batch(batch, []), two.write_batch(batch, []))
+    finally:
+        await one.close()
+        await two.close()

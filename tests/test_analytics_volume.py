@@ -10,7 +10,7 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -23,12 +23,11 @@ import pytest
 
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
-from lms.domain.record import LogRecord, Rules, parse_message
+from lms.domain.record import Rules
 from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator
-from lms.store.writer import BatchWriter, StoredLog
 from tests.conftest import mysql_config, query_settings
-from tests.helpers import rfc3339
+from tests.helpers import rfc3339, store_with_redeliveries, stored_logs
 
 pytestmark = pytest.mark.integration
 
@@ -70,32 +69,6 @@ def _bodies(count: int, seed: int = 16) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _logs(bodies: Sequence[tuple[str, dict[str, Any]]]) -> list[StoredLog]:
-    logs = []
-    for message_id, body in bodies:
-        record = parse_message(json.dumps(body).encode(), RULES)
-        assert isinstance(record, LogRecord), (body, record)
-        logs.append(StoredLog(message_id, record))
-    return logs
-
-
-async def _store(settings: Settings, logs: Sequence[StoredLog]) -> None:
-    """Batches of 250 by the real writer; every batch is then redelivered, mixed with new
-    rows (the writer counts by batch_id then), and two replicas race on the same batch."""
-    one, two = BatchWriter(settings), BatchWriter(settings)
-    try:
-        batches = [list(logs[i : i + 250]) for i in range(0, len(logs), 250)]
-        for batch in batches[::2]:
-            await one.write_batch(batch, [])
-        for i in range(1, len(batches), 2):  # half redelivered with the next, new batch
-            await one.write_batch(batches[i - 1][:100] + batches[i], [])
-        for batch in batches[-2:]:  # two replicas, the same redelivered batch
-            await asyncio.gather(one.write_batch(batch, []), two.write_batch(batch, []))
-    finally:
-        await one.close()
-        await two.close()
-
-
 def _admin(database: str | None = None) -> pymysql.Connection:
     return pymysql.connect(**mysql_config(), database=database, charset="utf8mb4", autocommit=True)
 
@@ -120,7 +93,7 @@ def seeded_db() -> Iterator[str]:
     try:
         settings = query_settings(name)
         asyncio.run(Migrator(settings).migrate())
-        asyncio.run(_store(settings, _logs(_bodies(ROWS))))
+        asyncio.run(store_with_redeliveries(settings, stored_logs(_bodies(ROWS), RULES)))
         yield name
     finally:
         with _admin() as conn, conn.cursor() as cur:

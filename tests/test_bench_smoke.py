@@ -139,3 +139,20 @@ def test_patterns_cost_smoke_run() -> None:
             assert cur.fetchall() == ()
     finally:
         conn.close()
+
+
+def test_request_cost_smoke_run() -> None:
+    prefix = f"lms_test_{secrets.token_hex(6)}"
+    done = run_bench(
+        "request_cost.py", "--rows=1000", "--batch=500", "--runs=1", "--all-requests",
+        f"--prefix={prefix}", timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "(100% requests)" in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
+    conn = pymysql.connect(**mysql_config())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()

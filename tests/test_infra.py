@@ -45,6 +45,8 @@ TABLES = {
     "log_patterns",
     "pattern_counts",
     "volume_rollup",
+    "request_rollup",
+    "request_users",
 }
 
 

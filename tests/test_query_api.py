@@ -838,6 +838,7 @@ async def test_migration_keeps_existing_rows(
         "008_user_requests.sql",
         "009_patterns.sql",
         "010_volume_rollup.sql",
+        "011_request_rollup.sql",
         "012_retention.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent

@@ -8,6 +8,7 @@
 - GET /v1/analytics/patterns  the most frequent message templates, exact counts and trends
 - GET /v1/analytics/volume, /v1/analytics/errors  counts and error rates over time buckets
                        of the logs' own timestamps, with any /v1/logs filter (cacheable)
+- GET /v1/analytics/requests  HTTP request counts, 4xx/5xx rates and latency by route
 - POST /v1/logs        HTTP ingestion of native JSON/NDJSON logs, published to Pub/Sub
 - POST /otlp/v1/logs, /loki/api/v1/push, /_bulk (and Elasticsearch's probes): the same for
                        OpenTelemetry, Loki and Elasticsearch shippers
@@ -44,6 +45,7 @@ from lms.api.auth import AccessMiddleware, allowed_hosts, document_security
 from lms.api.ingestion import ingest_error
 from lms.api.routers import elastic, health, ingest, logs, loki, metrics, otlp, stats, users
 from lms.api.routers.analytics import patterns as analytics_patterns
+from lms.api.routers.analytics import requests as analytics_requests
 from lms.api.routers.analytics import volume as analytics_volume
 from lms.api.schemas import ERRORS
 from lms.ingest.http.errors import IngestError
@@ -88,6 +90,7 @@ def create_app(
         app.include_router(users.router, prefix="/v1", responses=ERRORS)
         app.include_router(analytics_patterns.router, prefix="/v1/analytics", responses=ERRORS)
         app.include_router(analytics_volume.router, prefix="/v1/analytics", responses=ERRORS)
+        app.include_router(analytics_requests.router, prefix="/v1/analytics", responses=ERRORS)
     if settings.api_ingest:
         app.include_router(ingest.router, prefix="/v1")
         app.include_router(otlp.router)

@@ -29,6 +29,17 @@ from lms.query.cursor import MAX_CURSOR
 from lms.query.export import ExportFormat
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.patterns import DEFAULT_PATTERNS, MAX_PATTERNS, PatternJson, TrendBucket
+from lms.query.requests import (
+    DEFAULT_ROUTES,
+    DEFAULT_USERS,
+    MAX_METHOD,
+    MAX_ROUTES,
+    MIN_COUNT,
+    LatencyJson,
+    RouteBucketJson,
+    RouteJson,
+    UserJson,
+)
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
 from lms.query.search import MAX_Q
 from lms.query.timebuckets import BucketSize
@@ -73,6 +84,9 @@ def _pattern(value: str) -> int:
     if len(value) != 16 or any(c not in "0123456789abcdefABCDEF" for c in value):
         raise ValueError("must be 16 hex digits, the pattern_id of GET /v1/analytics/patterns")
     return int(value, 16)
+
+
+Method = Annotated[str, Field(min_length=1, max_length=MAX_METHOD), AfterValidator(exact)]
 
 
 PatternId = Annotated[
@@ -148,8 +162,8 @@ class ExportParams(LogFilterParams):
     format: ExportFormat = Field(description="ndjson: the items of GET /v1/logs, one a line; csv")
 
 
-class AnalyticsParams(LogFilterParams):
-    """A series over time: GET /v1/logs' filters, the bucket, its zone, the comparison."""
+class SeriesParams(_Params):
+    """The range, bucket, zone and comparison of every series over time."""
 
     since: Timestamp | None = Field(
         None,
@@ -175,6 +189,10 @@ class AnalyticsParams(LogFilterParams):
     )
 
 
+class AnalyticsParams(SeriesParams, LogFilterParams):
+    """A series over time: GET /v1/logs' filters, the bucket, its zone, the comparison."""
+
+
 class ErrorsParams(AnalyticsParams):
     top: int = Field(
         DEFAULT_TOP,
@@ -182,6 +200,34 @@ class ErrorsParams(AnalyticsParams):
         le=MAX_TOP,
         description="services (most errors first) that get their buckets; the rest are"
         " summed in `other`",
+    )
+
+
+class RequestAnalyticsParams(SeriesParams):
+    """The request figures: a series' range and buckets, and the rollup's keys. No other
+    filter of GET /v1/logs (422: the rollup cannot answer it exactly)."""
+
+    service: ServiceName | None = Field(None, description="exact service_name")
+    route: Identifier | None = Field(
+        None,
+        description="exact route template, as the answer's `route` (metadata.http.route, or"
+        " the fallback of a path)",
+    )
+    method: Method | None = Field(None, description="exact metadata.http.method (GET, POST...)")
+    limit: int = Field(
+        DEFAULT_ROUTES,
+        ge=1,
+        le=MAX_ROUTES,
+        description="routes in `routes` (most requests first, each with its buckets),"
+        " `slowest` and `failing`",
+    )
+    users: int = Field(
+        DEFAULT_USERS, ge=1, le=MAX_ROUTES, description="users in `users`, most requests first"
+    )
+    min_count: int = Field(
+        MIN_COUNT,
+        ge=1,
+        description="requests a route needs in the range to be ranked in `slowest` and `failing`",
     )
 
 
@@ -345,6 +391,82 @@ class ErrorsOut(ErrorSeriesOut):
     tz: str
     previous: ErrorSeriesOut | None = Field(
         None, description="with compare=previous: the as many buckets just before"
+    )
+
+
+_LATENCY = _documented(
+    rate_4xx={"description": "count_4xx / count; null when count is 0"},
+    rate_5xx={"description": "count_5xx / count; null when count is 0"},
+    avg_ms={"description": "exact mean of metadata.http.duration_ms; null: no request"},
+    p50_ms={"description": "median from the latency histogram (see `accuracy`); null: none"},
+    p95_ms={"description": "95th percentile, as p50_ms"},
+    p99_ms={"description": "99th percentile, as p50_ms"},
+)
+
+
+@with_config(_LATENCY)
+class LatencyOut(LatencyJson):
+    pass
+
+
+@with_config(
+    _documented(
+        start=_DATE_TIME,
+        rate_4xx={"description": "count_4xx / count; null when count is 0"},
+        rate_5xx={"description": "count_5xx / count; null when count is 0"},
+        avg_ms={"description": "null for an empty bucket"},
+        p50_ms={"description": "null for an empty bucket"},
+        p95_ms={"description": "null for an empty bucket"},
+        p99_ms={"description": "null for an empty bucket"},
+    )
+)
+class RouteBucketOut(RouteBucketJson):
+    pass
+
+
+@with_config(_LATENCY)
+class RouteOut(RouteJson):
+    pass
+
+
+@with_config(_LATENCY)
+class RouteSeriesOut(RouteOut):
+    buckets: list[RouteBucketOut]
+
+
+@with_config(_documented(last_seen=_DATE_TIME))
+class UserOut(UserJson):
+    pass
+
+
+class RequestFiguresOut(BaseModel):
+    since: str = Field(json_schema_extra=_DATE_TIME)
+    until: str = Field(json_schema_extra=_DATE_TIME)
+    accuracy: str = Field(description="how exact the percentiles are (the counts are exact)")
+    totals: LatencyOut = Field(description="every request of the filters in the range")
+    routes: list[RouteSeriesOut] = Field(
+        description="the `limit` (service, route, method) with most requests, most first,"
+        " each with every bucket of the range (empty ones as zeros, null latencies)"
+    )
+    slowest: list[RouteOut] = Field(
+        description="the `limit` routes of at least `min_count` requests with the highest p95_ms"
+    )
+    failing: list[RouteOut] = Field(
+        description="the `limit` routes of at least `min_count` requests with failures, by"
+        " (count_4xx + count_5xx) / count, highest first"
+    )
+    users: list[UserOut] = Field(
+        description="the `users` users (metadata.user_id) with most requests in the range"
+        " and service (route and method do not narrow them), with their last request's"
+        " timestamp"
+    )
+
+
+class RequestsFiguresOut(RequestFiguresOut):
+    bucket: BucketSize
+    tz: str
+    previous: RequestFiguresOut | None = Field(
+        None, description="with compare=previous: the same figures for the range just before"
     )
 
 

@@ -102,18 +102,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         choices=list(SEVERITY_ORDER),
         help="severity; repeat for several (any matches)",
     )
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument(
-        "--since",
-        dest="since",
-        type=age_ago,
-        metavar="AGE",
-        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
-    )
-    when.add_argument(
-        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
-    )
-    parser.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
+    add_range_arguments(parser)
     parser.add_argument("--resource-id", help="exact resource_id")
     parser.add_argument("--trace-id", help="exact trace_id")
     parser.add_argument("--span-id", help="exact span_id")
@@ -136,6 +125,22 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="the logs of one pattern (its 16 hex digits, from `lms patterns`)",
     )
+
+
+def add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    """The time range: --since AGE or --from T, and --to T."""
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        dest="since",
+        type=age_ago,
+        metavar="AGE",
+        help="only the last AGE: 30s, 15m, 1h, 2d, 1w",
+    )
+    when.add_argument(
+        "--from", dest="since", type=timestamp_arg, metavar="T", help="T <= timestamp"
+    )
+    parser.add_argument("--to", dest="until", type=timestamp_arg, metavar="T", help="timestamp < T")
 
 
 def age_ago(text: str) -> datetime:

@@ -3,7 +3,10 @@
 The planner of MariaDB costs plans the way it does on big tables only when the data looks like
 production: 48 services of skewed volume, the usual severity mix, resource ids, traces of ~8
 spans, commits that change with deploys, metadata.parentResourceId on half of the rows and
-payloads from ~20 templates with ids, numbers and a few rare words. Going through Pub/Sub would
+payloads from ~20 templates with ids, numbers and a few rare words; the HTTP access lines also
+carry lms_client's request metadata (metadata.http: 12 route templates, statuses with ~4% 4xx
+and ~2% 5xx, log-normal durations; metadata.user_id: ~5,000 users, a few very active), drawn
+from a random sequence of their own so every other column stays as it was. Through Pub/Sub would
 take hours for millions of rows, so `bulk_load` writes them directly: the schema comes from the
 normal migrations, the secondary and FULLTEXT indexes are dropped, the rows go in as multi-row
 INSERTs in timestamp order (as a live system writes them), and the indexes are rebuilt at the
@@ -26,9 +29,11 @@ from pymysql.cursors import Cursor
 
 from lms.devtools.database import connect_blocking
 from lms.domain.record import LogRecord
+from lms.domain.requests import request_of
 from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
+from lms.store.request_rollup import INSERT_ROUTES, INSERT_USERS, RequestRollup
 from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
 
 END = datetime(2024, 6, 1)
@@ -84,6 +89,15 @@ TEMPLATES = {
 TABLES = ["orders", "users", "payments", "sessions", "inventory", "ledger", "carts", "events"]
 DEVICES = ["android", "iphone", "firefox", "chrome", "safari", "cli"]
 REASONS = ["insufficient funds", "card expired", "fraud suspected", "limit exceeded"]
+ROUTES = [
+    ("GET", "/api/v1/orders/{id}"), ("GET", "/api/v1/orders"), ("POST", "/api/v1/orders"),
+    ("GET", "/api/v1/users/{id}"), ("PUT", "/api/v1/users/{id}"), ("GET", "/api/v1/search"),
+    ("GET", "/api/v1/cart"), ("POST", "/api/v1/cart/items"), ("DELETE", "/api/v1/cart/items/{id}"),
+    ("POST", "/api/v1/payments"), ("GET", "/healthz"), ("GET", "/api/v1/items/{id}"),
+]  # fmt: skip
+ROUTE_WEIGHTS = [1 / (i + 1) for i in range(len(ROUTES))]
+STATUSES = [200, 201, 204, 304, 400, 401, 404, 409, 500, 502, 503]
+STATUS_WEIGHTS = [70, 10, 5, 9, 1, 0.5, 2, 0.5, 1, 0.5, 0.5]
 
 COLUMNS = (
     "message_id, batch_id, service_name, payload, severity, `timestamp`, resource_id,"
@@ -125,9 +139,25 @@ def _hex(*parts: object, size: int = 32) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=size // 2).hexdigest()
 
 
+def request_metadata(rng: random.Random, extra: str | None) -> str:
+    """The metadata of an HTTP access line: lms_client's request fields, and `extra` (the
+    row's other metadata, compact JSON) merged in."""
+    method, route = rng.choices(ROUTES, ROUTE_WEIGHTS)[0]
+    status = rng.choices(STATUSES, STATUS_WEIGHTS)[0]
+    duration = round(rng.lognormvariate(3.2 if status < 500 else 6.5, 0.9), 3)
+    user = min(int((rng.paretovariate(1.0) - 1) * 50), 5000)
+    path = route.replace("{id}", str(rng.randrange(10**6)))
+    http = (
+        f'"http":{{"method":"{method}","route":"{route}","path":"{path}",'
+        f'"status_code":{status},"duration_ms":{duration},"outcome":"response"}}'
+    )
+    return "{" + http + f',"user_id":{user}' + ("," + extra[1:-1] if extra else "") + "}"
+
+
 def generate(rows: int, seed: int = 6, span: timedelta = SPAN) -> Iterator[SeedRow]:
     """`rows` realistic service_logs rows, oldest first, spread over the `span` before END."""
     rng = random.Random(seed)
+    requests = random.Random(seed + 1_000_003)
     step = span / rows
     start = END - span
     trace = span_in_trace = 0
@@ -159,6 +189,8 @@ def generate(rows: int, seed: int = 6, span: timedelta = SPAN) -> Iterator[SeedR
         if rng.random() < 0.5:
             parent = f"cluster-{rng.randrange(300)}"
             metadata = f'{{"parentResourceId":"{parent}","region":"eu-{rng.randrange(4)}"}}'
+        if template.startswith(("GET ", "POST ")):
+            metadata = request_metadata(requests, metadata)
         yield SeedRow(
             f"bench-{seed}-{i}",
             i // 5000,
@@ -203,7 +235,8 @@ def bulk_load(
     span: timedelta = SPAN,
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows over the `span` before END
-    (indexes rebuilt after) and service_severity and volume_rollup with their counts;
+    (indexes rebuilt after) and service_severity, volume_rollup and the request rollups
+    (sql/011) with their counts;
     `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
@@ -223,11 +256,15 @@ def bulk_load(
             batch: list[SeedRow] = []
             counts: dict[tuple[str, str], int] = {}
             hourly: Counter[RollupKey] = Counter()
+            served = RequestRollup()
             for done, row in enumerate(generate(rows, seed, span), 1):
                 batch.append(row)
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
                 hourly[(hour_of(row.timestamp), row.service_name, row.severity)] += 1
+                request = request_of(row.metadata)
+                if request is not None:
+                    served.add(row.record(), request)
                 if len(batch) == chunk:
                     cur.executemany(sql, [(row.message_id, *row) for row in batch])
                     batch.clear()
@@ -243,6 +280,8 @@ def bulk_load(
                 [(s, v, c, END) for (s, v), c in sorted(counts.items())],
             )
             cur.executemany(INSERT_ROLLUP, rollup_rows(hourly))
+            cur.executemany(INSERT_ROUTES, served.route_rows(0))
+            cur.executemany(INSERT_USERS, served.user_rows(0))
             conn.commit()
             say(f"  rows in {time.monotonic() - started:.0f}s; rebuilding {len(indexes)} indexes")
             btree = [line for line in indexes if not line.startswith("FULLTEXT")]

@@ -59,7 +59,7 @@ def uses_rollup(query: LogQuery) -> bool:
     return all(value is None for value in others)
 
 
-def _ceil_hour(moment: datetime) -> datetime:
+def ceil_hour(moment: datetime) -> datetime:
     start = hour_of(moment)
     return start if start == moment else start + timedelta(hours=1)
 
@@ -83,7 +83,7 @@ def build_statements(
     with `shape.errors` (unit start, service, count, errors)."""
     since, until = buckets.since, buckets.until
     if uses_rollup(query) and buckets.grain == "hour":
-        first, last = _ceil_hour(since), hour_of(until)
+        first, last = ceil_hour(since), hour_of(until)
         if first < last:
             edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
             statements = [_rollup_sql(query, first, last, shape, since)]
@@ -332,7 +332,8 @@ class SeriesRequest:
             raise QueryError("top", f"must be 1..{MAX_TOP}, not {self.top}")
 
 
-def _periods(request: SeriesRequest, cap: int, now: datetime | None) -> list[Buckets]:
+def periods(request: SeriesRequest, cap: int, now: datetime | None) -> list[Buckets]:
+    """The buckets of the range, and with `compare` those of the period just before."""
     query = request.query
     since, until = bucket_window(request.bucket, query.since, query.until, now)
     try:
@@ -342,7 +343,8 @@ def _periods(request: SeriesRequest, cap: int, now: datetime | None) -> list[Buc
         raise QueryError("from", "the range reaches dates the time zone cannot express") from None
 
 
-def _answer(request: SeriesRequest, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def series_answer(request: SeriesRequest, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer of `periods`' parts: bucket, zone, the range's figures and `previous`."""
     answer = {"bucket": request.bucket, "tz": request.tz, **parts[0]}
     if request.compare:
         answer["previous"] = parts[1]
@@ -360,7 +362,7 @@ async def volume(
     period read in one consistent snapshot."""
     search = await _search(reader, request.query)
     parts = []
-    for period in _periods(request, cap, now):
+    for period in periods(request, cap, now):
         statements = build_statements(request.query, period, Shape(), search)
 
         async def read(
@@ -372,7 +374,7 @@ async def volume(
             return counts
 
         parts.append((await reader.snapshot(read)).volume_json())
-    return _answer(request, parts)
+    return series_answer(request, parts)
 
 
 async def error_rates(
@@ -383,7 +385,7 @@ async def error_rates(
     ranking first (the range as one group), then the buckets of the top services only."""
     search = await _search(reader, request.query)
     query, parts = request.query, []
-    for period in _periods(request, cap, now):
+    for period in periods(request, cap, now):
 
         async def read(fetch: Fetch, period: Buckets = period) -> dict[str, Any]:
             whole = Counts(period)
@@ -405,4 +407,4 @@ async def error_rates(
             return counts.errors_json(ranking, request.top)
 
         parts.append(await reader.snapshot(read))
-    return _answer(request, parts)
+    return series_answer(request, parts)

@@ -37,6 +37,7 @@ from lms.settings import Settings
 from lms.store.connection import WarningCountingCursor, connect
 from lms.store.errors import DATA_ERROR_CODES, DATABASE_ERRORS, classify, error_code
 from lms.store.patterns import Pattern, PatternRollup, patterns_of
+from lms.store.request_rollup import add_request_rollup
 from lms.store.volume_rollup import add_volume_rollup
 
 log = structlog.get_logger(__name__)
@@ -159,12 +160,14 @@ class BatchResult:
 class BatchWriter:
     """Writes batches on one connection, used by one task at a time (the flusher)."""
 
-    def __init__(self, settings: Settings, patterns: bool = True) -> None:
-        """`patterns` False stores no pattern (NULL pattern_id, no counts): only bench/ turns
-        it off, to measure what patterns cost the write path."""
+    def __init__(self, settings: Settings, patterns: bool = True, requests: bool = True) -> None:
+        """`patterns` False stores no pattern (NULL pattern_id, no counts), `requests` False
+        no request rollup: only bench/ turns them off, to measure what they cost the write
+        path."""
         self._settings = settings
         self._conn: aiomysql.Connection | None = None
         self._patterns = PatternRollup() if patterns else None
+        self._requests = requests
 
     async def write_batch(
         self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
@@ -243,8 +246,10 @@ class BatchWriter:
                 if self._patterns is not None and patterns is not None and inserted:
                     all_new = inserted == len(logs)
                     await self._patterns.write(cur, batch_id, logs, patterns, all_new)
-                if inserted:  # the rollup by the logs' own timestamps (sql/010)
+                if inserted:  # the rollups by the logs' own timestamps (sql/010, sql/011)
                     await add_volume_rollup(cur, logs, batch_id, inserted == len(logs))
+                    if self._requests:
+                        await add_request_rollup(cur, logs, batch_id, inserted == len(logs))
             by_reason: dict[str, list[StoredRejection]] = {}
             for item in rejections:
                 by_reason.setdefault(item.rejection.reason.value, []).append(item)

@@ -1,0 +1,375 @@
+"""Request analytics: GET /v1/analytics/requests and `lms requests`.
+
+Which logs are requests, their route template and latency bin, is lms.domain.requests' rule.
+Every count is exact (what counting the request logs of service_logs with the same filters
+gives); latency percentiles come from the rollup's fixed histogram (ACCURACY). Two sources,
+each period read in one consistent snapshot, as the volume (lms.query.volume):
+
+- request_rollup and request_users (sql/011), per UTC hour of the log's own timestamp, for the
+  whole hours of the range, when no bucket boundary inside it cuts an hour;
+- service_logs itself for the rest (the partial hours at the range's ends, minute buckets, a
+  zone whose boundaries cut hours): the logs whose metadata names "http", read over the time
+  (and service) index and classified here by the same code the writer uses. Its cost grows
+  with the logs of those spans, so minute buckets suit ranges of hours, not weeks.
+
+The filters are the rollup's keys: service, route, method and the time range. Any other
+filter of GET /v1/logs is refused (422) rather than answered approximately. `users` honours
+service and the range only: request_users is not keyed by route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from lms.domain.requests import ACCURACY, request_of
+from lms.domain.requests import percentiles as histogram_percentiles
+from lms.domain.severity import SEVERITY_ORDER
+from lms.domain.timefmt import rfc3339
+from lms.query.errors import QueryError, TooManyBuckets
+from lms.query.filters import exact_problem
+from lms.query.reader import Fetch, LogReader
+from lms.query.sql import Conditions
+from lms.query.timebuckets import Buckets
+from lms.query.volume import SeriesRequest, ceil_hour, periods, series_answer
+from lms.store.request_rollup import BIN_COLUMNS, RouteFigures
+from lms.store.volume_rollup import hour_of
+
+DEFAULT_ROUTES = 10
+MAX_ROUTES = 100
+DEFAULT_USERS = 10
+MIN_COUNT = 10
+"""Requests a route needs in the range to be ranked among the slowest or the most failing
+(so one slow or failed request does not top the list)."""
+MAX_METHOD = 16
+
+RouteKey = tuple[str, str, str]
+"""(service, route, method)."""
+Statement = tuple[str, list[object]]
+_FIGURES = (
+    "CAST(SUM(`count`) AS UNSIGNED), CAST(SUM(count_4xx) AS UNSIGNED),"
+    " CAST(SUM(count_5xx) AS UNSIGNED), SUM(sum_ms),"
+    f" CONCAT_WS(',', {', '.join(f'SUM({b} + 0E0)' for b in BIN_COLUMNS)})"
+)
+"""The sums of a group, the histogram's as one text, as the driver decodes a field at a few
+microseconds and a month of hourly routes has tens of thousands of groups. The bins are
+summed as doubles (exact below 2^53): SUM of an integer column is DECIMAL arithmetic, which
+made the 70 sums 2-3 times slower."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestsRequest:
+    """One question: the range, bucket, zone and comparison of a series (its query only
+    holds service, from and to), the route and method, and how many routes and users."""
+
+    series: SeriesRequest
+    route: str | None = None
+    method: str | None = None
+    limit: int = DEFAULT_ROUTES
+    users: int = DEFAULT_USERS
+    min_count: int = MIN_COUNT
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_ROUTES:
+            raise QueryError("limit", f"must be 1..{MAX_ROUTES}, not {self.limit}")
+        if not 1 <= self.users <= MAX_ROUTES:
+            raise QueryError("users", f"must be 1..{MAX_ROUTES}, not {self.users}")
+        if self.min_count < 1:
+            raise QueryError("min_count", f"must be at least 1, not {self.min_count}")
+        if self.route is not None and (problem := exact_problem(self.route)) is not None:
+            raise QueryError("route", problem)
+        if self.method is not None and not 1 <= len(self.method) <= MAX_METHOD:
+            raise QueryError("method", f"must have 1..{MAX_METHOD} characters")
+
+
+# --- SQL -----------------------------------------------------------------------------------
+
+
+def _rollup_cond(ask: RequestsRequest, first: datetime, last: datetime, users: bool) -> Conditions:
+    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
+    if ask.series.query.service is not None:
+        cond.add("service_name = %s", ask.series.query.service)
+    if not users:
+        if ask.route is not None:
+            cond.add("route = %s", ask.route)
+        if ask.method is not None:
+            cond.add("method = %s", ask.method)
+    return cond
+
+
+def route_totals_sql(ask: RequestsRequest, first: datetime, last: datetime) -> Statement:
+    """Per (service, route, method) over the whole hours [first, last)."""
+    cond = _rollup_cond(ask, first, last, users=False)
+    sql = (
+        f"SELECT service_name, route, method, {_FIGURES} FROM request_rollup{cond.where()}"
+        " GROUP BY service_name, route, method"
+    )
+    return sql, cond.args
+
+
+def route_hours_sql(
+    ask: RequestsRequest, first: datetime, last: datetime, keys: Sequence[RouteKey]
+) -> Statement:
+    """Per hour and (service, route, method) of `keys` over the whole hours [first, last)."""
+    cond = _rollup_cond(ask, first, last, users=False)
+    cond.add(
+        f"(service_name, route, method) IN ({', '.join(['(%s, %s, %s)'] * len(keys))})",
+        *[part for key in keys for part in key],
+    )
+    sql = (
+        f"SELECT hour_start, service_name, route, method, {_FIGURES} FROM request_rollup"
+        f"{cond.where()} GROUP BY hour_start, service_name, route, method"
+    )
+    return sql, cond.args
+
+
+def users_sql(ask: RequestsRequest, first: datetime, last: datetime) -> Statement:
+    cond = _rollup_cond(ask, first, last, users=True)
+    sql = (
+        "SELECT user_id, CAST(SUM(`count`) AS UNSIGNED), MAX(last_seen) FROM request_users"
+        f"{cond.where()} GROUP BY user_id"
+    )
+    return sql, cond.args
+
+
+def logs_sql(ask: RequestsRequest, ranges: Sequence[tuple[datetime, datetime]]) -> Statement:
+    """The logs of `ranges` that may be requests (their metadata names "http"), over the
+    timestamp index, or the (service, severity, timestamp) one for a service."""
+    cond = Conditions()
+    if ask.series.query.service is not None:
+        cond.add("service_name = %s", ask.series.query.service)
+        cond.add(f"severity IN ({', '.join(['%s'] * len(SEVERITY_ORDER))})", *SEVERITY_ORDER)
+    spans = " OR ".join(["(`timestamp` >= %s AND `timestamp` < %s)"] * len(ranges))
+    cond.add(f"({spans})", *[moment for pair in ranges for moment in pair])
+    cond.add("metadata LIKE %s", '%"http"%')
+    return f"SELECT `timestamp`, service_name, metadata FROM service_logs{cond.where()}", cond.args
+
+
+# --- the figures ---------------------------------------------------------------------------
+
+
+class LatencyJson(TypedDict):
+    count: int
+    count_4xx: int
+    count_5xx: int
+    rate_4xx: float | None
+    rate_5xx: float | None
+    avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class RouteBucketJson(LatencyJson):
+    """One route's requests in one bucket; `start` is RFC 3339 at the zone's offset."""
+
+    start: str
+
+
+class RouteJson(LatencyJson):
+    method: str
+    route: str
+    service: str
+
+
+class RouteSeriesJson(RouteJson):
+    buckets: list[RouteBucketJson]
+
+
+class UserJson(TypedDict):
+    user_id: str
+    count: int
+    last_seen: str
+
+
+def _rate(part: int, total: int) -> float | None:
+    return part / total if total else None
+
+
+def figures_json(f: RouteFigures) -> LatencyJson:
+    p50, p95, p99 = histogram_percentiles(f.bins)
+    return LatencyJson(
+        count=f.count,
+        count_4xx=f.count_4xx,
+        count_5xx=f.count_5xx,
+        rate_4xx=_rate(f.count_4xx, f.count),
+        rate_5xx=_rate(f.count_5xx, f.count),
+        avg_ms=round(f.sum_ms / f.count, 3) if f.count else None,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+    )
+
+
+def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
+    """Add a rollup row's sums (count, 4xx, 5xx, sum_ms, histogram text)."""
+    into.count += int(row[0] or 0)
+    into.count_4xx += int(row[1] or 0)
+    into.count_5xx += int(row[2] or 0)
+    into.sum_ms += float(row[3] or 0)
+    if row[4]:
+        more = (int(float(n)) for n in str(row[4]).split(","))
+        into.bins = [a + b for a, b in zip(into.bins, more, strict=True)]
+
+
+def _unit(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+@dataclass(slots=True)
+class Figures:
+    """What one period's reads add up to."""
+
+    buckets: Buckets
+    routes: dict[RouteKey, RouteFigures] = field(default_factory=dict)
+    by_bucket: dict[tuple[int, RouteKey], RouteFigures] = field(default_factory=dict)
+    users: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    logs: list[tuple[datetime, RouteKey, Any]] = field(default_factory=list)
+    """The requests counted from service_logs: (timestamp, key, Request)."""
+
+    def route(self, key: RouteKey) -> RouteFigures:
+        found = self.routes.get(key)
+        if found is None:
+            found = self.routes[key] = RouteFigures()
+        return found
+
+    def in_bucket(self, i: int, key: RouteKey) -> RouteFigures:
+        found = self.by_bucket.get((i, key))
+        if found is None:
+            found = self.by_bucket[(i, key)] = RouteFigures()
+        return found
+
+    def add_user(self, user: str, count: int, last: datetime) -> None:
+        before, seen = self.users.get(user, (0, last))
+        self.users[user] = (before + count, max(seen, last))
+
+    def add_logs(self, ask: RequestsRequest, rows: Sequence[Sequence[Any]]) -> None:
+        for moment, service, metadata in rows:
+            request = request_of(None if metadata is None else str(metadata))
+            if request is None:
+                continue
+            stamp = _unit(moment)
+            if request.user_id is not None:
+                self.add_user(request.user_id, 1, stamp)
+            if ask.route is not None and request.route != ask.route:
+                continue
+            if ask.method is not None and request.method != ask.method:
+                continue
+            key = (str(service), request.route, request.method)
+            self.route(key).add(request)
+            self.logs.append((stamp, key, request))
+
+    def ranked(self) -> list[RouteKey]:
+        """Routes by requests, most first (ties by service, route, method)."""
+        return sorted(self.routes, key=lambda k: (-self.routes[k].count, k))
+
+    def as_json(self, ask: RequestsRequest, top: Sequence[RouteKey]) -> dict[str, Any]:
+        total = RouteFigures()
+        for f in self.routes.values():
+            total.count += f.count
+            total.count_4xx += f.count_4xx
+            total.count_5xx += f.count_5xx
+            total.sum_ms += f.sum_ms
+            total.bins = [a + b for a, b in zip(total.bins, f.bins, strict=True)]
+        starts = [self.buckets.start_text(i) for i in range(len(self.buckets.starts))]
+
+        def route_json(key: RouteKey) -> RouteJson:
+            service, route, method = key
+            return RouteJson(
+                method=method, route=route, service=service, **figures_json(self.routes[key])
+            )
+
+        routes = []
+        for key in top:
+            series = [
+                RouteBucketJson(
+                    start=start, **figures_json(self.by_bucket.get((i, key), RouteFigures()))
+                )
+                for i, start in enumerate(starts)
+            ]
+            routes.append(RouteSeriesJson(**route_json(key), buckets=series))
+        enough = [k for k, f in self.routes.items() if f.count >= ask.min_count]
+        p95 = {k: histogram_percentiles(self.routes[k].bins)[1] or 0.0 for k in enough}
+        slowest = sorted(enough, key=lambda k: (-p95[k], -self.routes[k].count, k))
+        failing = [k for k in enough if self.routes[k].count_4xx + self.routes[k].count_5xx]
+
+        def failure(k: RouteKey) -> tuple[float, int, RouteKey]:
+            f = self.routes[k]
+            failed = f.count_4xx + f.count_5xx
+            return (-failed / f.count, -failed, k)
+
+        users = sorted(self.users.items(), key=lambda u: (-u[1][0], u[0]))[: ask.users]
+        return {
+            "since": rfc3339(self.buckets.since),
+            "until": rfc3339(self.buckets.until),
+            "accuracy": ACCURACY,
+            "totals": figures_json(total),
+            "routes": routes,
+            "slowest": [route_json(k) for k in slowest[: ask.limit]],
+            "failing": [route_json(k) for k in sorted(failing, key=failure)[: ask.limit]],
+            "users": [
+                UserJson(user_id=user, count=count, last_seen=rfc3339(last))
+                for user, (count, last) in users
+            ],
+        }
+
+
+def _split(
+    buckets: Buckets,
+) -> tuple[tuple[datetime, datetime] | None, list[tuple[datetime, datetime]]]:
+    """The whole hours the rollup answers (None: none) and the spans read from the logs."""
+    since, until = buckets.since, buckets.until
+    if buckets.grain == "hour":
+        first, last = ceil_hour(since), hour_of(until)
+        if first < last:
+            edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
+            return (first, last), edges
+    return None, [(since, until)]
+
+
+async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int) -> dict[str, Any]:
+    figures = Figures(buckets)
+    whole, edges = _split(buckets)
+    if edges:
+        figures.add_logs(ask, await fetch(*logs_sql(ask, edges)))
+    if whole is not None:
+        first, last = whole
+        for row in await fetch(*route_totals_sql(ask, first, last)):
+            _merge(figures.route((str(row[0]), str(row[1]), str(row[2]))), row[3:])
+        for user, count, seen in await fetch(*users_sql(ask, first, last)):
+            figures.add_user(str(user), int(count), _unit(seen))
+    top = figures.ranked()[: ask.limit]
+    if len(top) * len(buckets.starts) > cap:
+        raise TooManyBuckets("limit", cap, "lower limit, shorten the range or use a larger bucket")
+    wanted = set(top)
+    for stamp, key, request in figures.logs:
+        if key in wanted:
+            figures.in_bucket(buckets.index(stamp), key).add(request)
+    if whole is not None and top:
+        first, last = whole
+        indexes: dict[Any, int] = {}
+        for row in await fetch(*route_hours_sql(ask, first, last, top)):
+            if row[0] not in indexes:
+                indexes[row[0]] = buckets.index(_unit(row[0]))
+            key = (str(row[1]), str(row[2]), str(row[3]))
+            _merge(figures.in_bucket(indexes[row[0]], key), row[4:])
+    return figures.as_json(ask, top)
+
+
+async def request_figures(
+    reader: LogReader, ask: RequestsRequest, cap: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """GET /v1/analytics/requests: totals, the top routes per bucket, the slowest and most
+    failing routes and the top users, for the range and (compare) the one just before."""
+    parts = []
+    for buckets in periods(ask.series, cap, now):
+
+        async def read(fetch: Fetch, buckets: Buckets = buckets) -> dict[str, Any]:
+            return await _period(fetch, ask, buckets, cap)
+
+        parts.append(await reader.snapshot(read))
+    return series_answer(ask.series, parts)
