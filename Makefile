@@ -108,8 +108,11 @@ run: install  ## the main job: emulator + schema, lms mon fed by lms sim for DUR
 	echo "== lms migrate"
 	$(LMS) migrate
 	echo "== lms mon (BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL)), log in $$EMULATOR_RUN_DIR/mon.log"
+	# lms mon and lms api in sessions of their own (setsid), and the tee of lms mon's output
+	# deaf to it: Ctrl-C reaches only this shell, which stops them in order with SIGTERM (a
+	# second signal would make lms mon exit at once, a dead tee cut its output).
 	env -u DURATION BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL) \
-		$(LMS) mon > >(tee "$$EMULATOR_RUN_DIR/mon.log") 2>&1 &
+		setsid $(LMS) mon > >(trap '' INT; exec tee "$$EMULATOR_RUN_DIR/mon.log") 2>&1 &
 	mon=$$!
 	for _ in $$(seq 900); do
 		grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" 2>/dev/null && break
@@ -119,7 +122,7 @@ run: install  ## the main job: emulator + schema, lms mon fed by lms sim for DUR
 	grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" || { echo "lms mon did not start" >&2; exit 1; }
 	ui="http://127.0.0.1:$(RUN_API_PORT)/"
 	echo "== lms api on port $(RUN_API_PORT), log in $$EMULATOR_RUN_DIR/api.log"
-	env -u DURATION API_PORT=$(RUN_API_PORT) $(LMS) api > "$$EMULATOR_RUN_DIR/api.log" 2>&1 &
+	env -u DURATION API_PORT=$(RUN_API_PORT) setsid $(LMS) api > "$$EMULATOR_RUN_DIR/api.log" 2>&1 &
 	api=$$!
 	for _ in $$(seq 300); do
 		$(PY) -c "import urllib.request; urllib.request.urlopen('$${ui}healthz', timeout=1)" 2>/dev/null && break
