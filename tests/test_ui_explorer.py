@@ -18,8 +18,6 @@ from playwright.async_api import Browser, Page, expect
 from lms.ui import CSP
 from tests.helpers import rfc3339
 from tests.ui_stack import (
-    NOW,
-    SEEDS,
     TRACE,
     USER,
     WORD,
@@ -110,7 +108,7 @@ async def test_text_search_finds_exactly_what_the_api_finds(
     await p.keyboard.type(WORD)
     await p.keyboard.press("Enter")
     await expect(p).to_have_url(re.compile(f"q={WORD}"))
-    since = rfc3339(NOW - timedelta(days=7, minutes=5))
+    since = rfc3339(stack.now - timedelta(days=7, minutes=5))
     expected = await api_ids(stack, q=WORD, **{"from": since})
     assert len(expected) == 6  # the seeded ones, the 10-day-old one aside
     await expect(p.locator(ROWS)).to_have_count(len(expected))
@@ -124,14 +122,18 @@ async def test_severity_chips_and_paging(stack: Stack, page: tuple[Page, Console
     p, _ = page
     await p.goto(stack.url + "/")
     await expect(p.locator(ROWS)).to_have_count(100)
-    first_two = await api_ids(stack, **{"from": rfc3339(NOW - timedelta(hours=2))})
+    first_two = await api_ids(stack, **{"from": rfc3339(stack.now - timedelta(hours=2))})
     await p.get_by_role("button", name="Load more").click()
     await expect(p.locator(ROWS)).to_have_count(200)
     ids = await shown_ids(p)
     assert len(set(ids)) == 200 and ids[:100] == first_two
     await p.locator(".chips").get_by_role("button", name="error").click()
     await expect(p).to_have_url(re.compile("severity=error"))
-    errors = [s for s in SEEDS if s.body["severity"] == "error" and s.at > NOW - timedelta(hours=1)]
+    errors = [
+        s
+        for s in stack.seeds
+        if s.body["severity"] == "error" and s.at > stack.now - timedelta(hours=1)
+    ]
     await expect(p.locator(ROWS)).to_have_count(len(errors))
     severities = await p.locator(f"{ROWS} .log-summary .sev").all_inner_texts()
     assert {s.lower() for s in severities} == {"error"}
@@ -165,7 +167,7 @@ async def test_time_presets_filter(stack: Stack, page: tuple[Page, Console]) -> 
     await expect(p).to_have_url(re.compile("range=15m"))
     await expect(p.locator(".status.loading")).to_have_count(0)
     # A seed every 12 s: one may cross the boundary between this clock and the page's.
-    recent = [s for s in SEEDS if s.at >= clicked - timedelta(minutes=15)]
+    recent = [s for s in stack.seeds if s.at >= clicked - timedelta(minutes=15)]
     shown = await p.locator(f"{ROWS} time").evaluate_all("els => els.map(e => e.dateTime)")
     assert abs(len(shown) - len(recent)) <= 1, (len(shown), len(recent))
     oldest = min(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in shown)
@@ -201,7 +203,7 @@ async def test_histogram_drag_narrows_the_range_and_the_url(
     until = datetime.fromisoformat(params["to"][0].replace("Z", "+00:00"))
     span = until - since
     assert timedelta(minutes=20) < span < timedelta(minutes=50), span  # a tenth of 6 h
-    inside = [s for s in SEEDS if since <= s.at.replace(tzinfo=UTC) < until]
+    inside = [s for s in stack.seeds if since <= s.at.replace(tzinfo=UTC) < until]
     assert inside, "the seeds cover the last 5 hours"
     await expect(p.locator(ROWS)).to_have_count(min(len(inside), 100))
     times = await p.locator(f"{ROWS} time").evaluate_all("els => els.map(e => e.dateTime)")
@@ -278,7 +280,7 @@ async def test_expanded_row_shows_every_field_and_its_metadata(
     await expect(p).to_have_url(re.compile(f"open={target}"))
     detail = p.locator(f".log-detail[data-log-id='{target}']")
     metadata = json.loads(await detail.locator("pre.metadata").inner_text())
-    assert metadata == SEEDS[20].body["metadata"]
+    assert metadata == stack.seeds[20].body["metadata"]
     await expect(detail.locator("button[data-filter='user_id']")).to_have_text(USER)
     await expect(detail.locator("button[data-filter='resource_id']")).to_have_text("res-0")
     await expect(detail.get_by_role("button", name="Copy JSON")).to_be_visible()
@@ -338,13 +340,13 @@ async def test_permalink_opens_the_log_in_context(stack: Stack, page: tuple[Page
     await p.goto(stack.url + f"/ui/logs/{target}")
     detail = p.locator(f".log-page .log-detail[data-log-id='{target}']").first
     await expect(detail).to_be_visible()
-    await expect(detail.locator(".payload-full")).to_have_text(SEEDS[13].body["payload"])
+    await expect(detail.locator(".payload-full")).to_have_text(stack.seeds[13].body["payload"])
     context = p.locator("section.context")
     # around it: the same service within 5 minutes either side, itself expanded among them
-    at = SEEDS[13].at
+    at = stack.seeds[13].at
     around = [
         s
-        for s in SEEDS
+        for s in stack.seeds
         if s.body["service_name"] == "checkout" and abs(s.at - at) < timedelta(minutes=5)
     ]
     await expect(context.locator(ROWS)).to_have_count(len(around))

@@ -44,7 +44,6 @@ PENDING_ENDPOINTS = ("/v1/logs/facets", "/v1/pipeline", "/v1/analytics/requests"
 "unavailable" after their 404, which chromium also logs to the console."""
 RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 
-NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 SERVICES = ("checkout", "search", "worker")
 WORD = "zebracorn"
 """A word in a few payloads only: the text search must find exactly those."""
@@ -65,10 +64,11 @@ class Seed:
         )
 
 
-def seeds() -> list[Seed]:
-    """~330 logs: 240 in the last 50 minutes (more than two pages of 100), 60 over the last
-    5 hours, a few 2 days and 10 days old; one trace of 3, a user's 4 requests, the word, the
-    markup payload."""
+def seeds(now: datetime) -> list[Seed]:
+    """~330 logs before `now` (naive UTC, when the module's stack starts, so that the time
+    presets see them however late the module runs): 240 in the last 50 minutes (more than
+    two pages of 100), 60 over the last 5 hours, one 2 days and one 10 days old; a trace of
+    3, a user's 4 requests, the word, the markup payload."""
     out: list[Seed] = []
     severities = ("debug", "info", "info", "info", "warn", "error", "info", "fatal")
 
@@ -85,11 +85,11 @@ def seeds() -> list[Seed]:
         out.append(Seed(f"ui-{i}", body))
 
     for i in range(240):
-        add(i, NOW - timedelta(seconds=10 + i * 12))
+        add(i, now - timedelta(seconds=10 + i * 12))
     for i in range(240, 300):
-        add(i, NOW - timedelta(hours=1, minutes=(i - 240) * 4))
-    add(300, NOW - timedelta(days=2))
-    add(301, NOW - timedelta(days=10))
+        add(i, now - timedelta(hours=1, minutes=(i - 240) * 4))
+    add(300, now - timedelta(days=2))
+    add(301, now - timedelta(days=10))
     for n, i in enumerate((5, 37, 90, 170, 260, 300)):
         body = out[i].body
         body["payload"] = f"{WORD} sighting number {n} near gate {i}"
@@ -106,9 +106,6 @@ def seeds() -> list[Seed]:
     out[30].body.update(payload=XSS, severity="warn")
     out[30].body["metadata"] = {"note": "<i>markup</i>", "nested": {"a": [1, 2]}}
     return out
-
-
-SEEDS = seeds()
 
 
 def stored(seeds_: Sequence[Seed]) -> list[StoredLog]:
@@ -163,6 +160,9 @@ class Stack:
     settings: Settings
     url: str
     client: httpx.AsyncClient
+    now: datetime
+    """Naive UTC: the seeds' timestamps are relative to it."""
+    seeds: list[Seed]
     ids: dict[str, int] = field(default_factory=dict)
     """message_id -> the stored log's id."""
 
@@ -176,19 +176,21 @@ class Stack:
 async def running_stack(emulator: str, workdir: Path, **api_env: str) -> AsyncIterator[Stack]:
     """Seeded database, `lms mon` (started first: it makes the topic and subscription), then
     `lms api` on a free port; all stopped and dropped at the end."""
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    seeded = seeds(now)
     with seeded_database() as database:
         settings = stack_settings(emulator, database)
         await Migrator(settings).migrate()
         writer = BatchWriter(settings)
         try:
-            await writer.write_batch(stored(SEEDS), [])
+            await writer.write_batch(stored(seeded), [])
         finally:
             await writer.close()
         mon = MonitorProcess(settings, workdir / "lms", "mon").start()
         try:
             await mon.wait_started()
             async with lms_api(settings, workdir, **api_env) as client:
-                stack = Stack(settings, str(client.base_url).rstrip("/"), client)
+                stack = Stack(settings, str(client.base_url).rstrip("/"), client, now, seeded)
                 with _admin() as conn, conn.cursor() as cur:
                     cur.execute(f"SELECT message_id, id FROM `{database}`.service_logs")
                     stack.ids = {str(m): int(i) for m, i in cur.fetchall()}
