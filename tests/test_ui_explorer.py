@@ -399,7 +399,20 @@ async def test_live_tail_shows_a_log_published_during_the_test(
     assert response.status_code == 202, response.text
     first = p.locator(ROWS).first
     await expect(first.locator(".payload")).to_have_text(payload, timeout=15_000)
-    # scrolling away pauses it
-    await p.set_viewport_size({"width": 1280, "height": 400})
-    await p.mouse.wheel(0, 2000)
-    await expect(p.locator(".live-state")).to_contain_text("paused", timeout=5000)
+    # selecting text pauses it, and so does scrolling the newest rows out of view
+    await first.locator(".payload").evaluate("e => getSelection().selectAllChildren(e)")
+    await expect(p.locator(".live-state")).to_contain_text("paused (selecting text)")
+    await p.evaluate("getSelection().removeAllRanges()")
+    await expect(p.locator(".live-state")).not_to_contain_text("paused")
+    await p.mouse.wheel(0, 3000)
+    await expect(p.locator(".live-state")).to_contain_text("paused (scrolled down)")
+    paused_rows = await p.locator(ROWS).count()
+    body["payload"] = f"while paused {secrets.token_hex(6)}"
+    response = await stack.client.post("/v1/logs", json=body)
+    assert response.status_code == 202, response.text
+    await p.mouse.wheel(0, -10_000)  # back at the top: it resumes and brings the log in
+    await expect(p.locator(".live-state")).not_to_contain_text("paused")
+    await expect(p.locator(ROWS).first.locator(".payload")).to_have_text(
+        body["payload"], timeout=15_000
+    )
+    assert await p.locator(ROWS).count() == paused_rows + 1

@@ -106,8 +106,11 @@ export function Explorer() {
     if (!state.live || results.state !== "ok") return;
     let busy = false;
     const tick = async () => {
+      // New rows at the top would move what the user is reading: wait while they select
+      // text or have scrolled the newest rows out of view.
       const selecting = (document.getSelection()?.toString() ?? "") !== "";
-      const reason = selecting ? "selecting text" : window.scrollY > 40 ? "scrolled down" : document.hidden ? "tab hidden" : null;
+      const top = document.querySelector("ol.logs > li")?.getBoundingClientRect().top ?? 0;
+      const reason = selecting ? "selecting text" : top < 0 ? "scrolled down" : document.hidden ? "tab hidden" : null;
       setPaused(reason);
       if (reason || busy) return;
       busy = true;
