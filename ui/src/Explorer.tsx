@@ -179,7 +179,8 @@ export function Explorer() {
     try {
       await download("/v1/logs/export", { ...filters, format }, `lms-logs.${format}`);
     } catch (exc) {
-      setDownloading(errorState(exc).state === "error" ? (errorState(exc) as { message: string }).message : String(exc));
+      const failed = errorState(exc);
+      setDownloading(failed.state === "error" ? failed.message : String(exc));
     }
   };
 
