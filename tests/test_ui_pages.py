@@ -142,7 +142,7 @@ async def test_analytics_page(stack: Stack, browser: Browser) -> None:
         word = next(p for p in patterns if WORD in p["template"])
         await page.locator("ol.patterns a", has_text=WORD).first.click()
         await expect(page).to_have_url(re.compile(f"pattern={word['pattern_id']}"))
-        await settled(page)
+        await expect(page.locator(f"{ROWS} .payload").first).to_contain_text(WORD)
         payloads = await page.locator(f"{ROWS} .payload").all_inner_texts()
         assert payloads and all(WORD in p for p in payloads)
         assert_quiet(console)

@@ -73,16 +73,25 @@ export function Explorer() {
     return () => abort.abort();
   }, [queryKey, range]);
 
+  // One page at a time, whether the button or the scroll asked (a ref: both may ask before
+  // the next render).
+  const pageLoading = useRef(false);
   const loadMore = async () => {
-    if (!cursor || more?.state === "loading") return;
+    if (!cursor || pageLoading.current) return;
+    pageLoading.current = true;
     setMore({ state: "loading" });
     try {
       const page = await getJson<LogsPage>("/v1/logs", { ...filters, limit: PAGE, cursor });
-      setRows((old) => [...old, ...page.logs.filter((l) => !old.some((o) => o.id === l.id))]);
+      setRows((old) => {
+        const known = new Set(old.map((l) => l.id));
+        return [...old, ...page.logs.filter((l) => !known.has(l.id))];
+      });
       setCursor(page.next_cursor);
       setMore(null);
     } catch (exc) {
       setMore(errorState(exc));
+    } finally {
+      pageLoading.current = false;
     }
   };
   const sentinel = useRef<HTMLDivElement>(null);
