@@ -1,4 +1,14 @@
 # lms: `docker run IMAGE mon|api|pub N|sim|migrate`; configured by environment variables (README).
+#
+# Stage 1 builds the web UI (ui/, `npm ci && npm run build`, docs/ui.md) with Node 20; only its
+# output (lms/ui/static) goes into the image, no Node and no node_modules.
+FROM node:20.20.2-bookworm-slim AS ui
+WORKDIR /src/ui
+COPY ui/package.json ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY ui ./
+RUN npm run build
+
 # Pinned by version and by digest (the multi-architecture index), so a rebuild gets the same
 # interpreter and Debian packages. To move on: `docker buildx imagetools inspect
 # python:3.11.X-slim-bookworm` prints the digest of a newer tag.
@@ -12,6 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY lms ./lms
+COPY --from=ui /src/lms/ui/static ./lms/ui/static
 # A regular install (the migrations ship inside the package, lms/store/sql/), every dependency
 # at the version of constraints.txt (scripts/lock.py).
 RUN pip install -c constraints.txt . && useradd --system --uid 10001 lms

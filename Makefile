@@ -25,6 +25,16 @@ RUN_FLUSHINTERVAL ?= 2
 # ... and its own database, recreated each run: every new emulator numbers its message ids from
 # 1 again, and LMS stores each message id once.
 RUN_DATABASE ?= lms_run
+# ... `lms api` (and its web UI) on this port, serving after the check until Ctrl-C when
+# KEEP_SERVING=1: the default on a terminal; elsewhere (CI, scripts) run, check and exit.
+RUN_API_PORT ?= 3000
+KEEP_SERVING ?= $(shell [ -t 0 ] && echo 1 || echo 0)
+
+# The web UI (ui/, docs/ui.md): `npm ci && npm run build` writes it into lms/ui/static, which
+# `lms api` serves; redone when its sources or lockfile change.
+UI_BUILT := lms/ui/static/index.html
+UI_SOURCES := ui/package.json ui/package-lock.json ui/index.html ui/vite.config.ts \
+	ui/tsconfig.json $(wildcard ui/src/*)
 
 .PHONY: help install lock test e2e run sim lint format up down faults bench bench-query \
 	emulator-start emulator-stop check-compose clean
@@ -32,7 +42,13 @@ RUN_DATABASE ?= lms_run
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv (if missing) and install lms (dev tools) and lms-client (constraints.txt)
+install: $(VENV)/.installed $(UI_BUILT)  ## create .venv (if missing), install lms (dev tools) and lms-client (constraints.txt), build the web UI
+
+$(UI_BUILT): $(UI_SOURCES)
+	@command -v npm >/dev/null || { echo "the web UI is built with Node.js 20+ and npm (Debian: apt-get install -y nodejs npm)" >&2; exit 1; }
+	cd ui
+	npm ci --no-audit --no-fund
+	npm run build
 
 # Every package at the version of constraints.txt (scripts/lock.py; `make lock` rewrites it).
 # The client library (clients/python, its own distribution) is installed beside the server,
@@ -69,14 +85,19 @@ e2e: install  ## end-to-end: lms mon + lms api, lms sim direct and over HTTP, E2
 	export PUBSUB_EMULATOR_HOST="$$host"
 	$(PY) e2e/run_e2e.py
 
-run: install  ## the main job: emulator + schema, then lms mon fed by lms sim for DURATION s
+run: install  ## the main job: emulator + schema, lms mon fed by lms sim for DURATION s, lms api and its web UI
 	@export EMULATOR_RUN_DIR=$(RUN_DIR)/run
 	mon=""
+	api=""
+	stop() {  # $$1: the pid; SIGTERM, then its exit status
+		[[ -n "$$1" ]] || return 0
+		kill -TERM "$$1" 2>/dev/null || true
+		local rc=0; wait "$$1" || rc=$$?
+		return $$rc
+	}
 	cleanup() {
-		if [[ -n "$$mon" ]] && kill -0 "$$mon" 2>/dev/null; then
-			kill -TERM "$$mon" 2>/dev/null || true
-			wait "$$mon" 2>/dev/null || true
-		fi
+		stop "$$api" || true
+		stop "$$mon" || true
 		$(EMULATOR) stop
 	}
 	trap cleanup EXIT
@@ -87,8 +108,11 @@ run: install  ## the main job: emulator + schema, then lms mon fed by lms sim fo
 	echo "== lms migrate"
 	$(LMS) migrate
 	echo "== lms mon (BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL)), log in $$EMULATOR_RUN_DIR/mon.log"
+	# lms mon and lms api in sessions of their own (setsid), and the tee of lms mon's output
+	# deaf to it: Ctrl-C reaches only this shell, which stops them in order with SIGTERM (a
+	# second signal would make lms mon exit at once, a dead tee cut its output).
 	env -u DURATION BATCHSIZE=$(RUN_BATCHSIZE) FLUSHINTERVAL=$(RUN_FLUSHINTERVAL) \
-		$(LMS) mon > >(tee "$$EMULATOR_RUN_DIR/mon.log") 2>&1 &
+		setsid $(LMS) mon > >(trap '' INT; exec tee "$$EMULATOR_RUN_DIR/mon.log") 2>&1 &
 	mon=$$!
 	for _ in $$(seq 900); do
 		grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" 2>/dev/null && break
@@ -96,13 +120,30 @@ run: install  ## the main job: emulator + schema, then lms mon fed by lms sim fo
 		sleep 0.1
 	done
 	grep -q "monitor started" "$$EMULATOR_RUN_DIR/mon.log" || { echo "lms mon did not start" >&2; exit 1; }
+	ui="http://127.0.0.1:$(RUN_API_PORT)/"
+	echo "== lms api on port $(RUN_API_PORT), log in $$EMULATOR_RUN_DIR/api.log"
+	env -u DURATION API_PORT=$(RUN_API_PORT) setsid $(LMS) api > "$$EMULATOR_RUN_DIR/api.log" 2>&1 &
+	api=$$!
+	for _ in $$(seq 300); do
+		$(PY) -c "import urllib.request; urllib.request.urlopen('$${ui}healthz', timeout=1)" 2>/dev/null && break
+		kill -0 "$$api" 2>/dev/null || { cat "$$EMULATOR_RUN_DIR/api.log" >&2; echo "lms api exited at start-up (port $(RUN_API_PORT) taken? make run RUN_API_PORT=3001)" >&2; exit 1; }
+		sleep 0.2
+	done
+	echo "== the web UI: $$ui (watch the logs arrive: Live tail)"
 	echo "== lms sim for $(DURATION)s"
 	DURATION=$(DURATION) $(LMS) sim --report "$$EMULATOR_RUN_DIR/sim-report.json"
 	echo "== waiting for lms mon to store everything"
 	$(PY) scripts/run_check.py verify "$$EMULATOR_RUN_DIR/sim-report.json" --timeout 60
-	echo "== stopping lms mon (SIGTERM)"
-	kill -TERM "$$mon"
-	rc=0; wait "$$mon" || rc=$$?
+	if [[ "$(KEEP_SERVING)" == 1 ]]; then
+		echo "== all stored; serving the web UI at $$ui until Ctrl-C (KEEP_SERVING=0: exit here)"
+		trap 'echo; echo "== Ctrl-C"' INT
+		wait "$$api" || true
+		trap - INT
+	fi
+	echo "== stopping lms api and lms mon (SIGTERM)"
+	stop "$$api" || true
+	api=""
+	rc=0; stop "$$mon" || rc=$$?
 	mon=""
 	[[ $$rc -eq 0 ]] || { echo "lms mon exited $$rc" >&2; exit 1; }
 	echo "== done: lms mon exited 0"

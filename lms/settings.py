@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     api_ingest: bool = Field(
         default=True, description="`lms api` serves HTTP ingestion (POST /v1/logs, ...)"
     )
+    api_ui: bool = Field(
+        default=True,
+        description="`lms api` serves the web UI at /ui/ (and at / to browsers; docs/ui.md)",
+    )
     api_workers: int = Field(
         default=1, ge=1, le=64, description="uvicorn worker processes of `lms api`"
     )

@@ -12,7 +12,7 @@ Needs PyYAML. Checks:
 - exposure: every published port binds 127.0.0.1 by default (the emulator, the metrics and
   Prometheus have no authentication; `api` may be opened by a variable, its default loopback);
   `api` listens on all interfaces inside its container and would start, never as anonymous
-  ingestion;
+  ingestion; its port (3000, the web UI's too) is published and API_UI is not turned off;
 - secrets: every password and token is `${VAR:?...}`, required and with no default in the
   file; `migrate`, `mon` and `api` each connect as their own MySQL user, never root, with the
   password that the mysql service hands to deploy/mysql/lms-users.sh (mounted in
@@ -131,9 +131,16 @@ def _lms_problems(name: str, service: dict[str, Any]) -> list[str]:
 
 
 def _api_problems(service: dict[str, Any]) -> list[str]:
-    """Ingestion must not be anonymous, and `api` must be reachable from the host."""
+    """Ingestion must not be anonymous, and `api` (with its web UI, docs/ui.md) must be
+    reachable from the host on its port."""
     problems: list[str] = []
     env = _environment(service)
+    port = env.get("API_PORT", "3000")
+    published = [_interpolate(str(p)).rsplit(":", 1)[-1] for p in service.get("ports", [])]
+    if port not in published:
+        problems.append(f"the container's API_PORT {port} should be published (ports)")
+    if env.get("API_UI", "true").lower() in ("false", "0", "no", "off"):
+        problems.append("API_UI should stay on: the web UI is served on the api port")
     if env.get("API_HOST") != "0.0.0.0":
         problems.append("API_HOST should be 0.0.0.0: loopback inside a container is unreachable")
     if not _raw_environment(service).get("INGEST_TOKENS"):

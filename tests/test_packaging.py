@@ -117,6 +117,22 @@ def test_the_wheel_carries_every_migration(installed_wheel: Path, tmp_path: Path
     assert names.stdout.split() == [script.name for script in migration_files()]
 
 
+def test_the_wheel_carries_the_built_web_ui(installed_wheel: Path, tmp_path: Path) -> None:
+    """lms/ui/static (built by make install, not committed) is package data too: the image
+    and any installed lms serve the UI."""
+    where = _run(
+        [str(installed_wheel / "python"), "-c", "import lms.ui as u; print(u.STATIC_DIR)"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+    )
+    static = Path(where.stdout.strip())
+    assert static.is_relative_to(installed_wheel.parent), where.stdout + where.stderr
+    source = ROOT / "lms" / "ui" / "static"
+    assert (source / "index.html").is_file(), "the UI is not built: make install"
+    built = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(static) for p in static.rglob("*") if p.is_file()) == built
+
+
 async def test_lms_migrate_from_the_wheel_applies_the_schema(
     installed_wheel: Path, settings, tmp_path: Path
 ) -> None:

@@ -16,10 +16,12 @@
                        (API_QUERY) and asks Pub/Sub for the topic (API_INGEST)
 - GET /metrics         Prometheus metrics of this process (lms.ops.api_metrics)
 - GET /openapi.json    the OpenAPI document (also /docs)
+- GET /ui/...          the web UI (lms.ui; docs/ui.md), also at GET / for a browser (an
+                       Accept naming text/html), where other clients get Elasticsearch's info
 
 The parts are separate routers: API_QUERY turns the query API (and its database pool) off,
 API_INGEST the ingestion endpoints (and their Pub/Sub publisher), so one fleet can ingest
-only and another node only answer queries.
+only and another node only answer queries; API_UI turns the web UI off.
 
 Who may call what (lms.api.auth): ingestion needs one of INGEST_TOKENS when set, every other
 path but /healthz needs API_TOKEN when set, and on loopback the Host header must be allowed.
@@ -54,6 +56,8 @@ from lms.ops import api_metrics
 from lms.query.errors import DatabaseUnavailable, QueryError
 from lms.query.reader import LogReader
 from lms.settings import Settings
+from lms.ui import UIMiddleware, warn_if_not_built
+from lms.ui import routes as ui_routes
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +109,12 @@ def create_app(
         app.add_middleware(
             AccessMiddleware, read_token=read_token, ingest_tokens=ingest_tokens, hosts=hosts
         )
+    if settings.api_ui:
+        app.router.routes.extend(ui_routes())
+        # After AccessMiddleware: outermost, so the page's path is rewritten before the
+        # access rules see it.
+        app.add_middleware(UIMiddleware)
+        warn_if_not_built()
     if read_token or ingest_tokens:
         app.openapi_schema = document_security(
             app.openapi(), read=bool(read_token), ingest=bool(ingest_tokens)

@@ -7,9 +7,11 @@ Three rules, in this order:
 2. **Ingestion** paths need one of INGEST_TOKENS, as `Authorization: Bearer <token>` or as
    the password of HTTP Basic (Promtail and Fluent Bit's Loki output only do Basic). Separate
    from the read token, so a service that may write logs cannot read everyone's.
-3. **Everything else** but /healthz needs API_TOKEN as a bearer token, when it is set: also
-   the OpenAPI document and /docs (routes FastAPI adds itself) and paths that do not exist
-   (a 404 without the token would tell a stranger which paths do).
+3. **Everything else** but /healthz and the web UI's page and assets (GET /ui...: static
+   files with no data in them; the data comes from the API, with the token) needs API_TOKEN
+   as a bearer token, when it is set: also the OpenAPI document and /docs (routes FastAPI
+   adds itself) and paths that do not exist (a 404 without the token would tell a stranger
+   which paths do).
 
 A middleware and not a FastAPI security dependency, because a dependency guards only the
 routes it is attached to; the middleware sees every request before routing, so nothing can be
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lms.api.schemas import Problem
 from lms.settings import Settings, SettingsError
+from lms.ui import is_ui_path
 
 OPEN_PATHS = frozenset({"/healthz"})
 READ_SCHEME = "HTTPBearer"
@@ -123,7 +126,7 @@ class AccessMiddleware:
                 )
         path: str = scope["path"]
         authorization = headers.get("authorization", "")
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or (scope["method"] in ("GET", "HEAD") and is_ui_path(path)):
             return None
         if is_ingestion(scope["method"], path):
             if self._ingest_tokens and not self._ingest_authorized(authorization):

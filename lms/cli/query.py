@@ -33,16 +33,18 @@ def add_commands(commands: Commands) -> None:
         commands,
         "api",
         run_api,
-        help="serve the HTTP query API and HTTP ingestion",
-        description="Serve the query API (GET /v1/logs, /v1/services, /v1/severity, "
+        help="serve the HTTP query API, HTTP ingestion and the web UI",
+        description="Serve the query API (GET /v1/logs, /v1/logs/{id}, /v1/services, /v1/severity, "
         "/v1/consistency, /v1/users/{user_id}/requests, /v1/analytics/patterns, "
         "/v1/analytics/volume, /v1/analytics/errors; OpenAPI at /openapi.json) and HTTP "
         "ingestion (POST /v1/logs, /otlp/v1/logs, /loki/api/v1/push, /_bulk; published to "
-        "PUBSUB_TOPIC) on "
-        "API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY and API_INGEST turn either off, "
+        "PUBSUB_TOPIC) and the web UI (http://API_HOST:API_PORT/ in a browser, /ui/; "
+        "docs/ui.md) on API_HOST:API_PORT until SIGINT/SIGTERM; API_QUERY, API_INGEST and "
+        "API_UI turn each off, "
         "API_WORKERS forks worker processes. Ingestion needs one of INGEST_TOKENS when set "
         "(Bearer, or the password of HTTP Basic); with API_TOKEN set, every other endpoint "
-        "but /healthz needs 'Authorization: Bearer <API_TOKEN>'. On a loopback address, a "
+        "but /healthz and the UI's page and assets needs 'Authorization: Bearer "
+        "<API_TOKEN>'. On a loopback address, a "
         "Host header outside API_ALLOWED_HOSTS is refused; on any other address, ingestion "
         "without INGEST_TOKENS is refused (exit 2) unless INGEST_ALLOW_ANONYMOUS=true. The "
         "query API only reads: a MySQL user with only SELECT on MYSQL_DATABASE is enough. "

@@ -53,13 +53,14 @@ from lms.query.probe import PROBE_DEPTH, build_probe_sql, first_probe_depth, nex
 from lms.query.results import (
     Consistency,
     ConsistencyRow,
+    LogEntry,
     LogPage,
     ServiceCounts,
     SeverityBucket,
     entry_from_row,
 )
 from lms.query.search import TextSearch, parse_search
-from lms.query.sql import Conditions, build_logs_sql
+from lms.query.sql import Conditions, build_log_sql, build_logs_sql
 from lms.query.user_requests import RequestsQuery, build_requests_sql, cursor_after
 from lms.settings import MIN_QUERY_TIMEOUT, Settings
 from lms.store.connection import connect, connect_kwargs, connect_timeout
@@ -128,6 +129,11 @@ class LogReader:
             last = entries[-1]
             next_cursor = Cursor(last.timestamp, last.id).encode()
         return LogPage(entries, next_cursor)
+
+    async def log(self, log_id: int) -> LogEntry | None:
+        """The log whose primary key is `log_id`, or None."""
+        rows = await self._fetch(*build_log_sql(log_id))
+        return entry_from_row(rows[0]) if rows else None
 
     async def _log_rows(self, query: LogQuery) -> list[tuple[Any, ...]]:
         if query.q is None:

@@ -144,6 +144,11 @@ def build_logs_sql(
     return _page_rows(branches), [*args, fetch]
 
 
+def build_log_sql(log_id: int) -> tuple[str, list[object]]:
+    """One log by its primary key (a permalink of the web UI)."""
+    return f"SELECT {COLUMNS} FROM service_logs WHERE id = %s", [log_id]
+
+
 def _page_rows(branches: list[str]) -> str:
     """Merge branches that each select (id, timestamp) into the page, then read its rows: a
     deferred join, so only the rows of the page are read whole."""

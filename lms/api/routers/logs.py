@@ -1,4 +1,4 @@
-"""GET /v1/logs: the stored logs, filtered, searched and paged; and their export."""
+"""GET /v1/logs: the stored logs, filtered, searched and paged; one by its id; their export."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from starlette.responses import Response, StreamingResponse
 
 from lms.api.dependencies import Reader
 from lms.api.render import json_answer
-from lms.api.schemas import ExportParams, LogsOut, LogsParams
+from lms.api.schemas import ExportParams, LogOut, LogsOut, LogsParams, Problem
 from lms.query.errors import DatabaseUnavailable
 from lms.query.export import MEDIA_TYPES, open_export
 from lms.query.filters import LogQuery
@@ -83,3 +83,22 @@ async def export(params: Annotated[ExportParams, Query()], reader: Reader) -> Re
         media_type=MEDIA_TYPES[params.format],
         headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
     )
+
+
+# `:int` in the path, so that /logs/export and the other named paths are never taken for an id.
+@router.get(
+    "/logs/{log_id:int}",
+    response_model=LogOut,
+    responses={404: {"model": Problem, "description": "no log has this id"}},
+    summary="One log, by its id",
+)
+async def log_by_id(
+    log_id: Annotated[int, Path(ge=1, le=2**64 - 1, description="the log's `id`")],
+    reader: Reader,
+) -> Response:
+    """The log with this `id` (the primary key GET /v1/logs gives each log): a permalink to
+    one log line, which the web UI opens in its context."""
+    entry = await reader.log(log_id)
+    if entry is None:
+        raise HTTPException(404, f"no log with id {log_id}")
+    return await json_answer(entry.as_json)
