@@ -188,7 +188,7 @@ export function AnalyticsPage() {
   const volume = useApi<VolumeAnswer>("/v1/analytics/volume", params, per);
   const errors = useApi<ErrorsAnswer>("/v1/analytics/errors", { ...params, top: 1000 }, per);
   const patterns = useApi<PatternsAnswer>("/v1/analytics/patterns", { from: rfc3339(from), to: rfc3339(now), bucket: "day", limit: 20 }, per);
-  const requests = useApi<RequestsAnswer>("/v1/analytics/requests", { since: rfc3339(from), until: rfc3339(now), tz: ZONE, limit: 20 }, per);
+  const requests = useApi<RequestsAnswer>("/v1/analytics/requests", { from: rfc3339(from), to: rfc3339(now), tz: ZONE, limit: 20 }, per);
   const [userDraft, setUserDraft] = useState(loc.params.get("user") ?? "");
   const user = loc.params.get("user");
   const setPer = (p: string) => {

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +16,8 @@ from playwright.async_api import Browser, Page, expect
 
 from lms.ui import CSP
 from tests.helpers import rfc3339, wait_until
-from tests.ui_stack import (
+from tests.ui.stack import (
+    ROWS,
     TRACE,
     USER,
     WORD,
@@ -25,35 +25,10 @@ from tests.ui_stack import (
     Console,
     Stack,
     assert_quiet,
-    chromium,
     open_page,
-    running_stack,
 )
 
 pytestmark = pytest.mark.integration
-
-ROWS = "ol.logs > li.log"
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    pubsub_emulator: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with running_stack(pubsub_emulator, tmp_path_factory.mktemp("ui-explorer")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[tuple[Page, Console]]:
-    async with open_page(browser) as (p, console):
-        yield p, console
-        assert_quiet(console)
 
 
 async def shown_ids(page: Page) -> list[int]:

@@ -7,41 +7,23 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.lms_process import lms_api
-from tests.ui_stack import (
+from tests.ui.stack import (
+    ROWS,
     SHOTS,
     USER,
     WORD,
     Stack,
     assert_quiet,
     axe_violations,
-    chromium,
     open_page,
-    running_stack,
 )
 
 pytestmark = pytest.mark.integration
-
-ROWS = "ol.logs > li.log"
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    pubsub_emulator: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with running_stack(pubsub_emulator, tmp_path_factory.mktemp("ui-pages")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 def pages(stack: Stack) -> dict[str, str]:
@@ -127,11 +109,10 @@ async def test_analytics_page(stack: Stack, browser: Browser) -> None:
         await expect(
             page.locator("#h-volume ~ .chart canvas, section .chart canvas").first
         ).to_be_visible()
-        routes = page.locator("section[aria-labelledby='h-routes']")
-        if not await routes.locator("table").count():
-            await expect(routes).to_contain_text(
-                "unavailable"
-            )  # until /v1/analytics/requests lands
+        routes = page.locator("section[aria-labelledby='h-routes'] tbody tr")
+        await expect(routes).to_have_count(1)  # the seeded request logs: GET /cart, 4 of them
+        await expect(routes.first.locator("th")).to_have_text("GET /cart")
+        await expect(routes.first.locator("td.num").first).to_have_text("4")
         requests = page.locator("section[aria-labelledby='h-user'] " + ROWS)
         body = await stack.api(f"/v1/users/{USER}/requests")
         await expect(requests).to_have_count(len(body["requests"]))

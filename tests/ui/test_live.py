@@ -6,39 +6,15 @@ A module of its own: the logs it publishes would change what the other modules c
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from tests.helpers import rfc3339
-from tests.ui_stack import Console, Stack, assert_quiet, chromium, open_page, running_stack
+from tests.ui.stack import ROWS, Console, Stack
 
 pytestmark = pytest.mark.integration
-
-ROWS = "ol.logs > li.log"
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    pubsub_emulator: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with running_stack(pubsub_emulator, tmp_path_factory.mktemp("ui-live")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[tuple[Page, Console]]:
-    async with open_page(browser) as (p, console):
-        yield p, console
-        assert_quiet(console)
 
 
 async def test_live_tail_shows_a_log_published_during_the_test(

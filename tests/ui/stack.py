@@ -1,4 +1,4 @@
-"""What the browser tests of the web UI (tests/test_ui_*.py) share: a database seeded with
+"""What the browser tests of the web UI (tests/ui/test_*.py) share: a database seeded with
 known logs whose timestamps are relative to now (so the time presets find them), a real
 `lms mon` on a real emulator topic and a real `lms api` (query and ingestion) on it, and one
 headless Debian chromium per module driven by Playwright.
@@ -42,6 +42,8 @@ SHOTS = ROOT / ".run" / "ui"
 PENDING_ENDPOINTS = ("/v1/logs/facets", "/v1/pipeline")
 """Built on other branches at the same time; until they are merged the UI says
 "unavailable" after their 404, which chromium also logs to the console."""
+ROWS = "ol.logs > li.log"
+"""The explorer's result rows."""
 RULES = Rules(clock=lambda: datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 
 SERVICES = ("checkout", "search", "worker")
@@ -100,8 +102,13 @@ def seeds(now: datetime) -> list[Seed]:
             "user_id": USER,
             "instance": "web-1:77",
             "seq": 100 - n,
-            "route": "/cart",
-            "status": 200,
+            "http": {  # lms_client's request convention: what the request analytics read
+                "method": "GET",
+                "route": "/cart",
+                "path": "/cart",
+                "status_code": 200 if n else 503,
+                "duration_ms": 10.0 + n,
+            },
         }
     out[30].body.update(payload=XSS, severity="warn")
     out[30].body["metadata"] = {"note": "<i>markup</i>", "nested": {"a": [1, 2]}}
