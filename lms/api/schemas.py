@@ -27,6 +27,13 @@ from lms.domain.timefmt import parse_timestamp
 from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
 from lms.query.export import ExportFormat
+from lms.query.facets import (
+    DEFAULT_FIELDS,
+    DEFAULT_VALUES,
+    FACET_FIELDS,
+    MAX_VALUES,
+    FacetValueJson,
+)
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.patterns import DEFAULT_PATTERNS, MAX_PATTERNS, PatternJson, TrendBucket
 from lms.query.results import BucketJson, LogJson, PairJson, ServiceJson
@@ -146,6 +153,21 @@ class LogsParams(LogFilterParams):
 
 class ExportParams(LogFilterParams):
     format: ExportFormat = Field(description="ndjson: the items of GET /v1/logs, one a line; csv")
+
+
+class FacetsParams(LogFilterParams):
+    """GET /v1/logs' filters, the fields to count and how many values of each."""
+
+    fields: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=f"comma-separated fields among {', '.join(FACET_FIELDS)}; default"
+        f" {','.join(DEFAULT_FIELDS)}",
+    )
+    limit: int = Field(
+        DEFAULT_VALUES, ge=1, le=MAX_VALUES, description="top values per field, most frequent"
+    )
 
 
 class AnalyticsParams(LogFilterParams):
@@ -345,6 +367,25 @@ class ErrorsOut(ErrorSeriesOut):
     tz: str
     previous: ErrorSeriesOut | None = Field(
         None, description="with compare=previous: the as many buckets just before"
+    )
+
+
+class FacetValueOut(FacetValueJson):
+    pass
+
+
+class FacetsOut(BaseModel):
+    facets: dict[str, list[FacetValueOut]] = Field(
+        description="per field asked for, its top values with their counts, most frequent"
+        " first (ties by value); null values are not counted"
+    )
+    scanned: int = Field(
+        description="matching logs the sampled counts were taken from: at most"
+        " FACETS_MAX_ROWS, the newest ones (every matching log when no field was sampled)"
+    )
+    complete: bool = Field(
+        description="true: every count is exact (the sample held every matching log, or"
+        " the counts came from the rollups); false: counts are of the newest `scanned` logs"
     )
 
 
