@@ -24,6 +24,7 @@ from pydantic import (
 from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
 from lms.domain.severity import SeverityName
 from lms.domain.timefmt import parse_timestamp
+from lms.ops.pipeline_state import PipelineJson
 from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
 from lms.query.export import ExportFormat
@@ -387,6 +388,33 @@ class FacetsOut(BaseModel):
         description="true: every count is exact (the sample held every matching log, or"
         " the counts came from the rollups); false: counts are of the newest `scanned` logs"
     )
+
+
+@with_config(
+    _documented(
+        state={
+            "description": "ok: lms mon answers and commits; down: unreachable, not lms mon's"
+            " metrics, or stalled (messages held, no commit for 5 x FLUSHINTERVAL);"
+            " unknown: MON_METRICS_URL is not set"
+        },
+        source={"description": "MON_METRICS_URL, the metrics read; null when unset"},
+        last_commit={
+            **_DATE_TIME,
+            "description": "the last batch commit (lms_last_commit_timestamp_seconds); null"
+            " before the first one or when unreadable",
+        },
+        lag_seconds={
+            "description": "at the last commit, how long its oldest message had waited since"
+            " it was published (lms_commit_lag_seconds)"
+        },
+        outstanding={
+            "description": "messages received and not yet acked (lms_outstanding_messages)"
+        },
+        detail={"description": "why the state is not ok, or what is worth knowing; null"},
+    )
+)
+class PipelineOut(PipelineJson):
+    pass
 
 
 class ConsistencyOut(BaseModel):

@@ -168,8 +168,12 @@ class Flusher:
             metrics.LOGS_STORED.labels(severity).inc(count)
         for reason, count in result.rejected_by_reason.items():
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
+        lag = 0.0
         for item in committed.batch:
-            metrics.PUBLISH_TO_COMMIT.observe(committed.committed_at - item.received.publish_time)
+            waited = committed.committed_at - item.received.publish_time
+            metrics.PUBLISH_TO_COMMIT.observe(waited)
+            lag = max(lag, waited)
+        metrics.COMMIT_LAG.set(lag)
 
 
 def _body_bytes(item: Parsed) -> int:
