@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from lms.api.app import create_app
-from lms.domain.severity import SEVERITY_ORDER
 from lms.query.facets import DEFAULT_FIELDS, FACET_FIELDS
 from lms.store.migrations import Migrator
 from tests.conftest import query_settings
@@ -107,13 +106,9 @@ def rows_of(
 
 def top(rows: list[dict[str, Any]], field: str, limit: int = 10) -> list[dict[str, Any]]:
     """The oracle: the field's non-null values counted, most frequent first, ties by value
-    (severities in their order, others by code point, as utf8mb4_bin compares)."""
+    (by code point, as utf8mb4_bin compares)."""
     counts = Counter(str(row[field]) for row in rows if row[field] is not None)
-
-    def tie(value: str) -> Any:
-        return SEVERITY_ORDER.index(value) if field == "severity" else value
-
-    ranked = sorted(counts.items(), key=lambda p: (-p[1], tie(p[0])))
+    ranked = sorted(counts.items(), key=lambda p: (-p[1], p[0]))
     return [{"value": v, "count": n} for v, n in ranked[:limit]]
 
 

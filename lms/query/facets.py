@@ -111,7 +111,8 @@ class FacetValueJson(TypedDict):
 
 
 class FacetsJson(TypedDict):
-    """The top values of each field asked for, most frequent first (ties by value)."""
+    """The top values of each field asked for, most frequent first (ties by value, by code
+    point)."""
 
     facets: dict[str, list[FacetValueJson]]
     scanned: int
@@ -122,32 +123,43 @@ def build_facets_sql(
     query: LogQuery, search: TextSearch | None, fields: Sequence[str], limit: int, rows: int
 ) -> tuple[str, list[object]]:
     """One SELECT over the newest `rows` matching rows: per field (by its index in `fields`)
-    its `limit` most frequent values, then (index -1) the sample's size and its oldest
-    (timestamp, id), where the rows beyond it would start.
+    its `limit` most frequent values, and (index -1) the sample's size and its oldest row
+    ("timestamp id", where the rows beyond it would start).
 
-    The sample is a CTE referenced by every branch; MariaDB and MySQL materialise such a CTE
-    once, so the rows are read once whatever the number of fields."""
+    The sample is read once: each of its rows is joined with the list of field indexes and
+    the value of that field taken, so that one GROUP BY (index, value) counts every field
+    (a CTE referenced once per field would be evaluated once per field: MariaDB 10.11 merges
+    or materialises each reference on its own). A window then keeps the top `limit` per
+    field, ties by value."""
     by_id = (query.trace_id, query.span_id, query.user_id)
     use_index = search is not None and all(value is None for value in by_id)
     columns = ", ".join(dict.fromkeys(["id", "`timestamp`", *(_COLUMN[f] for f in fields)]))
     sample, args = build_logs_sql(query, search, use_index, rows=rows, columns=columns)
-    branches = []
-    for i, name in enumerate(fields):
-        column = _COLUMN[name]
-        branches.append(
-            f"(SELECT {i}, CAST({column} AS CHAR), COUNT(*) AS n, NULL FROM sample"
-            f" WHERE {column} IS NOT NULL GROUP BY {column} ORDER BY n DESC, {column} LIMIT %s)"
+    indexes = " UNION ALL ".join(["SELECT -1 AS i", *(f"SELECT {i}" for i in range(len(fields)))])
+    value = (
+        "CASE f.i "
+        + " ".join(
+            f"WHEN {i} THEN CONVERT(s.{_COLUMN[name]} USING utf8mb4) COLLATE utf8mb4_bin"
+            for i, name in enumerate(fields)
         )
-        args.append(limit)
-    # The oldest row as "timestamp id" text, comparable as the pair: MIN over the text of a
-    # fixed-width timestamp then the id would compare ids as text, so take the oldest
-    # timestamp's smallest id.
-    branches.append(
-        "(SELECT -1, NULL, COUNT(*), (SELECT CONCAT(DATE_FORMAT(`timestamp`,"
-        " '%%Y-%%m-%%d %%H:%%i:%%s.%%f'), ' ', id) FROM sample"
-        " ORDER BY `timestamp`, id LIMIT 1) FROM sample)"
+        + " ELSE '' END"
     )
-    return f"WITH sample AS ({sample}) " + " UNION ALL ".join(branches), args
+    # Fixed-width text, so that MIN orders it as the pair (timestamp, id).
+    oldest = (
+        "MIN(CASE WHEN f.i = -1 THEN CONCAT(DATE_FORMAT(s.`timestamp`,"
+        " '%%Y-%%m-%%d %%H:%%i:%%s.%%f'), ' ', LPAD(s.id, 20, '0')) END)"
+    )
+    grouped = (
+        f"SELECT f.i, {value} AS v, COUNT(*) AS n, {oldest} AS oldest"
+        f" FROM ({sample}) AS s STRAIGHT_JOIN ({indexes}) AS f"
+        " GROUP BY f.i, v HAVING v IS NOT NULL"
+    )
+    ranked = (
+        "SELECT i, v, n, oldest, ROW_NUMBER() OVER (PARTITION BY i ORDER BY n DESC, v) AS r"
+        f" FROM ({grouped}) AS g"
+    )
+    sql = f"SELECT i, v, n, oldest FROM ({ranked}) AS t WHERE r <= %s ORDER BY i, r"
+    return sql, [*args, limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +175,8 @@ def _sampled(rows: Sequence[Sequence[Any]], fields: Sequence[str]) -> _Sampled:
     for index, value, n, last in rows:
         if int(index) < 0:
             scanned = int(n)
-            if last is not None:
-                moment, row_id = str(last).rsplit(" ", 1)
-                oldest = Cursor(datetime.fromisoformat(moment), int(row_id))
+            moment, row_id = str(last).rsplit(" ", 1)
+            oldest = Cursor(datetime.fromisoformat(moment), int(row_id))
         else:
             counts[fields[int(index)]].append({"value": str(value), "count": int(n)})
     return _Sampled(counts, scanned, oldest)
