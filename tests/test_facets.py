@@ -172,6 +172,22 @@ async def test_filters_against_the_oracle(
         assert body["facets"][field] == top(rows, field), (field, filters)
 
 
+async def test_a_pattern_filter(api: httpx.AsyncClient, facets_db: str) -> None:
+    with _admin(facets_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pattern_id, COUNT(*) AS n FROM service_logs GROUP BY pattern_id"
+            " ORDER BY n DESC LIMIT 1"
+        )
+        ((pattern, _n),) = cur.fetchall()
+        cur.execute(
+            "SELECT service_name, resource_id FROM service_logs WHERE pattern_id = %s", (pattern,)
+        )
+        rows = [{"service_name": s, "resource_id": r} for s, r in cur.fetchall()]
+    body = await facets(api, pattern=f"{pattern:016x}", fields="service_name,resource_id")
+    assert (body["scanned"], body["complete"]) == (len(rows), True)
+    assert body["facets"] == {f: top(rows, f) for f in ("service_name", "resource_id")}
+
+
 async def test_nothing_matches(api: httpx.AsyncClient) -> None:
     body = await facets(api, service="no-such-service", fields="service_name,commit")
     assert body == {"facets": {"service_name": [], "commit": []}, "scanned": 0, "complete": True}
