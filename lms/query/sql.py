@@ -146,7 +146,17 @@ def build_logs_sql(
         branch = f"(SELECT id, `timestamp` FROM service_logs{cond.where()} {NEWEST_FIRST} LIMIT %s)"
         return _page_rows([branch], columns), [*cond.args, fetch, fetch]
     index, eq = driver_index(query)
-    others = filter_conditions(replace(query, severities=()), None, False) + time_range(query)
+    filters = filter_conditions(replace(query, severities=()), None, False)
+    others = filters + time_range(query)
+    if rows is not None and index == IX_SEVERITY and not query.severities and not filters.sql:
+        # A large sample of every log: the timestamp index has them in order, where one
+        # branch per severity would read `rows` entries each and drop four fifths.
+        cond = time_range(query)
+        branch = (
+            f"(SELECT id, `timestamp` FROM service_logs FORCE INDEX ({IX_TIMESTAMP})"
+            f"{cond.where()} {NEWEST_FIRST} LIMIT %s)"
+        )
+        return _page_rows([branch], columns), [*cond.args, fetch, fetch]
     branches: list[str] = []
     args: list[object] = []
     for severity in severities_of(query) or SEVERITY_ORDER:
