@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         " hold (one per time bucket, service and severity); over it: 422",
     )
     facets_max_rows: int = Field(
-        default=10_000,
+        default=1_000,
         ge=1,
         le=10_000_000,
         description="newest matching logs GET /v1/logs/facets counts at most (a sample of"

@@ -93,7 +93,7 @@ class FacetsRequest:
     query: LogQuery
     fields: tuple[str, ...] = DEFAULT_FIELDS
     limit: int = DEFAULT_VALUES
-    max_rows: int = 10_000
+    max_rows: int = 1_000
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_VALUES:
