@@ -1,13 +1,12 @@
-"""Query benchmark: load N realistic logs, then time every filter of GET /v1/logs, of
-the analytics (GET /v1/analytics/volume, /errors and /requests, over the whole range), and the
-web UI's explorer view (its histogram and first page together, for every filter without `q`).
+"""Query benchmark: load N realistic logs, then time every filter of GET /v1/logs, and of
+the analytics (GET /v1/analytics/volume and /errors, over the whole range).
 
     .venv/bin/python bench/query.py                  # 5,000,000 rows into lms_bench_query
     .venv/bin/python bench/query.py --rows 1000000   # smaller
     .venv/bin/python bench/query.py --reuse          # keep the loaded table, only time again
     .venv/bin/python bench/query.py --pool-mb 4096   # also time with a 4 GB buffer pool
     .venv/bin/python bench/query.py --reuse --part analytics   # only the analytics
-    .venv/bin/python bench/query.py --reuse --part explorer    # only the UI's explorer view
+    .venv/bin/python bench/query.py --reuse --part explorer    # the web UI's requests
 
 Loading is bulk, not through Pub/Sub, and the rows are realistic: lms.devtools.seed (also
 used by tests/test_query_explain.py) says how.
@@ -15,15 +14,18 @@ used by tests/test_query_explain.py) says how.
 Each query kind runs --runs times (default 30) with random realistic values, limit=100,
 through the real API app (FastAPI in-process over httpx, so parsing, SQL and JSON all
 count), after one warm-up run. p50/p95 per kind are printed and written to
-docs/performance.md under "Query performance", "Analytics performance" and "Explorer view
-(web UI)" (--no-write to skip).
+docs/performance.md, one section per part of PARTS (--no-write to skip).
+
+A kind is an entry of a part's table: a name and a function of a random generator giving the
+request's parameters (`_path` for another endpoint than GET /v1/logs), or a list of such
+requests that a page sends at once (the explorer's histogram and first page), timed together
+until the last answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import os
 import platform
 import random
@@ -32,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,7 +110,17 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
+Request = dict[str, Any]
+Case = Callable[[random.Random], Request | list[Request]]
+"""A query kind: from a random generator, one request's parameters, or the requests a page
+sends at once."""
+
+
+def _parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def cases(v: Values) -> dict[str, Case]:
     def window(rng: random.Random, hours: float = 1) -> dict[str, str]:
         span = (v.newest - v.oldest).total_seconds() - hours * 3600
         start = v.oldest + timedelta(seconds=rng.uniform(0, span))
@@ -167,9 +179,10 @@ def cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
     }
 
 
-def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
-    """GET /v1/analytics/volume and /errors over the whole table (hourly buckets, the range
-    not on the hour, so the partial edge hours are counted in service_logs too)."""
+def analytics_cases(v: Values) -> dict[str, Case]:
+    """GET /v1/analytics/volume, /errors and /requests over the whole table (hourly buckets,
+    the range not on the hour, so the partial edge hours are counted in service_logs too), and
+    /patterns over a day and over the whole range."""
     whole = {"from": _stamp(v.oldest), "to": _stamp(v.newest + timedelta(seconds=1))}
 
     def day(rng: random.Random) -> dict[str, str]:
@@ -181,6 +194,9 @@ def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, 
 
     def errors(**params: Any) -> dict[str, Any]:
         return {"_path": "/v1/analytics/errors", **whole, **params}
+
+    def patterns(**params: Any) -> dict[str, Any]:
+        return {"_path": "/v1/analytics/patterns", **params}
 
     def requests(**params: Any) -> dict[str, Any]:
         return {"_path": "/v1/analytics/requests", **whole, **params}
@@ -210,6 +226,15 @@ def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, 
         "errors: compare=previous": lambda r: errors(compare="previous"),
         "errors: 1 day, all services": lambda r: errors(top=48, **day(r)),
         "errors: commit": lambda r: errors(commit=r.choice(v.commits)),
+        "patterns: 1 day": lambda r: patterns(**day(r)),
+        "patterns: 1 day, one service": lambda r: patterns(service=r.choice(v.services), **day(r)),
+        "patterns: whole range": lambda r: patterns(**whole),
+        "patterns: whole range, error+fatal": lambda r: patterns(
+            severity=["error", "fatal"], **whole
+        ),
+        "patterns: whole range, one service": lambda r: patterns(
+            service=r.choice(v.services), **whole
+        ),
         "requests: whole range": lambda r: requests(),
         "requests: one service": lambda r: requests(service=r.choice(v.services)),
         "requests: one route": lambda r: requests(route="/api/v1/orders/{id}", method="GET"),
@@ -220,56 +245,68 @@ def analytics_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, 
     }
 
 
-Cases = Callable[[Values], dict[str, Callable[[random.Random], dict[str, Any]]]]
-"""The query kinds to time, made from the loaded table's values."""
-
-
-EXPLORER_RANGE = timedelta(hours=1)
-"""The explorer's default range (last 1 h), for the filters that name none."""
-
-
-def explorer_bucket(span: timedelta) -> str:
-    """The histogram's bucket for a range, as the UI picks it (ui/src/time.ts, bucketFor)."""
+def _bucket_for(since: datetime, until: datetime) -> str:
+    """The histogram's bucket for a range, as the web UI picks it (ui/src/time.ts, bucketFor)."""
+    span = until - since
     if span <= timedelta(hours=6):
         return "minute"
-    return "hour" if span <= timedelta(days=14) else "day"
+    if span <= timedelta(days=14):
+        return "hour"
+    return "day" if span <= timedelta(days=366) else "week"
 
 
-def explorer_cases(v: Values) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
-    """What the web UI's explorer asks for one view: the histogram (GET /v1/analytics/volume
-    over the view's range, the UI's bucket for it) and the first page of GET /v1/logs, sent
-    together; for every filter of `cases` without `q` (the issue's 300 ms p95 target), a
-    range the filter lacks being the UI's default last hour of the data."""
-    newest = v.newest + timedelta(seconds=1)
-
-    def view(make: Callable[[random.Random], dict[str, Any]], rng: random.Random) -> dict[str, Any]:
-        params = make(rng)
-        until = params.get("to") or _stamp(newest)
-        if "from" not in params:
-            end = datetime.strptime(until, "%Y-%m-%dT%H:%M:%S.%fZ")
-            params["from"] = _stamp(end - EXPLORER_RANGE)
-        span = datetime.strptime(until, "%Y-%m-%dT%H:%M:%S.%fZ") - datetime.strptime(
-            params["from"], "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
-        return {**params, "_explorer": {"to": until, "bucket": explorer_bucket(span)}}
-
-    return {
-        name: functools.partial(view, make)
+def explorer_cases(v: Values) -> dict[str, Case]:
+    """What the web UI's explorer asks for each filter without `q` (issue 17, "Speed"): the
+    volume histogram of the range (both ends given, the bucket chosen from its length) and the
+    first page of logs, sent at once and timed until both are back; and the facets panel."""
+    kinds = {
+        name: make
         for name, make in cases(v).items()
-        if not name.startswith("q") and "q " not in name and "_page" not in make(random.Random(0))
+        if not name.startswith("q ") and " q " not in name and "_page" not in make(random.Random(0))
     }
+
+    def histogram(params: dict[str, Any]) -> dict[str, Any]:
+        since = params.get("from", _stamp(v.oldest))
+        until = params.get("to", _stamp(v.newest + timedelta(seconds=1)))
+        bucket = _bucket_for(_parse_stamp(since), _parse_stamp(until))
+        return {**params, "_path": "/v1/analytics/volume", "from": since, "to": until,
+                "bucket": bucket}  # fmt: skip
+
+    def pair(make: Case) -> Case:
+        def both(rng: random.Random) -> list[dict[str, Any]]:
+            params = make(rng)
+            assert isinstance(params, dict)
+            return [histogram(params), params]
+
+        return both
+
+    def facets(make: Case) -> Case:
+        def one(rng: random.Random) -> dict[str, Any]:
+            params = make(rng)
+            assert isinstance(params, dict)
+            return {**params, "_path": "/v1/logs/facets"}
+
+        return one
+
+    table: dict[str, Case] = {}
+    for name, make in kinds.items():
+        table[f"histogram + page: {name}"] = pair(make)
+    for name, make in kinds.items():
+        table[f"facets: {name}"] = facets(make)
+    return table
+
+
+def _size(body: dict[str, Any]) -> int:
+    """What an answer holds: logs, buckets, services, patterns, routes or facet values."""
+    for key in ("logs", "buckets", "services", "patterns", "routes"):
+        if key in body:
+            return len(body[key])
+    return sum(len(values) for values in body["facets"].values())
 
 
 async def time_queries(
-    database: str,
-    runs: int,
-    only: str | None = None,
-    analytics: bool = False,
-    kinds_of: Cases | None = None,
-    explorer: bool = False,
+    database: str, runs: int, only: str | None, kinds: Callable[[Values], dict[str, Case]]
 ) -> list[tuple[str, float, float, float, int]]:
-    """p50, p95, max (ms) and mean answer size per kind (`kinds_of`, else the query or the
-    analytics cases)."""
     settings = load_settings(
         _env_file=None, mysql_database=database, api_query_timeout=60, api_ingest=False
     )
@@ -281,50 +318,36 @@ async def time_queries(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
 
-        async def get(params: dict[str, Any]) -> tuple[float, int]:
+        async def one(params: Request) -> int:
             params = dict(params)
             pages = params.pop("_page", 1)
             path = params.pop("_path", None)
-            histogram = params.pop("_explorer", None)
-            if histogram is not None:
-                began = time.perf_counter()
-                page, counts = await asyncio.gather(
-                    c.get("/v1/logs", params={**params, "limit": 100}),
-                    c.get("/v1/analytics/volume", params={**params, **histogram, "tz": "UTC"}),
-                )
-                elapsed = time.perf_counter() - began
-                page.raise_for_status()
-                counts.raise_for_status()
-                return elapsed, len(page.json()["logs"])
             if path is not None:
-                began = time.perf_counter()
                 response = await c.get(path, params=params)
-                elapsed = time.perf_counter() - began
                 response.raise_for_status()
-                body = response.json()
-                found = body.get("buckets") or body.get("services") or body.get("routes")
-                return elapsed, len(found or [])
+                return _size(response.json())
             cursor = None
             for _ in range(pages):
                 query = {**params, "limit": 100, **({"cursor": cursor} if cursor else {})}
-                began = time.perf_counter()
                 response = await c.get("/v1/logs", params=query)
-                elapsed = time.perf_counter() - began
                 response.raise_for_status()
                 body = response.json()
                 cursor = body["next_cursor"]
-            return elapsed, len(body["logs"])
+            return len(body["logs"])
 
-        kinds = (
-            kinds_of(values)
-            if kinds_of
-            else explorer_cases(values)
-            if explorer
-            else analytics_cases(values)
-            if analytics
-            else cases(values)
-        )
-        for name, make in kinds.items():
+        async def get(requests: Request | list[Request]) -> tuple[float, int]:
+            """The time until every request of the kind is answered (a page's requests are
+            sent at once), and the size of the last one's answer; a cursor's earlier pages
+            are not timed."""
+            together = requests if isinstance(requests, list) else [requests]
+            pages = [r for r in together if r.get("_page", 1) > 1]
+            for params in pages:  # read up to the timed page first
+                await one({**params, "_page": params["_page"] - 1})
+            began = time.perf_counter()
+            sizes = await asyncio.gather(*(one(r) for r in together))
+            return time.perf_counter() - began, sizes[-1]
+
+        for name, make in kinds(values).items():
             if only and not re.search(only, name):
                 continue
             rng = random.Random(name)
@@ -343,6 +366,44 @@ async def time_queries(
             print(f"  {name:<34} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms  max {times[-1]:8.1f} ms"
                   f"  rows {results[-1][4]:>4}  {strategies or ''}", flush=True)  # fmt: skip
     return results
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of the benchmark (--part NAME): its query kinds and its report section."""
+
+    cases: Callable[[Values], dict[str, Case]]
+    heading: str
+    target_ms: float
+    what: str
+    timing: str = field(default="")
+    """What the progress line says is being timed."""
+
+
+PARTS: dict[str, Part] = {
+    "logs": Part(cases, "Query performance", 50, "`limit=100`", "GET /v1/logs, limit=100"),
+    "analytics": Part(
+        analytics_cases,
+        "Analytics performance",
+        300,
+        "the whole table's range in hourly buckets unless named; rows: buckets (volume),"
+        " services (errors) or patterns in the answer",
+        "GET /v1/analytics/volume, /errors and /patterns",
+    ),
+    "explorer": Part(
+        explorer_cases,
+        "Explorer performance",
+        300,
+        "for each filter of GET /v1/logs without `q`: the volume histogram of its range"
+        " (the whole table's when it has none; minute buckets up to 6 h, hourly up to 62"
+        " days) and the first page (`limit=100`) sent at once, timed until both are back"
+        " (rows: the page's logs); and GET /v1/logs/facets with the default fields"
+        " (rows: values in the answer)",
+        "the explorer's histogram + first page, and its facets",
+    ),
+}
+"""The parts, in the order `--part all` runs them; `logs` is also the one timed again with
+--pool-mb."""
 
 
 def write_report(
@@ -448,10 +509,10 @@ def main() -> int:
     parser.add_argument("--only", metavar="REGEX", help="time only the query kinds matching")
     parser.add_argument(
         "--part",
-        choices=["all", "logs", "analytics", "explorer"],
+        choices=["all", *PARTS],
         default="all",
-        help="time GET /v1/logs, the analytics endpoints, the web UI's explorer view (histogram"
-        " + first page), or all (default)",
+        help="time GET /v1/logs, the analytics endpoints, the web UI explorer's requests, or"
+        " all of them (default)",
     )
     parser.add_argument("--load-only", action="store_true", help="load (and keep), no timing")
     parser.add_argument(
@@ -482,43 +543,23 @@ def main() -> int:
         print(f"loaded in {load_seconds:.0f}s", flush=True)
         if args.load_only:
             return 0
-    if args.part in ("all", "logs"):
-        print("timing GET /v1/logs, limit=100", flush=True)
-        results = asyncio.run(time_queries(args.database, args.runs, args.only))
-        if not args.no_write:
-            write_report(args.report, args.rows, load_seconds, results, runs=args.runs)
-    if args.part in ("all", "analytics"):
-        print("timing GET /v1/analytics/volume, /errors and /requests", flush=True)
-        results = asyncio.run(time_queries(args.database, args.runs, args.only, analytics=True))
+    for name, part in PARTS.items():
+        if args.part not in ("all", name):
+            continue
+        print(f"timing {part.timing}", flush=True)
+        results = asyncio.run(time_queries(args.database, args.runs, args.only, part.cases))
         if not args.no_write:
             write_report(
                 args.report,
                 args.rows,
                 load_seconds,
                 results,
-                heading="Analytics performance",
-                command=f"bench/query.py --rows {args.rows} --part analytics",
-                target_ms=300,
+                heading=part.heading,
+                command=f"bench/query.py --rows {args.rows}"
+                + ("" if name == "logs" else f" --part {name}"),
+                target_ms=part.target_ms,
                 runs=args.runs,
-                what="the whole table's range in hourly buckets unless named; rows: buckets"
-                " (volume), services (errors) or routes (requests) in the answer",
-            )
-    if args.part in ("all", "explorer"):
-        print("timing the explorer view: histogram + first page together", flush=True)
-        results = asyncio.run(time_queries(args.database, args.runs, args.only, explorer=True))
-        if not args.no_write:
-            write_report(
-                args.report,
-                args.rows,
-                load_seconds,
-                results,
-                heading="Explorer view (web UI)",
-                command=f"bench/query.py --rows {args.rows} --part explorer",
-                target_ms=300,
-                runs=args.runs,
-                what="GET /v1/analytics/volume (the UI's bucket for the range; the last hour of"
-                " the data when the filter names no range) and GET /v1/logs limit=100 sent"
-                " together, timed until both answered; rows: logs on the page",
+                what=part.what,
             )
     if args.pool_mb:
         with admin.cursor() as cur:
@@ -528,8 +569,8 @@ def main() -> int:
             set_buffer_pool(args.pool_mb * 2**20)
             print(f"buffer pool {args.pool_mb:,} MB; reading the table into it", flush=True)
             warm(args.database)
-            print("timing GET /v1/logs, limit=100", flush=True)
-            results = asyncio.run(time_queries(args.database, args.runs, args.only))
+            print(f"timing {PARTS['logs'].timing}", flush=True)
+            results = asyncio.run(time_queries(args.database, args.runs, args.only, cases))
             if not args.no_write:  # while the pool is the one timed: the report reads it
                 write_report(
                     args.report,

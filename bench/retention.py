@@ -120,7 +120,7 @@ def main() -> int:
         for round_ in range(1, args.rounds + 1):  # alternating, so drift hits both alike
             for days in sizes:
                 print(f"round {round_}, {days} days", flush=True)
-                results = asyncio.run(time_queries(names[days], args.runs, kinds_of=recent_cases))
+                results = asyncio.run(time_queries(names[days], args.runs, None, recent_cases))
                 for name, p50, _p95, _max, _rows in results:
                     timings[days].setdefault(name, []).append(p50)
         small, large = sizes
@@ -148,7 +148,7 @@ def main() -> int:
             f" deleted in {seconds:.1f} s ({deleted / seconds:,.0f} logs/s,"
             f" chunks of {settings.retention_chunk})"
         )
-        after = asyncio.run(time_queries(names[large], args.runs, kinds_of=recent_cases))
+        after = asyncio.run(time_queries(names[large], args.runs, None, recent_cases))
         print("p50 (ms) after it, against the database that only ever held those days:")
         for name, p50, _p95, _max, _rows in after:
             print(f"  {name:<30} {p50:7.1f} vs {statistics.median(timings[small][name]):7.1f}")

@@ -151,6 +151,24 @@ class Settings(BaseSettings):
         description="counts one answer of /v1/severity, /v1/services or /v1/consistency may"
         " hold (one per time bucket, service and severity); over it: 422",
     )
+    facets_max_rows: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000_000,
+        description="newest matching logs GET /v1/logs/facets counts at most (a sample of"
+        " them beyond it: complete=false), so facets stay fast on big tables",
+    )
+    mon_metrics_url: str | None = Field(
+        default=None,
+        description="URL of `lms mon`'s Prometheus metrics (e.g. http://127.0.0.1:9464/metrics)"
+        " that GET /v1/pipeline reads; unset: the pipeline's state is unknown",
+    )
+    mon_metrics_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="seconds GET /v1/pipeline waits for MON_METRICS_URL; past it: down",
+    )
     api_header_timeout: float = Field(
         default=10.0,
         gt=0,

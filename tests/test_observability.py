@@ -58,6 +58,7 @@ LMS_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lms_buffered_messages": ("gauge", ()),
     "lms_outstanding_messages": ("gauge", ()),
     "lms_last_commit_timestamp_seconds": ("gauge", ()),
+    "lms_commit_lag_seconds": ("gauge", ()),
     "lms_publish_to_commit_seconds": ("histogram", ()),
     "lms_flush_interval_seconds": ("gauge", ()),
     "lms_max_outstanding_messages": ("gauge", ()),

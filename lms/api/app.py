@@ -1,6 +1,7 @@
 """`lms api`: the HTTP query API over `lms.query.reader` and HTTP ingestion to Pub/Sub.
 
 - GET /v1/logs         logs, newest first, filtered, keyset-paginated
+- GET /v1/logs/facets  the top values of the filter fields among the matching logs
 - GET /v1/services     per service, total counts per severity
 - GET /v1/severity     counts per (service, severity) over minute/hour/day buckets
 - GET /v1/consistency  service_logs vs service_severity, per (service, severity)
@@ -9,6 +10,7 @@
 - GET /v1/analytics/volume, /v1/analytics/errors  counts and error rates over time buckets
                        of the logs' own timestamps, with any /v1/logs filter (cacheable)
 - GET /v1/analytics/requests  HTTP request counts, 4xx/5xx rates and latency by route
+- GET /v1/pipeline     lms mon's state (last commit, lag, outstanding) from its metrics
 - POST /v1/logs        HTTP ingestion of native JSON/NDJSON logs, published to Pub/Sub
 - POST /otlp/v1/logs, /loki/api/v1/push, /_bulk (and Elasticsearch's probes): the same for
                        OpenTelemetry, Loki and Elasticsearch shippers
@@ -45,7 +47,18 @@ from google.auth.exceptions import DefaultCredentialsError
 from lms import __version__
 from lms.api.auth import AccessMiddleware, allowed_hosts, document_security
 from lms.api.ingestion import ingest_error
-from lms.api.routers import elastic, health, ingest, logs, loki, metrics, otlp, stats, users
+from lms.api.routers import (
+    elastic,
+    health,
+    ingest,
+    logs,
+    loki,
+    metrics,
+    otlp,
+    pipeline,
+    stats,
+    users,
+)
 from lms.api.routers.analytics import patterns as analytics_patterns
 from lms.api.routers.analytics import requests as analytics_requests
 from lms.api.routers.analytics import volume as analytics_volume
@@ -95,6 +108,7 @@ def create_app(
         app.include_router(analytics_patterns.router, prefix="/v1/analytics", responses=ERRORS)
         app.include_router(analytics_volume.router, prefix="/v1/analytics", responses=ERRORS)
         app.include_router(analytics_requests.router, prefix="/v1/analytics", responses=ERRORS)
+        app.include_router(pipeline.router, prefix="/v1")
     if settings.api_ingest:
         app.include_router(ingest.router, prefix="/v1")
         app.include_router(otlp.router)

@@ -24,9 +24,17 @@ from pydantic import (
 from lms.domain.record import MAX_CONTEXT, MAX_SERVICE_NAME
 from lms.domain.severity import SeverityName
 from lms.domain.timefmt import parse_timestamp
+from lms.ops.pipeline_state import PipelineJson
 from lms.query.buckets import Bucket
 from lms.query.cursor import MAX_CURSOR
 from lms.query.export import ExportFormat
+from lms.query.facets import (
+    DEFAULT_FIELDS,
+    DEFAULT_VALUES,
+    FACET_FIELDS,
+    MAX_VALUES,
+    FacetValueJson,
+)
 from lms.query.filters import DEFAULT_LIMIT, MAX_LIMIT, exact_problem
 from lms.query.patterns import DEFAULT_PATTERNS, MAX_PATTERNS, PatternJson, TrendBucket
 from lms.query.requests import (
@@ -160,6 +168,21 @@ class LogsParams(LogFilterParams):
 
 class ExportParams(LogFilterParams):
     format: ExportFormat = Field(description="ndjson: the items of GET /v1/logs, one a line; csv")
+
+
+class FacetsParams(LogFilterParams):
+    """GET /v1/logs' filters, the fields to count and how many values of each."""
+
+    fields: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=f"comma-separated fields among {', '.join(FACET_FIELDS)}; default"
+        f" {','.join(DEFAULT_FIELDS)}",
+    )
+    limit: int = Field(
+        DEFAULT_VALUES, ge=1, le=MAX_VALUES, description="top values per field, most frequent"
+    )
 
 
 class SeriesParams(_Params):
@@ -468,6 +491,52 @@ class RequestsFiguresOut(RequestFiguresOut):
     previous: RequestFiguresOut | None = Field(
         None, description="with compare=previous: the same figures for the range just before"
     )
+
+
+class FacetValueOut(FacetValueJson):
+    pass
+
+
+class FacetsOut(BaseModel):
+    facets: dict[str, list[FacetValueOut]] = Field(
+        description="per field asked for, its top values with their counts, most frequent"
+        " first (ties by value); null values are not counted"
+    )
+    scanned: int = Field(
+        description="matching logs the sampled counts were taken from: at most"
+        " FACETS_MAX_ROWS, the newest ones (every matching log when no field was sampled)"
+    )
+    complete: bool = Field(
+        description="true: every count is exact (the sample held every matching log, or"
+        " the counts came from the rollups); false: counts are of the newest `scanned` logs"
+    )
+
+
+@with_config(
+    _documented(
+        state={
+            "description": "ok: lms mon answers and commits; down: unreachable, not lms mon's"
+            " metrics, or stalled (messages held, no commit for 5 x FLUSHINTERVAL);"
+            " unknown: MON_METRICS_URL is not set"
+        },
+        source={"description": "MON_METRICS_URL, the metrics read; null when unset"},
+        last_commit={
+            **_DATE_TIME,
+            "description": "the last batch commit (lms_last_commit_timestamp_seconds); null"
+            " before the first one or when unreadable",
+        },
+        lag_seconds={
+            "description": "at the last commit, how long its oldest message had waited since"
+            " it was published (lms_commit_lag_seconds)"
+        },
+        outstanding={
+            "description": "messages received and not yet acked (lms_outstanding_messages)"
+        },
+        detail={"description": "why the state is not ok, or what is worth knowing; null"},
+    )
+)
+class PipelineOut(PipelineJson):
+    pass
 
 
 class ConsistencyOut(BaseModel):

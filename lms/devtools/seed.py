@@ -11,6 +11,9 @@ take hours for millions of rows, so `bulk_load` writes them directly: the schema
 normal migrations, the secondary and FULLTEXT indexes are dropped, the rows go in as multi-row
 INSERTs in timestamp order (as a live system writes them), and the indexes are rebuilt at the
 end (a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
+The rollups a live `lms mon` writes in each batch transaction (service_severity, volume_rollup,
+and the patterns of sql/009: each row's pattern_id, pattern_counts and log_patterns) are
+filled with the same counts, so every analytics endpoint has its real data to read.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from typing import NamedTuple
 from pymysql.cursors import Cursor
 
 from lms.devtools.database import connect_blocking
+from lms.domain.patterns import pattern_of
 from lms.domain.record import LogRecord
 from lms.domain.requests import request_of
 from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
+from lms.store.patterns import hour_of as pattern_hour
 from lms.store.request_rollup import INSERT_ROUTES, INSERT_USERS, RequestRollup
 from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
 
@@ -235,8 +240,8 @@ def bulk_load(
     span: timedelta = SPAN,
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows over the `span` before END
-    (indexes rebuilt after) and service_severity, volume_rollup and the request rollups
-    (sql/011) with their counts;
+    (indexes rebuilt after) and service_severity, volume_rollup, pattern_counts, log_patterns
+    and the request rollups (sql/011) with their counts;
     `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
@@ -250,30 +255,50 @@ def bulk_load(
             cur.execute("ALTER TABLE service_logs " + ", ".join(f"DROP KEY `{n}`" for n in names))
             # Bulk rows are keyed by their message id, as rows stored before keys were.
             sql = (
-                f"INSERT INTO service_logs (idempotency_key, {COLUMNS})"
-                f" VALUES ({', '.join(['%s'] * 12)})"
+                f"INSERT INTO service_logs (idempotency_key, pattern_id, {COLUMNS})"
+                f" VALUES ({', '.join(['%s'] * 13)})"
             )
-            batch: list[SeedRow] = []
+            batch: list[tuple[object, ...]] = []
             counts: dict[tuple[str, str], int] = {}
             hourly: Counter[RollupKey] = Counter()
             served = RequestRollup()
+            by_pattern: Counter[tuple[str, int, str, str, int]] = Counter()
+            count_patterns = (
+                "INSERT INTO pattern_counts (bucket_start, pattern_id, service_name, severity,"
+                " batch_id, `count`) VALUES (%s, %s, %s, %s, %s, %s)"
+            )
+            templates: dict[int, tuple[str, datetime]] = {}
             for done, row in enumerate(generate(rows, seed, span), 1):
-                batch.append(row)
+                if by_pattern and row.batch_id != next(iter(by_pattern))[4]:
+                    # As a live batch writes them: one pattern_counts row per (hour,
+                    # pattern, service, severity) of each batch.
+                    cur.executemany(count_patterns, [(*k, n) for k, n in by_pattern.items()])
+                    by_pattern.clear()
+                pid, template = pattern_of(row.payload)
+                templates.setdefault(pid, (template, row.timestamp))
+                batch.append((row.message_id, pid, *row))
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
                 hourly[(hour_of(row.timestamp), row.service_name, row.severity)] += 1
+                hour = pattern_hour(row.timestamp)
+                by_pattern[(hour, pid, row.service_name, row.severity, row.batch_id)] += 1
                 request = request_of(row.metadata)
                 if request is not None:
                     served.add(row.record(), request)
                 if len(batch) == chunk:
-                    cur.executemany(sql, [(row.message_id, *row) for row in batch])
+                    cur.executemany(sql, batch)
                     batch.clear()
                     if done % 100_000 == 0:
                         conn.commit()
                         rate = done / (time.monotonic() - started)
                         say(f"  loaded {done:,} rows ({rate:,.0f}/s)")
             if batch:
-                cur.executemany(sql, [(row.message_id, *row) for row in batch])
+                cur.executemany(sql, batch)
+            cur.executemany(count_patterns, [(*k, n) for k, n in by_pattern.items()])
+            cur.executemany(
+                "INSERT INTO log_patterns (pattern_id, template, first_seen) VALUES (%s, %s, %s)",
+                [(pid, text, seen) for pid, (text, seen) in sorted(templates.items())],
+            )
             cur.executemany(
                 "INSERT INTO service_severity (service_name, severity, `count`, created_at)"
                 " VALUES (%s, %s, %s, %s)",

@@ -41,6 +41,11 @@ LAST_COMMIT = Gauge(
     "lms_last_commit_timestamp_seconds",
     "Unix time of the last batch commit (of start-up until the first commit)",
 )
+COMMIT_LAG = Gauge(
+    "lms_commit_lag_seconds",
+    "Commit time of the last batch minus the publish time of its oldest message: how far"
+    " behind the publishers the store was at that commit",
+)
 PUBLISH_TO_COMMIT = Histogram(
     "lms_publish_to_commit_seconds",
     "Commit time minus Pub/Sub publish time, per message",

@@ -54,6 +54,7 @@ def uses_rollup(query: LogQuery) -> bool:
         query.commit,
         query.parent_resource_id,
         query.user_id,
+        query.pattern_id,
         query.q,
     )
     return all(value is None for value in others)

@@ -1,4 +1,5 @@
-"""GET /v1/logs: the stored logs, filtered, searched and paged; one by its id; their export."""
+"""GET /v1/logs: the stored logs, filtered, searched and paged; one by its id; their facets and
+export."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, Query
 from starlette.responses import Response, StreamingResponse
 
-from lms.api.dependencies import Reader
+from lms.api.dependencies import AppSettings, Reader
 from lms.api.render import json_answer
-from lms.api.schemas import ExportParams, LogOut, LogsOut, LogsParams, Problem
+from lms.api.schemas import (
+    ExportParams,
+    FacetsOut,
+    FacetsParams,
+    LogOut,
+    LogsOut,
+    LogsParams,
+    Problem,
+)
 from lms.query.errors import DatabaseUnavailable
 from lms.query.export import MEDIA_TYPES, open_export
+from lms.query.facets import FacetsRequest, facets, parse_fields
 from lms.query.filters import LogQuery
 
 router = APIRouter()
@@ -32,6 +42,30 @@ async def logs(params: Annotated[LogsParams, Query()], reader: Reader) -> Respon
     return await json_answer(
         lambda: {"logs": [e.as_json() for e in page.logs], "next_cursor": page.next_cursor}
     )
+
+
+@router.get("/logs/facets", response_model=FacetsOut, summary="Top values of the filter fields")
+async def log_facets(
+    params: Annotated[FacetsParams, Query()], reader: Reader, settings: AppSettings
+) -> Response:
+    """For the logs matching the filters of GET /v1/logs, the `limit` most frequent values
+    of each of `fields` with their counts (null values not counted), for a side panel whose
+    values filter by a click.
+
+    Bounded on any table: the counts are over the newest FACETS_MAX_ROWS matching logs
+    (`scanned`); when more match, `complete` is false and the counts are of those newest
+    ones. service_name and severity are exact over the whole range (from the rollups)
+    when the only filters are service, severity and the time range. With `q` the sample is
+    what a full-text search of that size costs. 422 names an unknown field.
+    """
+    request = FacetsRequest(
+        LogQuery.from_input(dict(params)),
+        parse_fields(params.fields),
+        params.limit,
+        settings.facets_max_rows,
+    )
+    answer = await facets(reader, request)
+    return await json_answer(lambda: answer)
 
 
 _EXPORTED: dict[int | str, dict[str, Any]] = {

@@ -176,9 +176,9 @@ class Flusher:
         for reason, count in result.rejected_by_reason.items():
             metrics.MESSAGES_REJECTED.labels(reason).inc(count)
         at = committed.committed_at
-        metrics.observe_many(
-            metrics.PUBLISH_TO_COMMIT, [at - item.received.publish_time for item in committed.batch]
-        )
+        lags = [at - item.received.publish_time for item in committed.batch]
+        metrics.observe_many(metrics.PUBLISH_TO_COMMIT, lags)
+        metrics.COMMIT_LAG.set(max(lags, default=0.0))
 
 
 def _body_bytes(item: Parsed) -> int:

@@ -26,7 +26,16 @@ CLOSED_MAX_AGE = 300
 """Seconds a client may reuse the answer of a range that ended before the request."""
 
 CACHING: dict[int | str, dict[str, Any]] = {
-    200: {"headers": {"ETag": {"description": "digest of the body"}, "Cache-Control": {}}},
+    200: {
+        "headers": {
+            "ETag": {"description": "digest of the body"},
+            "Cache-Control": {},
+            "Server-Timing": {
+                "description": "db;dur=<ms>: what counting took, every count exact (with `q`"
+                " too: a full-text count, never an estimate)"
+            },
+        }
+    },
     304: {"description": "If-None-Match matched the ETag: the answer is unchanged"},
 }
 """The OpenAPI `responses` of such an endpoint."""
