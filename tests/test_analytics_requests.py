@@ -572,7 +572,7 @@ async def test_migration_backfills_what_the_writer_would_write(
                 for m, r in records
             ],
         )
-    assert await Migrator(settings).migrate() == ["011_request_rollup.sql"]
+    assert (await Migrator(settings).migrate())[0] == "011_request_rollup.sql"  # then later ones
     expected = RequestRollup()
     for _m, r in records:
         found = request_of(r.metadata)

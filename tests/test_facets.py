@@ -18,7 +18,8 @@ from lms.api.app import create_app
 from lms.query.facets import DEFAULT_FIELDS, FACET_FIELDS
 from lms.store.migrations import Migrator
 from tests.conftest import query_settings
-from tests.test_analytics_volume import _admin, _bodies, _logs, _store
+from tests.helpers import store_with_redeliveries, stored_logs
+from tests.test_analytics_volume import RULES, _admin, _bodies
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def facets_db() -> Iterator[str]:
     try:
         settings = query_settings(name)
         asyncio.run(Migrator(settings).migrate())
-        asyncio.run(_store(settings, _logs(_bodies(ROWS, seed=17))))
+        asyncio.run(store_with_redeliveries(settings, stored_logs(_bodies(ROWS, seed=17), RULES)))
         yield name
     finally:
         with _admin() as conn, conn.cursor() as cur:

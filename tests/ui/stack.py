@@ -36,7 +36,7 @@ from tests.helpers import rfc3339
 from tests.lms_process import lms_api
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / ".run" / "ui"
 ROWS = "ol.logs > li.log"

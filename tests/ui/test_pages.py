@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.helpers import rfc3339
 from tests.lms_process import lms_api
 from tests.ui.stack import (
     ROWS,
@@ -109,10 +111,16 @@ async def test_analytics_page(stack: Stack, browser: Browser) -> None:
         await expect(
             page.locator("#h-volume ~ .chart canvas, section .chart canvas").first
         ).to_be_visible()
+        # The seeded request logs: 4 of GET /cart, in a row per service.
         routes = page.locator("section[aria-labelledby='h-routes'] tbody tr")
-        await expect(routes).to_have_count(1)  # the seeded request logs: GET /cart, 4 of them
-        await expect(routes.first.locator("th")).to_have_text("GET /cart")
-        await expect(routes.first.locator("td.num").first).to_have_text("4")
+        answer = await stack.api(
+            "/v1/analytics/requests", **{"from": rfc3339(stack.now - timedelta(days=30))}
+        )
+        await expect(routes).to_have_count(len(answer["routes"]))
+        assert sum(route["count"] for route in answer["routes"]) == 4
+        assert set(await routes.locator("th").all_inner_texts()) == {"GET /cart"}
+        counts = await routes.locator("td.num:nth-of-type(2)").all_inner_texts()
+        assert sorted(counts) == sorted(str(route["count"]) for route in answer["routes"])
         requests = page.locator("section[aria-labelledby='h-user'] " + ROWS)
         body = await stack.api(f"/v1/users/{USER}/requests")
         await expect(requests).to_have_count(len(body["requests"]))
