@@ -13,20 +13,25 @@ Helpers for integration tests (publish, make_log, db_query, wait_until, ...) are
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pymysql
 import pytest
 
 from lms.devtools.emulator import running_emulator
 from lms.settings import Settings, load_settings
-from tests.helpers import SettingsFactory
+from lms.store.migrations import Migrator
+from lms.store.writer import StoredLog
+from tests.helpers import SettingsFactory, store_with_redeliveries
 from tests.proxy import tcp_proxy  # noqa: F401  (the fault-injection TCP proxy fixture)
 
 TEST_PROJECT = "lms-test"
@@ -94,6 +99,35 @@ def query_settings(database: str) -> Settings:
         api_allowed_hosts="*",
         api_ingest=False,
     )
+
+
+@contextlib.contextmanager
+def seeded_query_database(prefix: str, logs: Callable[[], Sequence[StoredLog]]) -> Iterator[str]:
+    """A fresh `<prefix><hex>` database, migrated and filled with `logs()` by the real writer
+    (every batch redelivered, two replicas racing: tests.helpers.store_with_redeliveries), for
+    the read side's oracle tests; dropped afterwards."""
+    name = prefix + secrets.token_hex(5)
+    _admin_execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    try:
+        settings = query_settings(name)
+        asyncio.run(Migrator(settings).migrate())
+        asyncio.run(store_with_redeliveries(settings, logs()))
+        yield name
+    finally:
+        _admin_execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@contextlib.asynccontextmanager
+async def query_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process `lms api` app of `settings` (its lifespan run) and a client of it."""
+    from lms.api.app import create_app  # FastAPI loads only for the tests that use it
+
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
+    ):
+        yield c
 
 
 def _admin_execute(sql: str) -> None:

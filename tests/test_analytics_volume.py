@@ -5,7 +5,6 @@ and the rollup's backfill by migration 010."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import subprocess
@@ -26,8 +25,8 @@ from lms.devtools.monitor_process import child_environment
 from lms.domain.record import Rules
 from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator
-from tests.conftest import mysql_config, query_settings
-from tests.helpers import rfc3339, store_with_redeliveries, stored_logs
+from tests.conftest import mysql_config, query_client, query_settings, seeded_query_database
+from tests.helpers import rfc3339, stored_logs
 
 pytestmark = pytest.mark.integration
 
@@ -87,27 +86,16 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def seeded_db() -> Iterator[str]:
-    name = "lms_test_volume_" + random.Random().randbytes(5).hex()
-    with _admin() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
-        settings = query_settings(name)
-        asyncio.run(Migrator(settings).migrate())
-        asyncio.run(store_with_redeliveries(settings, stored_logs(_bodies(ROWS), RULES)))
+    with seeded_query_database(
+        "lms_test_volume_", lambda: stored_logs(_bodies(ROWS), RULES)
+    ) as name:
         yield name
-    finally:
-        with _admin() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture
 async def seeded(seeded_db: str) -> AsyncIterator[Seeded]:
     settings = query_settings(seeded_db)
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
-    ):
+    async with query_client(settings) as c:
         yield Seeded(settings, c)
 
 

@@ -5,8 +5,7 @@ rollup's exact service and severity counts beside a capped sample, and bad input
 
 from __future__ import annotations
 
-import asyncio
-import random
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,62 +13,42 @@ from typing import Any
 import httpx
 import pytest
 
-from lms.api.app import create_app
 from lms.query.facets import DEFAULT_FIELDS, FACET_FIELDS
-from lms.store.migrations import Migrator
-from tests.conftest import query_settings
-from tests.helpers import store_with_redeliveries, stored_logs
+from tests.conftest import query_client, query_settings, seeded_query_database
+from tests.helpers import stored_logs
+from tests.test_analytics_volume import _COLUMNS as _VOLUME_FILTERS
 from tests.test_analytics_volume import RULES, _admin, _bodies
 
 pytestmark = pytest.mark.integration
 
 ROWS = 2000
 _COLUMNS = {name: "`commit`" if name == "commit" else name for name in FACET_FIELDS}
-_FILTERS = {
-    "service": "service_name",
-    "resource_id": "resource_id",
-    "trace_id": "trace_id",
-    "span_id": "span_id",
-    "commit": "`commit`",
-    "parent_resource_id": "parent_resource_id",
-    "user_id": "user_id",
-}
+_FILTERS = _VOLUME_FILTERS
 
 
 @pytest.fixture(scope="module")
 def facets_db() -> Iterator[str]:
-    name = "lms_test_facets_" + random.Random().randbytes(5).hex()
-    with _admin() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
-        settings = query_settings(name)
-        asyncio.run(Migrator(settings).migrate())
-        asyncio.run(store_with_redeliveries(settings, stored_logs(_bodies(ROWS, seed=17), RULES)))
+    logs = lambda: stored_logs(_bodies(ROWS, seed=17), RULES)  # noqa: E731
+    with seeded_query_database("lms_test_facets_", logs) as name:
         yield name
-    finally:
-        with _admin() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+@contextlib.asynccontextmanager
 async def _client(database: str, max_rows: int) -> AsyncIterator[httpx.AsyncClient]:
     settings = query_settings(database).model_copy(update={"facets_max_rows": max_rows})
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
-    ):
+    async with query_client(settings) as c:
         yield c
 
 
 @pytest.fixture
 async def api(facets_db: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(facets_db, 100_000):
+    async with _client(facets_db, 100_000) as client:
         yield client
 
 
 @pytest.fixture
 async def capped(facets_db: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(facets_db, 300):
+    async with _client(facets_db, 300) as client:
         yield client
 
 
@@ -229,11 +208,11 @@ async def test_rollup_fields_stay_exact_beside_a_capped_sample(
 async def test_a_sample_that_holds_exactly_every_match_is_complete(facets_db: str) -> None:
     filters = {"resource_id": "billing-0"}
     rows = rows_of(facets_db, filters)
-    async for client in _client(facets_db, len(rows)):
+    async with _client(facets_db, len(rows)) as client:
         body = await facets(client, fields="commit", **filters)
         assert (body["scanned"], body["complete"]) == (len(rows), True)
         assert body["facets"]["commit"] == top(rows, "commit")
-    async for client in _client(facets_db, len(rows) - 1):
+    async with _client(facets_db, len(rows) - 1) as client:
         body = await facets(client, fields="commit", **filters)
         assert (body["scanned"], body["complete"]) == (len(rows) - 1, False)
 
