@@ -394,6 +394,9 @@ async def test_every_count_is_what_count_star_counts(
         ("day", "America/New_York", "2026-10-23T05:00:00Z", "2026-11-03T00:00:00Z"),
         ("day", "Asia/Kolkata", "2026-03-06T00:00:00Z", "2026-03-31T00:00:00Z"),
         ("week", "America/New_York", "2026-03-06T00:00:00Z", "2026-03-31T00:00:00Z"),
+        # UTC days: the series from the day tier, partial days and hours at both ends
+        ("day", "UTC", SPRING["from"], SPRING["to"]),
+        ("week", "UTC", "2026-03-06T23:00:00Z", "2026-10-30T00:00:01Z"),
     ],
 )
 async def test_each_bucket_size_and_zone(
@@ -527,22 +530,62 @@ async def test_routes_over_the_cap_of_route_bucket_pairs(seeded_db: str) -> None
 # --- migration 011: the same rule in SQL ----------------------------------------------------
 
 
-def _rollup(database: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rollups' sums per key (whatever batches wrote them)."""
+def _rollup(
+    database: str, days: bool = False
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rollups' rows, hourly or (`days`) daily, checked to be one per key."""
+    suffix, time = ("_day", "day_start") if days else ("", "hour_start")
     with _admin(database) as conn, conn.cursor() as cur:
         bins = ", ".join(f"SUM(b{i:02d})" for i in range(len(LATENCY_BOUNDS) + 1))
         cur.execute(
-            "SELECT hour_start, service_name, route, method, SUM(`count`), SUM(count_4xx),"
-            f" SUM(count_5xx), ROUND(SUM(sum_ms), 3), {bins} FROM request_rollup"
-            " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            f"SELECT {time}, service_name, route, method, SUM(`count`), SUM(count_4xx),"
+            f" SUM(count_5xx), ROUND(SUM(sum_ms), 3), {bins}, COUNT(*)"
+            f" FROM request_rollup{suffix} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
         )
-        routes = [(*r[:4], *map(int, r[4:7]), float(r[7]), *map(int, r[8:])) for r in cur]
+        rows = cur.fetchall()
+        assert all(int(r[-1]) == 1 for r in rows)  # one row per key
+        routes = [(*r[:4], *map(int, r[4:7]), float(r[7]), *map(int, r[8:-1])) for r in rows]
         cur.execute(
-            "SELECT hour_start, service_name, user_id, SUM(`count`), MAX(last_seen)"
-            " FROM request_users GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            f"SELECT {time}, service_name, user_id, SUM(`count`), MAX(last_seen), COUNT(*)"
+            f" FROM request_users{suffix} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         )
-        users = [(*r[:3], int(r[3]), r[4]) for r in cur]
+        found = cur.fetchall()
+        assert all(int(r[-1]) == 1 for r in found)
+        users = [(*r[:3], int(r[3]), r[4]) for r in found]
     return routes, users
+
+
+def _by_day(
+    hourly: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Hourly rollup rows (as `_rollup` gives them) summed per UTC day, as the day tier's."""
+    routes: dict[tuple[Any, ...], list[Any]] = {}
+    for hour, *rest in hourly[0]:
+        sums = routes.setdefault((hour.date(), *rest[:3]), [0] * len(rest[3:]))
+        for i, value in enumerate(rest[3:]):
+            sums[i] += value
+    users: dict[tuple[Any, ...], tuple[int, datetime]] = {}
+    for hour, service, user, count, last in hourly[1]:
+        before, seen = users.get((hour.date(), service, user), (0, last))
+        users[(hour.date(), service, user)] = (before + count, max(seen, last))
+    return (
+        [(*k, *v[:3], round(v[3], 3), *v[4:]) for k, v in sorted(routes.items())],
+        [(*k, *v) for k, v in sorted(users.items())],
+    )
+
+
+def _same_tiers(database: str) -> None:
+    """The day tier holds the hourly tier's sums per UTC day, both one row per key."""
+    days, hours = _rollup(database, days=True), _by_day(_rollup(database))
+    assert days[1] == hours[1] and len(days[0]) == len(hours[0])
+    for got, want in zip(days[0], hours[0], strict=True):
+        assert got[:7] == want[:7] and got[8:] == want[8:], got[:4]
+        assert got[7] == pytest.approx(want[7], abs=0.01)
+
+
+def test_the_day_tier_is_the_hours_summed_per_day(seeded_db: str) -> None:
+    """Written by the real writer, redeliveries and a second replica's copies included."""
+    _same_tiers(seeded_db)
 
 
 async def test_migration_backfills_what_the_writer_would_write(
@@ -572,7 +615,8 @@ async def test_migration_backfills_what_the_writer_would_write(
                 for m, r in records
             ],
         )
-    assert (await Migrator(settings).migrate())[0] == "011_request_rollup.sql"  # then later ones
+    applied = await Migrator(settings).migrate()
+    assert applied[0] == "011_request_rollup.sql"  # (and the later ones)
     expected = RequestRollup()
     for _m, r in records:
         found = request_of(r.metadata)
@@ -581,7 +625,7 @@ async def test_migration_backfills_what_the_writer_would_write(
     routes, users = _rollup(mysql_database)
     want_routes = [
         (datetime.fromisoformat(h), s, rt, m, c, c4, c5, round(ms, 3), *bins)
-        for (h, s, rt, m, _b, c, c4, c5, ms, *bins) in expected.route_rows(0)
+        for (h, s, rt, m, c, c4, c5, ms, *bins) in expected.route_rows()
     ]
     assert len(routes) == len(want_routes) > 100
     for got, want in zip(routes, want_routes, strict=True):
@@ -589,17 +633,20 @@ async def test_migration_backfills_what_the_writer_would_write(
         assert float(got[7]) == pytest.approx(want[7], abs=0.01)
     want_users = [
         (datetime.fromisoformat(h), s, u, c, datetime.fromisoformat(str(t)))
-        for (h, s, u, _b, c, t) in expected.user_rows(0)
+        for (h, s, u, c, t) in expected.user_rows()
     ]
     assert users == want_users and len(users) > 50
     statements = (MIGRATIONS / "011_request_rollup.sql").read_text()
     lines = [line for line in statements.splitlines() if not line.lstrip().startswith("--")]
     backfills = [s for s in "\n".join(lines).split(";") if s.strip().startswith("INSERT")]
-    assert len(backfills) == 2
+    assert len(backfills) == 4
+    _same_tiers(mysql_database)
+    day_rows = _rollup(mysql_database, days=True)
     with _admin(mysql_database) as conn, conn.cursor() as cur:
         for statement in backfills:  # as a re-run would
             cur.execute(statement)
     assert _rollup(mysql_database) == (routes, users)
+    assert _rollup(mysql_database, days=True) == day_rows
 
 
 # --- the write path, through Pub/Sub and two monitors ---------------------------------------
@@ -630,6 +677,7 @@ async def test_two_replicas_and_redeliveries_through_the_pipeline(settings, run_
     users = Counter(r.user_id for r in found if r.user_id is not None)
     rows = await db_query(s, "SELECT user_id, SUM(`count`) FROM request_users GROUP BY user_id")
     assert {u: int(n) for u, n in rows} == dict(users)
+    _same_tiers(s.mysql_database)
     app = create_app(s.model_copy(update={"api_ingest": False, "api_allowed_hosts": "*"}))
     async with (
         app.router.lifespan_context(app),

@@ -23,6 +23,7 @@ from lms.query.reader import LogReader
 from lms.settings import Settings
 from lms.store.errors import TerminalStorageError
 from lms.store.migrations import Migrator, migration_files
+from lms.store.request_rollup import UPSERT_USERS
 from lms.store.retention import Retention
 from tests.conftest import mysql_config
 from tests.helpers import SettingsFactory, db_query, ensure_resources, make_log, publish
@@ -162,7 +163,10 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     # A real `lms mon`, as the monitor user: valid logs, a duplicate (same key) and a
     # rejected message, drained and stored.
     await ensure_resources(mon)
-    await publish(mon, [make_log("svc-u", "info", f"m{i}") for i in range(5)] + [b"not json"])
+    http = {"http": {"route": "/r", "status_code": 200, "duration_ms": 3}, "user_id": "u-1"}
+    await publish(
+        mon, [make_log("svc-u", "info", f"m{i}", metadata=http) for i in range(5)] + [b"not json"]
+    )
     await publish(mon, [make_log("svc-u", "warn", "keyed")] * 2, {KEY_ATTRIBUTE: "k-1"})
     monitor = Supervisor(mon, drain_idle=2.0)
     await asyncio.wait_for(monitor.run(asyncio.Event()), timeout=60)
@@ -172,6 +176,14 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     )
     assert [(str(severity), count) for severity, count in rows] == [("info", 5), ("warn", 1)]
     assert await db_query(migrate, "SELECT reason FROM rejected_messages") == [("invalid_json",)]
+    # ... its request logs in the request rollups, which it upserts (UPDATE on those only).
+    for table in ("request_rollup", "request_rollup_day", "request_users", "request_users_day"):
+        assert await db_query(migrate, f"SELECT SUM(`count`) FROM {table}") == [(5,)], table
+    again = ("2020-01-01 00:00:00", "svc-u", "u-2", 2, "2020-01-01 00:10:00")
+    await db_query(mon, UPSERT_USERS, again)
+    await db_query(mon, UPSERT_USERS, again)  # the same key: added to its row
+    added = "SELECT `count` FROM request_users WHERE user_id = 'u-2'"
+    assert await db_query(migrate, added) == [(4,)]
 
     # The API user reads everything the query API serves.
     async with LogReader(api, pool_size=1, timeout=10) as reader:
@@ -189,9 +201,15 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     assert _refused(api, "DELETE FROM service_logs") in DENIED
     for statement in (
         "UPDATE service_logs SET payload = ''",
+        "UPDATE service_severity SET `count` = 0",
+        "UPDATE volume_rollup SET info = 0",
+        "UPDATE pattern_counts SET `count` = 0",
         "DELETE FROM service_logs",
+        "DELETE FROM request_rollup",
         "ALTER TABLE service_logs ADD COLUMN x INT",
+        "ALTER TABLE request_rollup ADD COLUMN x INT",
         "DROP TABLE service_severity",
+        "DROP TABLE request_users",
     ):
         assert _refused(mon, statement) in DENIED, statement
 

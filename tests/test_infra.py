@@ -46,7 +46,9 @@ TABLES = {
     "pattern_counts",
     "volume_rollup",
     "request_rollup",
+    "request_rollup_day",
     "request_users",
+    "request_users_day",
 }
 
 

@@ -7,6 +7,7 @@ writer stores logs into the same hours."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import subprocess
 from collections import Counter
@@ -38,6 +39,7 @@ NOW = FIRST_DAY + timedelta(days=DAYS, hours=12)
 """The clock the runs are given: noon of the day after the last day with logs."""
 SERVICES = ("api", "billing", "worker")
 SEVERITIES = ("debug", "info", "warn", "error", "fatal")
+ROUTES = ("/orders", "/users/{id}")
 TEMPLATES = ("user {} logged in", "order {} paid", "cache miss for key k{}", "timeout after {} ms")
 
 
@@ -52,11 +54,17 @@ def _query(database: str, sql: str, args: Sequence[object] = ()) -> list[tuple[A
 
 
 def _record(rng: random.Random, moment: datetime) -> LogRecord:
+    """A log; a third are requests (for the request rollups), of two routes and four users."""
+    metadata = None
+    if rng.random() < 0.33:
+        http = {"route": rng.choice(ROUTES), "status_code": 200, "duration_ms": 3}
+        metadata = json.dumps({"http": http, "user_id": f"u{rng.randrange(4)}"})
     return LogRecord(
         service_name=rng.choice(SERVICES),
         payload=rng.choice(TEMPLATES).format(rng.randrange(10_000)),
         severity=rng.choices(SEVERITIES, (2, 10, 3, 2, 1))[0],
         timestamp=moment,
+        metadata=metadata,
     )
 
 
@@ -205,6 +213,33 @@ class Stored:
             }
         )
         assert +counted == +patterns
+        self.request_oracles()
+
+    def request_oracles(self) -> None:
+        """The request rollups, hourly and daily, per key equal COUNT(*) of the request logs
+        (every log with metadata is one, see _record)."""
+        db = self.database
+        for unit, table, time, user in (
+            ("%%Y-%%m-%%d %%H:00:00", "request_rollup", "hour_start", False),
+            ("%%Y-%%m-%%d", "request_rollup_day", "day_start", False),
+            ("%%Y-%%m-%%d %%H:00:00", "request_users", "hour_start", True),
+            ("%%Y-%%m-%%d", "request_users_day", "day_start", True),
+        ):
+            part = "$.user_id" if user else "$.http.route"
+            logs = _query(
+                db,
+                f"SELECT DATE_FORMAT(`timestamp`, '{unit}'), service_name,"
+                f" JSON_UNQUOTE(JSON_EXTRACT(metadata, '{part}')), COUNT(*) FROM service_logs"
+                " WHERE metadata IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            )
+            column = "user_id" if user else "route"
+            rolled = _query(
+                db,
+                f"SELECT DATE_FORMAT({time}, '{unit}'), service_name, {column}, `count`"
+                f" FROM {table} ORDER BY 1, 2, 3",
+            )
+            assert [(*r[:3], int(r[3])) for r in rolled] == [(*r[:3], int(r[3])) for r in logs]
+            assert logs, table
 
     def rows(self, table: str) -> int:
         return int(_query(self.database, f"SELECT COUNT(*) FROM {table}")[0][0])
@@ -272,6 +307,7 @@ async def test_expiry_keeps_whole_days_and_every_rollup_equal_to_what_remains(
     async with _retention(stored, retention_days=7) as retention:
         report = await retention.run(now=NOW)
     assert report.deleted["service_logs"] > 0
+    assert report.deleted["request_rollup"] > 0 and report.deleted["request_users_day"] > 0
     remaining = _query(stored.database, "SELECT id FROM service_logs")
     assert sorted(remaining) == sorted(kept)
     for table, column in (
@@ -279,6 +315,10 @@ async def test_expiry_keeps_whole_days_and_every_rollup_equal_to_what_remains(
         ("volume_rollup", "hour_start"),
         ("pattern_counts", "bucket_start"),
         ("rejected_messages", "received_at"),
+        ("request_rollup", "hour_start"),
+        ("request_rollup_day", "day_start"),
+        ("request_users", "hour_start"),
+        ("request_users_day", "day_start"),
     ):
         old = _query(
             stored.database, f"SELECT COUNT(*) FROM {table} WHERE `{column}` < %s", (cutoff,)

@@ -5,7 +5,12 @@
 #                                   INSERT (schema_migrations) and UPDATE (data migrations)
 #   LMS_MON_USER     (lms_mon)      `lms mon`: SELECT, INSERT; the batch writer only inserts
 #                                   (service_logs, service_severity, rejected_messages) and
-#                                   reads service_logs and schema_migrations
+#                                   reads service_logs and schema_migrations, except that it
+#                                   upserts the request rollups: UPDATE on those four tables
+#                                   only (with CREATE on them: MySQL and MariaDB refuse a
+#                                   table grant before the table exists unless it holds
+#                                   CREATE, and this runs before `lms migrate`; without DROP
+#                                   or ALTER it lets lms_mon do nothing to an existing table)
 #   LMS_API_USER     (lms_api)      `lms api`, `lms logs`, `lms stats`: SELECT
 #   LMS_RETENTION_USER (lms_retention)  `lms retention`: SELECT, INSERT, UPDATE, DELETE (it
 #                                   deletes expired rows, merges rollup rows and drains
@@ -28,6 +33,7 @@
 lms_users_sql() {
     local database="${LMS_DATABASE:-${MYSQL_DATABASE:-lms}}"
     local host="${LMS_USER_HOST:-%}"
+    local -a mon_upserted=(request_rollup request_rollup_day request_users request_users_day)
     local -a users=(
         "${LMS_MIGRATE_USER:-lms_migrate}|LMS_MIGRATE_PASSWORD|CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE|required"
         "${LMS_MON_USER:-lms_mon}|LMS_MON_PASSWORD|SELECT, INSERT|required"
@@ -42,7 +48,7 @@ lms_users_sql() {
         echo "lms-users.sh: LMS_USER_HOST '$host' is not a host name, address or pattern" >&2
         return 2
     fi
-    local entry user variable privileges need password
+    local entry user variable privileges need password table
     for entry in "${users[@]}"; do
         IFS='|' read -r user variable privileges need <<<"$entry"
         password="${!variable:-}"
@@ -64,6 +70,12 @@ lms_users_sql() {
         printf "CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s';\n" "$user" "$host" "$password"
         printf "ALTER USER '%s'@'%s' IDENTIFIED BY '%s';\n" "$user" "$host" "$password"
         printf "GRANT %s ON \`%s\`.* TO '%s'@'%s';\n" "$privileges" "$database" "$user" "$host"
+        if [[ "$variable" == LMS_MON_PASSWORD ]]; then
+            for table in "${mon_upserted[@]}"; do
+                printf "GRANT CREATE, UPDATE ON \`%s\`.\`%s\` TO '%s'@'%s';\n" \
+                    "$database" "$table" "$user" "$host"
+            done
+        fi
     done
 }
 

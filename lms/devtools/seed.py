@@ -38,7 +38,7 @@ from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
 from lms.store.patterns import hour_of as pattern_hour
-from lms.store.request_rollup import INSERT_ROUTES, INSERT_USERS, RequestRollup
+from lms.store.request_rollup import RequestRollup
 from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
 
 END = datetime(2024, 6, 1)
@@ -305,8 +305,8 @@ def bulk_load(
                 [(s, v, c, END) for (s, v), c in sorted(counts.items())],
             )
             cur.executemany(INSERT_ROLLUP, rollup_rows(hourly))
-            cur.executemany(INSERT_ROUTES, served.route_rows(0))
-            cur.executemany(INSERT_USERS, served.user_rows(0))
+            for statement, values in served.statements():
+                cur.executemany(statement, values)
             conn.commit()
             say(f"  rows in {time.monotonic() - started:.0f}s; rebuilding {len(indexes)} indexes")
             btree = [line for line in indexes if not line.startswith("FULLTEXT")]

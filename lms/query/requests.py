@@ -5,8 +5,13 @@ Every count is exact (what counting the request logs of service_logs with the sa
 gives); latency percentiles come from the rollup's fixed histogram (ACCURACY). Two sources,
 each period read in one consistent snapshot, as the volume (lms.query.volume):
 
-- request_rollup and request_users (sql/011), per UTC hour of the log's own timestamp, for the
-  whole hours of the range, when no bucket boundary inside it cuts an hour;
+- the rollups (sql/011), one row per key and UTC hour (request_rollup, request_users) or UTC
+  day (request_rollup_day, request_users_day) of the log's own timestamp, for the whole hours
+  of the range, when no bucket boundary inside it cuts an hour: the totals and rankings read
+  its whole UTC days from the day tables and only the hours around them from the hourly ones
+  (a month is ~24 times fewer rows); the series of the top `limit` routes reads only their
+  rows (the hourly ones along the index that leads with the route, or the daily ones when no
+  bucket boundary cuts a UTC day);
 - service_logs itself for the rest (the partial hours at the range's ends, minute buckets, a
   zone whose boundaries cut hours): the logs whose metadata names "http", read over the time
   (and service) index and classified here by the same code the writer uses. Its cost grows
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -59,6 +64,10 @@ _FIGURES = (
 microseconds and a month of hourly routes has tens of thousands of groups. The bins are
 summed as doubles (exact below 2^53): SUM of an integer column is DECIMAL arithmetic, which
 made the 70 sums 2-3 times slower."""
+_ROW = f"sum_ms, CONCAT_WS(',', `count`, count_4xx, count_5xx, {', '.join(BIN_COLUMNS)})"
+"""The figures of one row (one key of one hour or day: nothing to sum): the summed duration,
+then the integers as one text (fewer fields for the pure-Python driver to decode, a month's
+series being ~7,000 rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +95,42 @@ class RequestsRequest:
             raise QueryError("method", f"must have 1..{MAX_METHOD} characters")
 
 
-# --- SQL -----------------------------------------------------------------------------------
+# --- SQL ---------------------------------------------------------------------------------
+
+Span = tuple[datetime, datetime]
+"""[start, end) of naive UTC moments."""
 
 
-def _rollup_cond(ask: RequestsRequest, first: datetime, last: datetime, users: bool) -> Conditions:
-    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One table of a rollup and the column that dates its rows."""
+
+    table: str
+    time: str
+    day: bool = False
+    """Dated by UTC day (a DATE column): its spans are whole days."""
+
+    def bounds(self, span: Span) -> list[object]:
+        return [moment.date() for moment in span] if self.day else list(span)
+
+
+ROUTE_HOURS = Tier("request_rollup", "hour_start")
+ROUTE_DAYS = Tier("request_rollup_day", "day_start", day=True)
+USER_HOURS = Tier("request_users", "hour_start")
+USER_DAYS = Tier("request_users_day", "day_start", day=True)
+ROUTE_INDEX = "ix_request_rollup_route"
+"""request_rollup's index that leads with (service, route, method): the hours of a few routes."""
+
+
+def _rollup_cond(
+    ask: RequestsRequest, tier: Tier, spans: Sequence[Span], users: bool
+) -> Conditions:
+    time = tier.time
+    cond = Conditions()
+    cond.add(
+        "(" + " OR ".join([f"({time} >= %s AND {time} < %s)"] * len(spans)) + ")",
+        *[bound for span in spans for bound in tier.bounds(span)],
+    )
     if ask.series.query.service is not None:
         cond.add("service_name = %s", ask.series.query.service)
     if not users:
@@ -101,37 +141,40 @@ def _rollup_cond(ask: RequestsRequest, first: datetime, last: datetime, users: b
     return cond
 
 
-def route_totals_sql(ask: RequestsRequest, first: datetime, last: datetime) -> Statement:
-    """Per (service, route, method) over the whole hours [first, last)."""
-    cond = _rollup_cond(ask, first, last, users=False)
+def route_totals_sql(ask: RequestsRequest, tier: Tier, spans: Sequence[Span]) -> Statement:
+    """Per (service, route, method) over `spans` of `tier` (whole hours or whole days)."""
+    cond = _rollup_cond(ask, tier, spans, users=False)
     sql = (
-        f"SELECT service_name, route, method, {_FIGURES} FROM request_rollup{cond.where()}"
+        f"SELECT service_name, route, method, {_FIGURES} FROM {tier.table}{cond.where()}"
         " GROUP BY service_name, route, method"
     )
     return sql, cond.args
 
 
-def route_hours_sql(
-    ask: RequestsRequest, first: datetime, last: datetime, keys: Sequence[RouteKey]
+def route_series_sql(
+    ask: RequestsRequest, tier: Tier, spans: Sequence[Span], keys: Sequence[RouteKey]
 ) -> Statement:
-    """Per hour and (service, route, method) of `keys` over the whole hours [first, last)."""
-    cond = _rollup_cond(ask, first, last, users=False)
+    """The rows (one per hour or day and key) of the routes `keys` over `spans` of `tier`; the
+    hourly rows along ROUTE_INDEX, so that only those routes' rows are read."""
+    cond = _rollup_cond(ask, tier, spans, users=False)
     cond.add(
         f"(service_name, route, method) IN ({', '.join(['(%s, %s, %s)'] * len(keys))})",
         *[part for key in keys for part in key],
     )
+    index = "" if tier.day else f" FORCE INDEX ({ROUTE_INDEX})"
     sql = (
-        f"SELECT hour_start, service_name, route, method, {_FIGURES} FROM request_rollup"
-        f"{cond.where()} GROUP BY hour_start, service_name, route, method"
+        f"SELECT CAST({tier.time} AS CHAR), service_name, route, method, {_ROW}"
+        f" FROM {tier.table}{index}"
+        f"{cond.where()}"
     )
     return sql, cond.args
 
 
-def users_sql(ask: RequestsRequest, first: datetime, last: datetime) -> Statement:
-    cond = _rollup_cond(ask, first, last, users=True)
+def users_sql(ask: RequestsRequest, tier: Tier, spans: Sequence[Span]) -> Statement:
+    cond = _rollup_cond(ask, tier, spans, users=True)
     sql = (
-        "SELECT user_id, CAST(SUM(`count`) AS UNSIGNED), MAX(last_seen) FROM request_users"
-        f"{cond.where()} GROUP BY user_id"
+        "SELECT user_id, CAST(SUM(`count`) AS UNSIGNED), MAX(last_seen) FROM"
+        f" {tier.table}{cond.where()} GROUP BY user_id"
     )
     return sql, cond.args
 
@@ -206,18 +249,39 @@ def figures_json(f: RouteFigures) -> LatencyJson:
 
 
 def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
-    """Add a rollup row's sums (count, 4xx, 5xx, sum_ms, histogram text)."""
+    """Add a group's sums (count, 4xx, 5xx, sum_ms, the histogram's SUM(... + 0E0) text:
+    doubles, which may print with an exponent)."""
     into.count += int(row[0] or 0)
     into.count_4xx += int(row[1] or 0)
     into.count_5xx += int(row[2] or 0)
     into.sum_ms += float(row[3] or 0)
     if row[4]:
-        more = (int(float(n)) for n in str(row[4]).split(","))
+        more = map(int, map(float, str(row[4]).split(",")))
         into.bins = [a + b for a, b in zip(into.bins, more, strict=True)]
 
 
+def _add_row(into: RouteFigures, sum_ms: Any, text: Any) -> None:
+    """Add one row of _ROW. map() with a builtin, and the bins taken as they are into an
+    empty bucket (the usual case): a generator per row cost more than the SQL of a month's
+    series."""
+    values = list(map(int, str(text).split(",")))
+    into.count += values[0]
+    into.count_4xx += values[1]
+    into.count_5xx += values[2]
+    into.sum_ms += float(sum_ms)
+    bins = values[3:]
+    if any(into.bins):
+        bins = [a + b for a, b in zip(into.bins, bins, strict=True)]
+    into.bins = bins
+
+
 def _unit(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    """A DATETIME (or a DATE, as its midnight) the driver returned."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return datetime.fromisoformat(str(value))
 
 
 @dataclass(slots=True)
@@ -331,17 +395,46 @@ def _split(
     return None, [(since, until)]
 
 
+def _day_of(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _tiers(whole: Span) -> tuple[list[Span], list[Span]]:
+    """The whole hours `whole` as the whole UTC days in them (read from the day tier) and
+    the hours before and after those (from the hourly one)."""
+    first, last = whole
+    start = _day_of(first)
+    if start < first:
+        start += timedelta(days=1)
+    end = _day_of(last)
+    if start >= end:
+        return [], [whole]
+    return [(start, end)], [(a, b) for a, b in ((first, start), (end, last)) if a < b]
+
+
+def _days_whole(buckets: Buckets) -> bool:
+    """No bucket boundary inside the range cuts a UTC day (day or week buckets in UTC): a
+    day's row of the day tier goes whole into one bucket."""
+    return all(start.hour == 0 for start in buckets.starts[1:])
+
+
 async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int) -> dict[str, Any]:
     figures = Figures(buckets)
     whole, edges = _split(buckets)
     if edges:
         figures.add_logs(ask, await fetch(*logs_sql(ask, edges)))
+    days: list[Span] = []
+    hours: list[Span] = []
     if whole is not None:
-        first, last = whole
-        for row in await fetch(*route_totals_sql(ask, first, last)):
-            _merge(figures.route((str(row[0]), str(row[1]), str(row[2]))), row[3:])
-        for user, count, seen in await fetch(*users_sql(ask, first, last)):
-            figures.add_user(str(user), int(count), _unit(seen))
+        days, hours = _tiers(whole)
+        for tier, spans in ((ROUTE_DAYS, days), (ROUTE_HOURS, hours)):
+            if spans:
+                for row in await fetch(*route_totals_sql(ask, tier, spans)):
+                    _merge(figures.route((str(row[0]), str(row[1]), str(row[2]))), row[3:])
+        for tier, spans in ((USER_DAYS, days), (USER_HOURS, hours)):
+            if spans:
+                for user, count, seen in await fetch(*users_sql(ask, tier, spans)):
+                    figures.add_user(str(user), int(count), _unit(seen))
     top = figures.ranked()[: ask.limit]
     if len(top) * len(buckets.starts) > cap:
         raise TooManyBuckets("limit", cap, "lower limit, shorten the range or use a larger bucket")
@@ -350,13 +443,18 @@ async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int
         if key in wanted:
             figures.in_bucket(buckets.index(stamp), key).add(request)
     if whole is not None and top:
-        first, last = whole
+        series: list[tuple[Tier, list[Span]]] = [(ROUTE_DAYS, days), (ROUTE_HOURS, hours)]
+        if not _days_whole(buckets):
+            series = [(ROUTE_HOURS, [whole])]
         indexes: dict[Any, int] = {}
-        for row in await fetch(*route_hours_sql(ask, first, last, top)):
-            if row[0] not in indexes:
-                indexes[row[0]] = buckets.index(_unit(row[0]))
-            key = (str(row[1]), str(row[2]), str(row[3]))
-            _merge(figures.in_bucket(indexes[row[0]], key), row[4:])
+        for tier, spans in series:
+            if not spans:
+                continue
+            for row in await fetch(*route_series_sql(ask, tier, spans, top)):
+                if row[0] not in indexes:
+                    indexes[row[0]] = buckets.index(_unit(row[0]))
+                key = (str(row[1]), str(row[2]), str(row[3]))
+                _add_row(figures.in_bucket(indexes[row[0]], key), row[4], row[5])
     return figures.as_json(ask, top)
 
 

@@ -1,12 +1,20 @@
-"""The request rollups (sql/011): what one batch transaction adds to request_rollup and
-request_users.
+"""The request rollups (sql/011): what one batch transaction adds to request_rollup,
+request_rollup_day, request_users and request_users_day.
 
 Counted from the rows the transaction really inserted, the rule that keeps service_severity
 and volume_rollup exact: when every row of the batch is new the batch itself has them;
 otherwise (a redelivery, another replica's copy) the idempotency keys it inserted are read
 back by batch_id, and only those logs count. Which logs are requests, and their route, status
 and latency bin, is lms.domain.requests' rule, in Python (the same code the readers apply to
-the partial hours they count from service_logs). Rows are only ever added; readers SUM them.
+the partial hours they count from service_logs).
+
+One row per key and hour (or day): the batch's sums are added to it by INSERT ... ON
+DUPLICATE KEY UPDATE, so a read sums one row per key however many batches wrote it (an
+append-only row per batch made a month's read sum hundreds of thousands of rows). VALUES(col)
+rather than MySQL's `AS new` alias: MariaDB knows only the former, MySQL 8 accepts both (with
+a deprecation note). The rows go in key order, table after table, so two replicas upserting
+the same keys lock them in one order; a deadlock that still happens (gap locks of new keys)
+is retriable (lms.store.errors) and the whole batch is retried.
 """
 
 from __future__ import annotations
@@ -23,20 +31,35 @@ from lms.domain.requests import BINS, Request, request_of
 
 BIN_COLUMNS = tuple(f"b{i:02d}" for i in range(BINS))
 _INSERTED = "SELECT idempotency_key FROM service_logs WHERE batch_id = %s"
-INSERT_ROUTES = (
-    "INSERT INTO request_rollup (hour_start, service_name, route, method, batch_id, `count`,"
-    f" count_4xx, count_5xx, sum_ms, {', '.join(BIN_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * (9 + BINS))})"
-)
-INSERT_USERS = (
-    "INSERT INTO request_users (hour_start, service_name, user_id, batch_id, `count`,"
-    " last_seen) VALUES (%s, %s, %s, %s, %s, %s)"
-)
+SUM_COLUMNS = ("`count`", "count_4xx", "count_5xx", "sum_ms", *BIN_COLUMNS)
+
+
+def _upsert_routes(table: str, time: str) -> str:
+    added = ", ".join(f"{c} = {c} + VALUES({c})" for c in SUM_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({time}, service_name, route, method, {', '.join(SUM_COLUMNS)})"
+        f" VALUES ({', '.join(['%s'] * (4 + len(SUM_COLUMNS)))}) ON DUPLICATE KEY UPDATE {added}"
+    )
+
+
+def _upsert_users(table: str, time: str) -> str:
+    return (
+        f"INSERT INTO {table} ({time}, service_name, user_id, `count`, last_seen)"
+        " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
+        " `count` = `count` + VALUES(`count`), last_seen = GREATEST(last_seen, VALUES(last_seen))"
+    )
+
+
+UPSERT_ROUTES = _upsert_routes("request_rollup", "hour_start")
+UPSERT_ROUTE_DAYS = _upsert_routes("request_rollup_day", "day_start")
+UPSERT_USERS = _upsert_users("request_users", "hour_start")
+UPSERT_USER_DAYS = _upsert_users("request_users_day", "day_start")
 
 RouteKey = tuple[str, str, str, str]
-"""(hour as DATETIME text, service, route, method)."""
+"""(hour as DATETIME text, or day as DATE text, service, route, method)."""
 UserKey = tuple[str, str, str]
-"""(hour as DATETIME text, service, user id)."""
+"""(hour as DATETIME text, or day as DATE text, service, user id)."""
+Users = dict[UserKey, tuple[int, datetime]]
 
 
 class _Stored(Protocol):
@@ -69,13 +92,20 @@ class RouteFigures:
         self.sum_ms += request.duration_ms
         self.bins[request.bin] += 1
 
+    def merge(self, other: RouteFigures) -> None:
+        self.count += other.count
+        self.count_4xx += other.count_4xx
+        self.count_5xx += other.count_5xx
+        self.sum_ms += other.sum_ms
+        self.bins = [a + b for a, b in zip(self.bins, other.bins, strict=True)]
+
 
 @dataclass(slots=True)
 class RequestRollup:
     """The rollup rows of a set of logs, all of them stored: built log by log."""
 
     routes: dict[RouteKey, RouteFigures] = field(default_factory=dict)
-    users: dict[UserKey, tuple[int, datetime]] = field(default_factory=dict)
+    users: Users = field(default_factory=dict)
 
     def add(self, record: LogRecord, request: Request) -> None:
         hour = hour_text(record.timestamp)
@@ -85,28 +115,53 @@ class RequestRollup:
             figures = self.routes[key] = RouteFigures()
         figures.add(request)
         if request.user_id is not None:
-            user = (hour, record.service_name, request.user_id)
-            count, last = self.users.get(user, (0, record.timestamp))
-            self.users[user] = (count + 1, max(last, record.timestamp))
+            _add_user(self.users, (hour, record.service_name, request.user_id), 1, record.timestamp)
 
-    def route_rows(self, batch_id: int) -> list[tuple[object, ...]]:
+    def days(self) -> RequestRollup:
+        """The same sums per UTC day (the day tier): the hours' keys with the hour cut."""
+        days = RequestRollup()
+        for (hour, service, route, method), figures in self.routes.items():
+            key = (hour[:10], service, route, method)
+            found = days.routes.get(key)
+            if found is None:
+                found = days.routes[key] = RouteFigures()
+            found.merge(figures)
+        for (hour, service, user), (count, last) in self.users.items():
+            _add_user(days.users, (hour[:10], service, user), count, last)
+        return days
+
+    def route_rows(self) -> list[tuple[object, ...]]:
         """Rows of request_rollup, in key order (replicas lock the primary key in one order)."""
         return [
-            (*key, batch_id, f.count, f.count_4xx, f.count_5xx, f.sum_ms, *f.bins)
+            (*key, f.count, f.count_4xx, f.count_5xx, f.sum_ms, *f.bins)
             for key, f in sorted(self.routes.items())
         ]
 
-    def user_rows(self, batch_id: int) -> list[tuple[object, ...]]:
+    def user_rows(self) -> list[tuple[object, ...]]:
         return [
-            (*key, batch_id, count, last.isoformat(" "))
-            for key, (count, last) in sorted(self.users.items())
+            (*key, count, last.isoformat(" ")) for key, (count, last) in sorted(self.users.items())
         ]
 
-    async def insert(self, cur: aiomysql.Cursor, batch_id: int) -> None:
-        if self.routes:
-            await cur.executemany(INSERT_ROUTES, self.route_rows(batch_id))
-        if self.users:
-            await cur.executemany(INSERT_USERS, self.user_rows(batch_id))
+    def statements(self) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The upserts that add these sums to the four tables, each with its rows (maybe
+        none): hours, then days, routes before users (one lock order for every writer)."""
+        days = self.days()
+        return [
+            (UPSERT_ROUTES, self.route_rows()),
+            (UPSERT_ROUTE_DAYS, days.route_rows()),
+            (UPSERT_USERS, self.user_rows()),
+            (UPSERT_USER_DAYS, days.user_rows()),
+        ]
+
+    async def upsert(self, cur: aiomysql.Cursor) -> None:
+        for sql, rows in self.statements():
+            if rows:
+                await cur.executemany(sql, rows)
+
+
+def _add_user(users: Users, key: UserKey, count: int, last: datetime) -> None:
+    before, seen = users.get(key, (0, last))
+    users[key] = (before + count, max(seen, last))
 
 
 def requests_in(logs: Iterable[_Stored]) -> list[tuple[_Stored, Request]]:
@@ -140,4 +195,4 @@ async def add_request_rollup(
     rollup = RequestRollup()
     for log, request in found:
         rollup.add(log.record, request)
-    await rollup.insert(cur, batch_id)
+    await rollup.upsert(cur)

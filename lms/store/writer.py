@@ -14,8 +14,8 @@ warnings of each insert: every skipped row accounts for one (a duplicate key); a
 beyond those, or any of another kind, means a value was altered, and the batch fails with a
 data error (rolled back, then split by lms.ingest.pipeline.storing) instead of being stored
 altered. The connections also run in strict SQL mode. `INSERT ... ON DUPLICATE KEY UPDATE`
-would need the UPDATE privilege, which `lms mon`'s database user does not have. Both are valid
-on MariaDB and MySQL 8.
+would need the UPDATE privilege, which `lms mon`'s database user has only on the request
+rollups (lms.store.request_rollup upserts them). Both are valid on MariaDB and MySQL 8.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
--- Version 11: HTTP requests per (hour of the log's own timestamp, service, route, method),
--- with their 4xx and 5xx counts, summed duration and a latency histogram, and per (hour,
--- service, user) the requests and the last one's timestamp: the request analytics
--- (lms/query/requests.py, GET /v1/analytics/requests).
+-- Version 11: HTTP requests per (UTC hour, and UTC day, of the log's own timestamp, service,
+-- route, method), with their 4xx and 5xx counts, summed duration and a latency histogram, and
+-- per (hour or day, service, user) the requests and the last one's timestamp: the request
+-- analytics (lms/query/requests.py, GET /v1/analytics/requests).
 --
 -- A log is a request when its metadata.http has a status_code (a number with no fraction,
 -- 100..599), a duration_ms (a number >= 0) and a non-empty route or else path; the rule is
@@ -11,11 +11,19 @@
 -- cut from routes and methods: the key columns compare PAD SPACE, so `/x ` and `/x` must be
 -- one key (else two rows of one batch would collide on the primary key).
 --
--- Like volume_rollup (010) both tables are append-only: each batch transaction adds one row
--- per key of the rows it really inserted, tagged with its batch_id (the primary key's last
--- part), and readers SUM them, so lms mon's user needs no UPDATE privilege and a redelivery
--- or a second replica's copy adds nothing. The primary keys are hour first: a range of hours
--- is one range of the clustered index.
+-- One row per key: each batch transaction adds the sums of the rows it really inserted to
+-- its keys' rows (INSERT ... ON DUPLICATE KEY UPDATE col = col + VALUES(col), which MariaDB
+-- and MySQL 8 both accept), so a redelivery or a second replica's copy adds nothing and a
+-- range reads one row per key and hour, however many batches wrote it. lms mon's user has
+-- UPDATE on these four tables only (deploy/mysql/lms-users.sh). The primary keys are time
+-- first: a range of hours is one range of the clustered index, and retention expires by it.
+--
+-- Two tiers: request_rollup per UTC hour and request_rollup_day per UTC day (the same sums,
+-- upserted in the same transaction), so a long range reads its whole days from the day table
+-- and only its partial edge hours from the hourly one; likewise request_users and
+-- request_users_day. ix_request_rollup_route leads with the route key: the hourly series of
+-- the top routes reads only their rows. The day table's sums are BIGINT (a day of one route
+-- may pass 2^32 requests where an hour does not).
 --
 -- The latency histogram has 70 bins: b00 below 0.5 ms, b69 from 65536 ms on, bin i
 -- in between from bound i-1 (inclusive) to bound i (exclusive), the bounds 2^(k/4) ms for
@@ -38,7 +46,6 @@ CREATE TABLE IF NOT EXISTS request_rollup (
     service_name VARCHAR(100) COLLATE utf8mb4_bin NOT NULL,
     route        VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,
     method       VARCHAR(16) COLLATE utf8mb4_bin NOT NULL,
-    batch_id     BIGINT UNSIGNED NOT NULL,
     `count`      INT UNSIGNED NOT NULL,
     count_4xx    INT UNSIGNED NOT NULL,
     count_5xx    INT UNSIGNED NOT NULL,
@@ -68,27 +75,73 @@ CREATE TABLE IF NOT EXISTS request_rollup (
     b63 INT UNSIGNED NOT NULL, b64 INT UNSIGNED NOT NULL, b65 INT UNSIGNED NOT NULL,
     b66 INT UNSIGNED NOT NULL, b67 INT UNSIGNED NOT NULL, b68 INT UNSIGNED NOT NULL,
     b69 INT UNSIGNED NOT NULL,
-    PRIMARY KEY (hour_start, service_name, route, method, batch_id)
+    PRIMARY KEY (hour_start, service_name, route, method),
+    KEY ix_request_rollup_route (service_name, route, method, hour_start)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS request_rollup_day (
+    day_start    DATE NOT NULL,
+    service_name VARCHAR(100) COLLATE utf8mb4_bin NOT NULL,
+    route        VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,
+    method       VARCHAR(16) COLLATE utf8mb4_bin NOT NULL,
+    `count`      BIGINT UNSIGNED NOT NULL,
+    count_4xx    BIGINT UNSIGNED NOT NULL,
+    count_5xx    BIGINT UNSIGNED NOT NULL,
+    sum_ms       DOUBLE NOT NULL,
+    -- the latency histogram, b00 to b69
+    b00 BIGINT UNSIGNED NOT NULL, b01 BIGINT UNSIGNED NOT NULL, b02 BIGINT UNSIGNED NOT NULL,
+    b03 BIGINT UNSIGNED NOT NULL, b04 BIGINT UNSIGNED NOT NULL, b05 BIGINT UNSIGNED NOT NULL,
+    b06 BIGINT UNSIGNED NOT NULL, b07 BIGINT UNSIGNED NOT NULL, b08 BIGINT UNSIGNED NOT NULL,
+    b09 BIGINT UNSIGNED NOT NULL, b10 BIGINT UNSIGNED NOT NULL, b11 BIGINT UNSIGNED NOT NULL,
+    b12 BIGINT UNSIGNED NOT NULL, b13 BIGINT UNSIGNED NOT NULL, b14 BIGINT UNSIGNED NOT NULL,
+    b15 BIGINT UNSIGNED NOT NULL, b16 BIGINT UNSIGNED NOT NULL, b17 BIGINT UNSIGNED NOT NULL,
+    b18 BIGINT UNSIGNED NOT NULL, b19 BIGINT UNSIGNED NOT NULL, b20 BIGINT UNSIGNED NOT NULL,
+    b21 BIGINT UNSIGNED NOT NULL, b22 BIGINT UNSIGNED NOT NULL, b23 BIGINT UNSIGNED NOT NULL,
+    b24 BIGINT UNSIGNED NOT NULL, b25 BIGINT UNSIGNED NOT NULL, b26 BIGINT UNSIGNED NOT NULL,
+    b27 BIGINT UNSIGNED NOT NULL, b28 BIGINT UNSIGNED NOT NULL, b29 BIGINT UNSIGNED NOT NULL,
+    b30 BIGINT UNSIGNED NOT NULL, b31 BIGINT UNSIGNED NOT NULL, b32 BIGINT UNSIGNED NOT NULL,
+    b33 BIGINT UNSIGNED NOT NULL, b34 BIGINT UNSIGNED NOT NULL, b35 BIGINT UNSIGNED NOT NULL,
+    b36 BIGINT UNSIGNED NOT NULL, b37 BIGINT UNSIGNED NOT NULL, b38 BIGINT UNSIGNED NOT NULL,
+    b39 BIGINT UNSIGNED NOT NULL, b40 BIGINT UNSIGNED NOT NULL, b41 BIGINT UNSIGNED NOT NULL,
+    b42 BIGINT UNSIGNED NOT NULL, b43 BIGINT UNSIGNED NOT NULL, b44 BIGINT UNSIGNED NOT NULL,
+    b45 BIGINT UNSIGNED NOT NULL, b46 BIGINT UNSIGNED NOT NULL, b47 BIGINT UNSIGNED NOT NULL,
+    b48 BIGINT UNSIGNED NOT NULL, b49 BIGINT UNSIGNED NOT NULL, b50 BIGINT UNSIGNED NOT NULL,
+    b51 BIGINT UNSIGNED NOT NULL, b52 BIGINT UNSIGNED NOT NULL, b53 BIGINT UNSIGNED NOT NULL,
+    b54 BIGINT UNSIGNED NOT NULL, b55 BIGINT UNSIGNED NOT NULL, b56 BIGINT UNSIGNED NOT NULL,
+    b57 BIGINT UNSIGNED NOT NULL, b58 BIGINT UNSIGNED NOT NULL, b59 BIGINT UNSIGNED NOT NULL,
+    b60 BIGINT UNSIGNED NOT NULL, b61 BIGINT UNSIGNED NOT NULL, b62 BIGINT UNSIGNED NOT NULL,
+    b63 BIGINT UNSIGNED NOT NULL, b64 BIGINT UNSIGNED NOT NULL, b65 BIGINT UNSIGNED NOT NULL,
+    b66 BIGINT UNSIGNED NOT NULL, b67 BIGINT UNSIGNED NOT NULL, b68 BIGINT UNSIGNED NOT NULL,
+    b69 BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (day_start, service_name, route, method)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS request_users (
     hour_start   DATETIME NOT NULL,
     service_name VARCHAR(100) COLLATE utf8mb4_bin NOT NULL,
     user_id      VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,
-    batch_id     BIGINT UNSIGNED NOT NULL,
     `count`      INT UNSIGNED NOT NULL,
     last_seen    DATETIME(6) NOT NULL,
-    PRIMARY KEY (hour_start, service_name, user_id, batch_id)
+    PRIMARY KEY (hour_start, service_name, user_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-INSERT INTO request_rollup (hour_start, service_name, route, method, batch_id, `count`,
+CREATE TABLE IF NOT EXISTS request_users_day (
+    day_start    DATE NOT NULL,
+    service_name VARCHAR(100) COLLATE utf8mb4_bin NOT NULL,
+    user_id      VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,
+    `count`      BIGINT UNSIGNED NOT NULL,
+    last_seen    DATETIME(6) NOT NULL,
+    PRIMARY KEY (day_start, service_name, user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+INSERT INTO request_rollup (hour_start, service_name, route, method, `count`,
     count_4xx, count_5xx, sum_ms,
     b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14, b15, b16,
     b17, b18, b19, b20, b21, b22, b23, b24, b25, b26, b27, b28, b29, b30, b31, b32, b33,
     b34, b35, b36, b37, b38, b39, b40, b41, b42, b43, b44, b45, b46, b47, b48, b49, b50,
     b51, b52, b53, b54, b55, b56, b57, b58, b59, b60, b61, b62, b63, b64, b65, b66, b67,
     b68, b69)
-SELECT hour_start, service_name, route, method, 0, COUNT(*),
+SELECT hour_start, service_name, route, method, COUNT(*),
        SUM(status BETWEEN 400 AND 499), SUM(status >= 500), SUM(duration),
        SUM(bin = 0), SUM(bin = 1), SUM(bin = 2), SUM(bin = 3), SUM(bin = 4), SUM(bin = 5),
        SUM(bin = 6), SUM(bin = 7), SUM(bin = 8), SUM(bin = 9), SUM(bin = 10), SUM(bin = 11),
@@ -148,8 +201,8 @@ GROUP BY hour_start, service_name, route, method;
 -- The same rule as above, for the users of the requests: metadata.user_id, a string of
 -- 1..255 characters or an integer as its digits (what the user_id column of 008 holds, read
 -- from the JSON so that this file does not need 008).
-INSERT INTO request_users (hour_start, service_name, user_id, batch_id, `count`, last_seen)
-SELECT DATE_FORMAT(`timestamp`, '%Y-%m-%d %H:00:00'), service_name, user_id, 0, COUNT(*),
+INSERT INTO request_users (hour_start, service_name, user_id, `count`, last_seen)
+SELECT DATE_FORMAT(`timestamp`, '%Y-%m-%d %H:00:00'), service_name, user_id, COUNT(*),
        MAX(`timestamp`)
 FROM (
     SELECT `timestamp`, service_name,
@@ -182,3 +235,32 @@ WHERE status_type IN ('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')
   AND CHAR_LENGTH(user_id) BETWEEN 1 AND 255
   AND NOT EXISTS (SELECT 1 FROM request_users)
 GROUP BY 1, service_name, user_id;
+
+-- The day tiers, from the hourly rows just backfilled (each day is its 24 hours' sums).
+INSERT INTO request_rollup_day (day_start, service_name, route, method, `count`, count_4xx,
+    count_5xx, sum_ms,
+    b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14, b15, b16,
+    b17, b18, b19, b20, b21, b22, b23, b24, b25, b26, b27, b28, b29, b30, b31, b32, b33,
+    b34, b35, b36, b37, b38, b39, b40, b41, b42, b43, b44, b45, b46, b47, b48, b49, b50,
+    b51, b52, b53, b54, b55, b56, b57, b58, b59, b60, b61, b62, b63, b64, b65, b66, b67,
+    b68, b69)
+SELECT DATE(hour_start), service_name, route, method, SUM(`count`), SUM(count_4xx),
+       SUM(count_5xx), SUM(sum_ms),
+       SUM(b00), SUM(b01), SUM(b02), SUM(b03), SUM(b04), SUM(b05), SUM(b06), SUM(b07),
+       SUM(b08), SUM(b09), SUM(b10), SUM(b11), SUM(b12), SUM(b13), SUM(b14), SUM(b15),
+       SUM(b16), SUM(b17), SUM(b18), SUM(b19), SUM(b20), SUM(b21), SUM(b22), SUM(b23),
+       SUM(b24), SUM(b25), SUM(b26), SUM(b27), SUM(b28), SUM(b29), SUM(b30), SUM(b31),
+       SUM(b32), SUM(b33), SUM(b34), SUM(b35), SUM(b36), SUM(b37), SUM(b38), SUM(b39),
+       SUM(b40), SUM(b41), SUM(b42), SUM(b43), SUM(b44), SUM(b45), SUM(b46), SUM(b47),
+       SUM(b48), SUM(b49), SUM(b50), SUM(b51), SUM(b52), SUM(b53), SUM(b54), SUM(b55),
+       SUM(b56), SUM(b57), SUM(b58), SUM(b59), SUM(b60), SUM(b61), SUM(b62), SUM(b63),
+       SUM(b64), SUM(b65), SUM(b66), SUM(b67), SUM(b68), SUM(b69)
+FROM request_rollup
+WHERE NOT EXISTS (SELECT 1 FROM request_rollup_day)
+GROUP BY DATE(hour_start), service_name, route, method;
+
+INSERT INTO request_users_day (day_start, service_name, user_id, `count`, last_seen)
+SELECT DATE(hour_start), service_name, user_id, SUM(`count`), MAX(last_seen)
+FROM request_users
+WHERE NOT EXISTS (SELECT 1 FROM request_users_day)
+GROUP BY DATE(hour_start), service_name, user_id;
