@@ -6,7 +6,6 @@ migration 011 (the same rule in SQL as in Python) and the write path through the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import subprocess
@@ -37,8 +36,8 @@ from lms.domain.requests import (
 from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.request_rollup import RequestRollup
-from tests.conftest import mysql_config, query_settings
-from tests.helpers import db_query, rfc3339, store_with_redeliveries, stored_logs, wait_until
+from tests.conftest import mysql_config, query_client, query_settings, seeded_query_database
+from tests.helpers import db_query, rfc3339, stored_logs, wait_until
 from tests.test_patterns_store import publish_keyed
 from tests.test_pipeline import run_monitor  # noqa: F401  (the fixture)
 
@@ -207,27 +206,15 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def seeded_db() -> Iterator[str]:
-    name = "lms_test_requests_" + random.Random().randbytes(5).hex()
-    with _admin() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
-        settings = query_settings(name)
-        asyncio.run(Migrator(settings).migrate())
-        asyncio.run(store_with_redeliveries(settings, stored_logs(_bodies(ROWS), RULES)))
+    logs = lambda: stored_logs(_bodies(ROWS), RULES)  # noqa: E731
+    with seeded_query_database("lms_test_requests_", logs) as name:
         yield name
-    finally:
-        with _admin() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture
 async def seeded(seeded_db: str) -> AsyncIterator[Seeded]:
     settings = query_settings(seeded_db)
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
-    ):
+    async with query_client(settings) as c:
         yield Seeded(settings, seeded_db, c)
 
 
