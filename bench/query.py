@@ -395,8 +395,9 @@ PARTS: dict[str, Part] = {
         "Explorer performance",
         300,
         "for each filter of GET /v1/logs without `q`: the volume histogram of its range"
-        " (the whole table's when it has none; minute buckets up to 6 h, hourly up to 62"
-        " days) and the first page (`limit=100`) sent at once, timed until both are back"
+        " (the whole table's when it has none; minute buckets up to 6 h, hourly up to 14"
+        " days, daily up to 366, as the UI picks them) and the first page (`limit=100`)"
+        " sent at once, timed until both are back"
         " (rows: the page's logs); and GET /v1/logs/facets with the default fields"
         " (rows: values in the answer)",
         "the explorer's histogram + first page, and its facets",
