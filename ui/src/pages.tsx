@@ -173,7 +173,7 @@ function BarsChart({ xs, ys, label, colour, percentAxis }: { xs: number[]; ys: n
     legend: { show: false },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
-    axes: [axisStyle(), { ...axisStyle(), size: 56, values: percentAxis ? (_u, vals) => vals.map((v) => `${(v * 100).toFixed(1)}%`) : undefined }],
+    axes: [axisStyle(), { ...axisStyle(), size: percentAxis ? 72 : 56, values: percentAxis ? (_u, vals) => vals.map((v) => `${(v * 100).toFixed(1)}%`) : undefined }],
     series: [{}, { label, fill: cssVar(colour), stroke: cssVar(colour), width: 0, paths: uPlot.paths.bars!({ size: [0.8, 80] }), points: { show: false } }],
   });
   return <Chart options={options} optionsKey={label} data={[xs, ys]} label={label} />;
