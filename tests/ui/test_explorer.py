@@ -10,6 +10,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -29,6 +30,8 @@ from tests.ui.stack import (
 )
 
 pytestmark = pytest.mark.integration
+
+LOCAL_INPUT = "%Y-%m-%dT%H:%M:%S"  # what <input type=datetime-local step=1> holds
 
 
 async def shown_ids(page: Page) -> list[int]:
@@ -101,14 +104,17 @@ async def test_severity_chips_and_paging(stack: Stack, page: tuple[Page, Console
         "/v1/logs", limit=1000, **{"from": rfc3339(stack.now - timedelta(minutes=55))}
     )
     in_order = [log["id"] for log in newest["logs"]]
-    await p.get_by_role("button", name="Load more").click()
-
-    async def paged() -> bool:  # the button, and then maybe the scroll, load pages
-        return await p.locator(ROWS).count() >= 200
-
-    await wait_until(paged, timeout=20, message="a second page")
+    assert len(in_order) > 200
+    # The button, without scrolling it into view (a scroll would load pages by itself, and
+    # the rows it adds move the button away from under the click).
+    await p.get_by_role("button", name="Load more").dispatch_event("click")
+    await expect(p.locator(ROWS)).to_have_count(200)
+    assert await shown_ids(p) == in_order[:200]
+    # The scroll: reaching the end of the list loads the next pages until there is no more.
+    await p.locator(".more").scroll_into_view_if_needed()
+    await expect(p.locator(".more")).to_have_count(0, timeout=20_000)
     ids = await shown_ids(p)
-    assert len(set(ids)) == len(ids) and ids == in_order[: len(ids)]
+    assert len(set(ids)) == len(ids) and ids[: len(in_order)] == in_order
     await p.locator(".chips").get_by_role("button", name="error").click()
     await expect(p).to_have_url(re.compile("severity=error"))
     errors = [
@@ -166,6 +172,35 @@ async def test_time_presets_filter(stack: Stack, page: tuple[Page, Console]) -> 
     assert stack.ids["ui-301"] not in await shown_ids(p)
     await p.get_by_role("button", name="Last 24 h").click()
     await expect(p.locator(ROWS)).to_have_count(5)
+
+
+async def test_absolute_range_is_read_in_the_browsers_time_zone(
+    stack: Stack, page: tuple[Page, Console]
+) -> None:
+    p, _ = page
+    await p.goto(stack.url + "/")
+    await expect(p.locator(ROWS)).to_have_count(100)
+    start = (stack.now - timedelta(minutes=35)).replace(microsecond=0, tzinfo=UTC)
+    end = (stack.now - timedelta(minutes=30)).replace(microsecond=0, tzinfo=UTC)
+    berlin = ZoneInfo("Europe/Berlin")  # the page's zone (open_page), an hour or two from UTC
+    form = p.locator("form.absolute")
+    await form.locator("input[name=from]").fill(start.astimezone(berlin).strftime(LOCAL_INPUT))
+    await form.locator("input[name=to]").fill(end.astimezone(berlin).strftime(LOCAL_INPUT))
+    await form.get_by_role("button", name="Apply range").click()
+    await expect(p).to_have_url(re.compile("to="))
+    params = url_params(p)
+    assert "range" not in params
+    assert datetime.fromisoformat(params["from"][0]) == start
+    assert datetime.fromisoformat(params["to"][0]) == end
+    expected = await api_ids(stack, **{"from": rfc3339(start), "to": rfc3339(end)})
+    assert 0 < len(expected) < 100  # one page, so every log of the range is on screen
+    await expect(p.locator(ROWS)).to_have_count(len(expected))
+    assert await shown_ids(p) == expected
+    await p.reload()  # the range lives in the URL
+    await expect(p.locator(ROWS)).to_have_count(len(expected))
+    assert await form.locator("input[name=from]").input_value() == start.astimezone(
+        berlin
+    ).strftime(LOCAL_INPUT)
 
 
 async def test_histogram_drag_narrows_the_range_and_the_url(
