@@ -156,3 +156,26 @@ def test_request_cost_smoke_run() -> None:
             assert cur.fetchall() == ()
     finally:
         conn.close()
+
+
+def test_query_benchmark_smoke_run(tmp_path: Path) -> None:
+    """A few thousand rows through bench/query.py's logs part: the report gets its table and
+    the machine-independent verdict (each kind's p95 over the unfiltered page's)."""
+    database = f"lms_bench_smoke_{secrets.token_hex(4)}"
+    report = tmp_path / "performance.md"
+    done = run_bench(
+        "query.py",
+        "--rows=3000",
+        f"--database={database}",
+        "--runs=2",
+        "--part=logs",
+        "--only=^(no filter|service|q word \\(rare\\))$",
+        f"--report={report}",
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^  service +[\d.]+x", done.stdout, re.MULTILINE), done.stdout
+    text = report.read_text()
+    assert "| query | p50 ms | p95 ms | max ms | rows | p95 / no filter |" in text
+    assert re.search(r"^\| no filter \|.* 1\.0 \|$", text, re.MULTILINE), text
+    assert "every kind's p95 at most 4x no filter's of the same run" in text
