@@ -141,14 +141,18 @@ def test_patterns_cost_smoke_run() -> None:
         conn.close()
 
 
-def test_request_cost_smoke_run() -> None:
+@pytest.mark.parametrize(
+    ("option", "printed"),
+    [("--all-requests", "(100% requests,"), ("--rollup=commits", "with commit_rollup:")],
+)
+def test_request_cost_smoke_run(option: str, printed: str) -> None:
     prefix = f"lms_test_{secrets.token_hex(6)}"
     done = run_bench(
-        "request_cost.py", "--rows=1000", "--batch=500", "--runs=1", "--all-requests",
+        "request_cost.py", "--rows=1000", "--batch=500", "--runs=1", option,
         f"--prefix={prefix}", timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "(100% requests)" in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
+    assert printed in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
     conn = pymysql.connect(**mysql_config())
     try:
         with conn.cursor() as cur:
