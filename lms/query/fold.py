@@ -2,15 +2,15 @@
 
 aiomysql decodes each row and field in Python, ~15-20 us a row: a month of hourly counts of
 10 services is 7,200 rows, ~150 ms before any figure is computed. Folded, the server sends
-one row per key (service, or route) holding its entries as one text,
-`GROUP_CONCAT(CONCAT_WS('|', unit, values...) SEPARATOR ',')`, which Python splits with
-`str.split` at C speed.
+one row per key (service, or route) holding its entries as one text, `unit|value|...,` each,
+which Python splits with `str.split` at C speed.
 
 GROUP_CONCAT's result is cut at `group_concat_max_len` (the reader sets it to
 GROUP_CONCAT_MAX_LEN; MySQL's default is 1,024 bytes, MariaDB's 1 MiB) and a row cannot pass
-`max_allowed_packet`. A folded row therefore also carries the length its text must have (its
-entries' lengths and separators): when the text is shorter, the fold was cut and the same rows
-are read unfolded instead, so a key with very many entries is slower, never wrong.
+`max_allowed_packet`. So every entry ends with the separator and a folded row carries its
+entries' COUNT(*): a text cut short either lacks its final separator or holds fewer entries,
+and then the same rows are read unfolded instead, so a key with very many entries is slower,
+never wrong. (A length computed in SQL would build every entry twice.)
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ Folded = list[tuple[tuple[str, ...], list[list[str]]]]
 
 def fold_sql(inner: Statement, keys: Sequence[str], values: Sequence[str]) -> Statement:
     """`inner`'s rows (its columns `keys` then `values`, so named: numbers and dates, never
-    NULL) as one row per key: the key, the length of its text, the text of its entries."""
+    NULL) as one row per key: the key, its number of entries, their text."""
     sql, args = inner
     key = ", ".join(keys)
-    entry = f"CONCAT_WS('{FIELD_SEPARATOR}', {', '.join(values)})"
+    entry = f"CONCAT(CONCAT_WS('{FIELD_SEPARATOR}', {', '.join(values)}), '{ENTRY_SEPARATOR}')"
     folded = (
-        f"SELECT {key}, CAST(SUM(CHAR_LENGTH({entry}) + 1) - 1 AS UNSIGNED),"
-        f" GROUP_CONCAT({entry} SEPARATOR '{ENTRY_SEPARATOR}')"
+        f"SELECT {key}, COUNT(*), GROUP_CONCAT({entry} SEPARATOR '')"
         f" FROM ({sql}) AS unfolded GROUP BY {key}"
     )
     return folded, list(args)
@@ -50,10 +49,10 @@ async def fetch_folded(
     out: Folded = []
     for row in await fetch(*fold_sql(inner, keys, values)):
         raw = row[width + 1]
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if len(text) != int(row[width]):
+        entries = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(ENTRY_SEPARATOR)
+        if len(entries) != int(row[width]) + 1 or entries[-1]:  # cut short
             return _unfolded(await fetch(*inner), width)
-        entries = text.split(ENTRY_SEPARATOR)
+        del entries[-1]  # the empty text after the last entry's separator
         out.append((tuple(map(str, row[:width])), [e.split(FIELD_SEPARATOR) for e in entries]))
     return out
 
