@@ -1,12 +1,15 @@
 """Volume and error rate over time, by the logs' own timestamp: exact, and fast on big tables.
 
-Every count is what COUNT(*) over service_logs with the same filters gives. Two sources,
+Every count is what COUNT(*) over service_logs with the same filters gives. The sources,
 read in one consistent snapshot:
 
 - volume_rollup (sql/010), per (UTC hour, service, severity), when the filters are only
   service, severity and time, and no bucket boundary inside the range cuts an hour (any zone
   with whole-hour offsets). It answers the whole hours of the range; a 30-day range reads
   ~720 x services x severities small index entries instead of millions of rows.
+- commit_rollup (sql/015), per (commit, UTC hour, service, severity), likewise when the
+  filters are `commit` and at most service, severity and time: the hours of one commit's
+  services, instead of every index entry of its logs.
 - service_logs itself, COUNT(*) GROUP BY the hour (or minute, when a zone's boundaries cut
   hours, or for minute buckets) over the index of the filters, for every other filter, the
   partial hours at the range's ends, and full-text `q` (exact too, through the FULLTEXT
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +64,16 @@ def uses_rollup(query: LogQuery) -> bool:
     return all(value is None for value in others)
 
 
+def rollup_table(query: LogQuery) -> str | None:
+    """The rollup that can answer the whole hours of the filters, or None: volume_rollup
+    knows service, severity and time; commit_rollup (sql/015) those and `commit`."""
+    if uses_rollup(query):
+        return "volume_rollup"
+    if query.commit is not None and uses_rollup(replace(query, commit=None)):
+        return "commit_rollup"
+    return None
+
+
 def ceil_hour(moment: datetime) -> datetime:
     start = hour_of(moment)
     return start if start == moment else start + timedelta(hours=1)
@@ -84,9 +97,10 @@ Span = tuple[datetime, datetime]
 
 @dataclass(frozen=True, slots=True)
 class RollupSplit:
-    """The whole hours [first, last) the rollup answers, and the partial `edges` around them
-    counted on service_logs."""
+    """The whole hours [first, last) the rollup `table` answers (rollup_table), and the
+    partial `edges` around them counted on service_logs."""
 
+    table: str
     first: datetime
     last: datetime
     edges: list[Span]
@@ -96,11 +110,12 @@ def rollup_split(query: LogQuery, buckets: Buckets) -> RollupSplit | None:
     """How the rollup shares a series' range with service_logs; None: it cannot answer (other
     filters, a zone or bucket cutting hours, no whole hour in the range)."""
     since, until = buckets.since, buckets.until
-    if uses_rollup(query) and buckets.grain == "hour":
+    table = rollup_table(query)
+    if table is not None and buckets.grain == "hour":
         first, last = ceil_hour(since), hour_of(until)
         if first < last:
             edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
-            return RollupSplit(first, last, edges)
+            return RollupSplit(table, first, last, edges)
     return None
 
 
@@ -113,7 +128,7 @@ def build_statements(
     if split is None:
         whole = [(buckets.since, buckets.until)]
         return [_exact_sql(query, whole, buckets.grain, shape, search, buckets.since)]
-    statements = [_rollup_sql(query, split.first, split.last, shape, buckets.since)]
+    statements = [_rollup_sql(query, split, shape, buckets.since)]
     if split.edges:
         statements.append(_exact_sql(query, split.edges, "hour", shape, search, buckets.since))
     return statements
@@ -143,12 +158,12 @@ def _sum_of(terms: Sequence[str]) -> str:
     return _sum(" + ".join(terms)) if terms else "0"
 
 
-def _rollup_sql(
-    query: LogQuery, first: datetime, last: datetime, shape: Shape, since: datetime
-) -> Statement:
-    """The rollup's rows of [first, last): whole hours. Its severities are columns, so a
-    severity filter picks columns (the others count 0) rather than rows."""
-    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
+def _rollup_sql(query: LogQuery, split: RollupSplit, shape: Shape, since: datetime) -> Statement:
+    """The rows of the split's rollup table in its whole hours. Its severities are columns,
+    so a severity filter picks columns (the others count 0) rather than rows."""
+    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [split.first, split.last])
+    if query.commit is not None:  # commit_rollup: one range of its primary key
+        cond.add("`commit` = %s", query.commit)
     if query.service is not None:
         cond.add("service_name = %s", query.service)
     _only(cond, shape)
@@ -164,13 +179,15 @@ def _rollup_sql(
         columns = f"{unit}, {values}"
         group = ""
     # In the order of an index, so groups stream from it without a temporary table:
-    # (hour, ...) for the volume, (service, hour, ...) for the error rates. The latter
-    # always name their services (one, the top ones, or all: SERVICES_SQL), so that index
-    # reads only their ranges; the optimizer preferred the hour index and a temporary
-    # table, 2-3 times slower over a month.
+    # (hour, ...) for the volume, (service, hour, ...) for the error rates (commit_rollup's
+    # (commit, hour, service) sorts the few rows of one commit for those). The error rates
+    # of volume_rollup always name their services (one, the top ones, or all:
+    # SERVICES_SQL), so that index reads only their ranges; the optimizer preferred the
+    # hour index and a temporary table, 2-3 times slower over a month.
     groups = ", ".join(g for g in (group, "hour_start" if shape.by_unit else "") if g)
-    index = f" FORCE INDEX ({SERVICE_INDEX})" if shape.errors else ""
-    sql = f"SELECT {columns} FROM volume_rollup{index}{cond.where()}"
+    forced = shape.errors and split.table == "volume_rollup"
+    index = f" FORCE INDEX ({SERVICE_INDEX})" if forced else ""
+    sql = f"SELECT {columns} FROM {split.table}{index}{cond.where()}"
     return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
 
@@ -485,7 +502,7 @@ async def _error_period(
         sums = counts.sums()
         every = () if query.service else tuple(str(s) for (s,) in await fetch(SERVICES_SQL, []))
         whole = Shape(errors=True, by_unit=False, services=every)
-        rollup = _rollup_sql(query, split.first, split.last, whole, period.since)
+        rollup = _rollup_sql(query, split, whole, period.since)
         for service, _unit_start, total, errors in await fetch(*rollup):
             before = sums.get(str(service), (0, 0))
             sums[str(service)] = (before[0] + int(total), before[1] + int(errors))
@@ -495,6 +512,6 @@ async def _error_period(
     top = tuple(name for name, _total, _errors in ranking[: request.top])
     if split is not None and top:
         shape = Shape(errors=True, services=top)
-        series = _rollup_sql(query, split.first, split.last, shape, period.since)
+        series = _rollup_sql(query, split, shape, period.since)
         counts.add_folded(await fetch_folded(fetch, series, *ERROR_FOLD))
     return counts.errors_json(ranking, request.top)
