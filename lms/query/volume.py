@@ -15,7 +15,8 @@ read in one consistent snapshot:
   partial hours at the range's ends, and full-text `q` (exact too, through the FULLTEXT
   index; its time is what such a search costs, bounded by API_QUERY_TIMEOUT).
 
-The groups are then put in their buckets (lms.query.timebuckets), in Python.
+The groups are then put in their buckets (lms.query.timebuckets), in Python. The error
+rates' series come folded, one row per service (lms.query.fold), for the pure-Python driver.
 """
 
 from __future__ import annotations
@@ -500,7 +501,9 @@ async def _error_period(
             edges = _exact_sql(query, split.edges, "hour", per_unit, search, period.since)
             counts.add_folded(await fetch_folded(fetch, edges, *ERROR_FOLD))
         sums = counts.sums()
-        every = () if query.service else tuple(str(s) for (s,) in await fetch(SERVICES_SQL, []))
+        every: tuple[str, ...] = ()
+        if split.table == "volume_rollup" and query.service is None:
+            every = tuple(str(s) for (s,) in await fetch(SERVICES_SQL, []))
         whole = Shape(errors=True, by_unit=False, services=every)
         rollup = _rollup_sql(query, split, whole, period.since)
         for service, _unit_start, total, errors in await fetch(*rollup):
