@@ -1,5 +1,5 @@
 """Query benchmark: load N realistic logs, then time every filter of GET /v1/logs, and of
-the analytics (GET /v1/analytics/volume and /errors, over the whole range).
+the analytics (GET /v1/analytics/volume, /errors, /patterns and /requests).
 
     .venv/bin/python bench/query.py                  # 5,000,000 rows into lms_bench_query
     .venv/bin/python bench/query.py --rows 1000000   # smaller
@@ -236,6 +236,7 @@ def analytics_cases(v: Values) -> dict[str, Case]:
             service=r.choice(v.services), **whole
         ),
         "requests: whole range": lambda r: requests(),
+        "requests: whole range, hourly": lambda r: requests(bucket="hour"),
         "requests: one service": lambda r: requests(service=r.choice(v.services)),
         "requests: one route": lambda r: requests(route="/api/v1/orders/{id}", method="GET"),
         "requests: compare=previous, day buckets": lambda r: requests(
@@ -397,9 +398,10 @@ PARTS: dict[str, Part] = {
         analytics_cases,
         "Analytics performance",
         300,
-        "the whole table's range in hourly buckets unless named; rows: buckets (volume),"
-        " services (errors) or patterns in the answer",
-        "GET /v1/analytics/volume, /errors and /patterns",
+        "the whole table's range in hourly buckets unless named (requests: the default"
+        " bucket, daily for a month); rows: buckets (volume), services (errors), patterns or"
+        " routes (requests) in the answer",
+        "GET /v1/analytics/volume, /errors, /patterns and /requests",
     ),
     "explorer": Part(
         explorer_cases,

@@ -33,6 +33,7 @@ from lms.domain.requests import (
     percentiles,
     request_of,
 )
+from lms.query.requests import default_bucket
 from lms.settings import Settings
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.request_rollup import RequestRollup
@@ -447,6 +448,39 @@ async def test_slowest_failing_and_users(seeded: Seeded, seeded_db: str) -> None
         assert len(users) > 5
     top = (await seeded.get(**SPRING, users=2))["users"]
     assert len(top) == 2
+
+
+async def test_a_cut_fold_is_read_unfolded(
+    seeded: Seeded, seeded_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The top routes' series fold into one GROUP_CONCAT each (lms.query.fold): when the
+    server cuts it at group_concat_max_len, the rows are read unfolded, to the same answer."""
+    params = {**SPRING, "limit": 16, "bucket": "hour"}
+    whole = await seeded.get(**params)
+    monkeypatch.setattr("lms.query.reader.GROUP_CONCAT_MAX_LEN", 64)
+    async with query_client(query_settings(seeded_db)) as client:
+        assert await Seeded(seeded.settings, seeded_db, client).get(**params) == whole
+
+
+def test_the_default_bucket_follows_the_range() -> None:
+    start = datetime(2026, 3, 1)
+    assert default_bucket(None, start) == "hour"  # the hour's default range: 1 day
+    assert default_bucket(start, start + timedelta(days=14)) == "hour"
+    assert default_bucket(start, start + timedelta(days=14, seconds=1)) == "day"
+    assert default_bucket(start, start + timedelta(days=366)) == "day"
+    assert default_bucket(start, start + timedelta(days=367)) == "week"
+    assert default_bucket(start, None, start + timedelta(days=30)) == "day"
+
+
+async def test_a_month_without_a_bucket_is_answered_per_day(seeded: Seeded) -> None:
+    """The web UI asks for a month's 20 busiest routes without a bucket: hourly, that was
+    20 x 600 route-buckets, beyond API_MAX_BUCKETS (422)."""
+    answer = await seeded.get(**SPRING, limit=20)
+    assert answer["bucket"] == "day"
+    assert answer == await seeded.get(**SPRING, limit=20, bucket="day")
+    assert len(answer["routes"][0]["buckets"]) == 26  # the 6th to the 31st of March
+    short = await seeded.get(**{"from": "2026-03-06T00:00:00Z", "to": "2026-03-08T00:00:00Z"})
+    assert short["bucket"] == "hour" and len(short["routes"][0]["buckets"]) == 48
 
 
 async def test_compare_gives_the_period_just_before(seeded: Seeded) -> None:

@@ -236,6 +236,17 @@ async def check_filter(seeded: Seeded, seeded_db: str, filters: dict[str, Any]) 
     check_errors(await seeded.get("errors", **params), expected)
 
 
+@pytest.mark.parametrize("filters", [{}, {"commit": "c1"}], ids=str)
+async def test_a_cut_fold_is_read_unfolded(
+    seeded_db: str, filters: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error series fold each service into one GROUP_CONCAT (lms.query.fold): when the
+    server cuts it at group_concat_max_len, the rows are read unfolded, and still exact."""
+    monkeypatch.setattr("lms.query.reader.GROUP_CONCAT_MAX_LEN", 64)
+    async with query_client(query_settings(seeded_db)) as client:
+        await check_filter(Seeded(query_settings(seeded_db), client), seeded_db, filters)
+
+
 @pytest.mark.parametrize(
     ("bucket", "tz", "since", "until"),
     [

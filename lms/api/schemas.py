@@ -230,6 +230,11 @@ class RequestAnalyticsParams(SeriesParams):
     """The request figures: a series' range and buckets, and the rollup's keys. No other
     filter of GET /v1/logs (422: the rollup cannot answer it exactly)."""
 
+    bucket: BucketSize | None = Field(  # type: ignore[assignment]
+        None,
+        description="bucket size, by the log's own timestamp; default: hour for a range up to"
+        " 14 days (and without `from`), day up to 366 days, week beyond",
+    )
     service: ServiceName | None = Field(None, description="exact service_name")
     route: Identifier | None = Field(
         None,

@@ -22,9 +22,10 @@ from lms.query.requests import (
     DEFAULT_USERS,
     MIN_COUNT,
     RequestsRequest,
+    default_bucket,
     request_figures,
 )
-from lms.query.timebuckets import UNITS
+from lms.query.timebuckets import UNITS, BucketSize
 from lms.query.volume import DEFAULT_TOP, SeriesRequest, error_rates, volume
 from lms.settings import Settings
 
@@ -75,7 +76,7 @@ def add_commands(commands: Commands) -> None:
     add_range_arguments(parser)
     parser.add_argument("--route", help="exact route template (/users/{id})")
     parser.add_argument("--method", help="exact HTTP method")
-    _series_arguments(parser)
+    _series_arguments(parser, None, "hour up to 14 days, day up to 366, week beyond, as the API's")
     parser.add_argument(
         "--limit",
         type=positive_int,
@@ -100,9 +101,11 @@ def add_commands(commands: Commands) -> None:
     )
 
 
-def _series_arguments(parser: argparse.ArgumentParser) -> None:
+def _series_arguments(
+    parser: argparse.ArgumentParser, bucket: str | None = "hour", default: str = "hour"
+) -> None:
     parser.add_argument(
-        "--bucket", choices=list(UNITS), default="hour", help="bucket size (default hour)"
+        "--bucket", choices=list(UNITS), default=bucket, help=f"bucket size (default {default})"
     )
     parser.add_argument(
         "--tz", default="UTC", help="IANA time zone of day/week boundaries (default UTC)"
@@ -115,9 +118,11 @@ def _series_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="the API's JSON answer")
 
 
-def _series(args: argparse.Namespace, query: LogQuery) -> SeriesRequest:
+def _series(
+    args: argparse.Namespace, query: LogQuery, bucket: BucketSize | None = None
+) -> SeriesRequest:
     return SeriesRequest(
-        query, args.bucket, args.tz, args.compare, getattr(args, "top", DEFAULT_TOP)
+        query, bucket or args.bucket, args.tz, args.compare, getattr(args, "top", DEFAULT_TOP)
     )
 
 
@@ -132,8 +137,14 @@ def run_errors(args: argparse.Namespace, settings: Settings) -> int:
 def run_requests(args: argparse.Namespace, settings: Settings) -> int:
     def ask() -> Figures:
         query = LogQuery(service=args.service, since=args.since, until=args.until)
+        bucket = args.bucket or default_bucket(args.since, args.until)
         request = RequestsRequest(
-            _series(args, query), args.route, args.method, args.limit, args.users, args.min_count
+            _series(args, query, bucket),
+            args.route,
+            args.method,
+            args.limit,
+            args.users,
+            args.min_count,
         )
         return lambda reader, cap: request_figures(reader, request, cap)
 

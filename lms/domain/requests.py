@@ -141,15 +141,18 @@ def bin_value(i: int) -> float:
     return round(math.sqrt(LATENCY_BOUNDS[i - 1] * LATENCY_BOUNDS[i]), 3)
 
 
+BIN_VALUES = tuple(bin_value(i) for i in range(BINS))
+"""bin_value of every bin: a request's answer reads thousands of histograms."""
+_NONE = tuple(None for _ in PERCENTILES)
+
+
 def percentiles(histogram: Sequence[int]) -> tuple[float | None, ...]:
     """p50, p95, p99 (nearest rank: the ceil(p * n)-th smallest) of a histogram of BINS
     counts; None for each when it is empty."""
     cumulative = list(accumulate(histogram))
     total = cumulative[-1] if cumulative else 0
     if not total:
-        return tuple(None for _ in PERCENTILES)
-    out = []
-    for p in PERCENTILES:
-        rank = max(1, -(-p * total // 100))
-        out.append(bin_value(bisect_right(cumulative, rank - 1)))
-    return tuple(out)
+        return _NONE
+    return tuple(
+        BIN_VALUES[bisect_right(cumulative, max(1, -(-p * total // 100)) - 1)] for p in PERCENTILES
+    )

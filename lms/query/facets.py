@@ -191,7 +191,7 @@ def _exact_counts(
         for severity, n in zip(SEVERITY_ORDER, row[1:], strict=True):
             severities[severity] += int(n or 0)
     services: Counter[str] = Counter()
-    for _unit, service, total, _errors in by_service:
+    for service, _unit, total, _errors in by_service:
         services[str(service)] += int(total or 0)
     return severities, services
 

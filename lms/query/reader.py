@@ -77,6 +77,9 @@ from lms.store.errors import (
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+GROUP_CONCAT_MAX_LEN = 16 * 2**20
+"""Bytes of one GROUP_CONCAT (lms.query.fold's folded series): MariaDB's default
+max_allowed_packet, which bounds a row anyway."""
 Rows = list[tuple[Any, ...]]
 Fetch = Callable[[str, Sequence[object]], Awaitable[Rows]]
 """Runs one SELECT and returns its rows."""
@@ -506,6 +509,7 @@ class LogReader:
         finally:
             probe.close()
         self.min_token, self.max_token = int(min_token), int(max_token)
+        # group_concat_max_len: the folded series (lms.query.fold; MySQL's default is 1 KiB).
         if "mariadb" in str(version).lower():
             init = f"SET SESSION max_statement_time = {self._timeout:.3f}, SESSION tx_read_only=1"
         else:
@@ -513,6 +517,7 @@ class LogReader:
                 f"SET SESSION max_execution_time = {int(self._timeout * 1000)},"
                 " SESSION transaction_read_only = 1"
             )
+        init += f", SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}"
         log.debug("read pool opened", server=version, size=self._pool_size)
         return await aiomysql.create_pool(
             minsize=0, maxsize=self._pool_size, pool_recycle=3600, init_command=init, **kwargs

@@ -11,7 +11,7 @@ each period read in one consistent snapshot, as the volume (lms.query.volume):
   its whole UTC days from the day tables and only the hours around them from the hourly ones
   (a month is ~24 times fewer rows); the series of the top `limit` routes reads only their
   rows (the hourly ones along the index that leads with the route, or the daily ones when no
-  bucket boundary cuts a UTC day);
+  bucket boundary cuts a UTC day), folded into one row per route (lms.query.fold);
 - service_logs itself for the rest (the partial hours at the range's ends, minute buckets, a
   zone whose boundaries cut hours): the logs whose metadata names "http", read over the time
   (and service) index and classified here by the same code the writer uses. Its cost grows
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -37,9 +37,10 @@ from lms.domain.severity import SEVERITY_ORDER
 from lms.domain.timefmt import rfc3339
 from lms.query.errors import QueryError, TooManyBuckets
 from lms.query.filters import exact_problem
+from lms.query.fold import fetch_folded
 from lms.query.reader import Fetch, LogReader
 from lms.query.sql import Conditions
-from lms.query.timebuckets import Buckets
+from lms.query.timebuckets import Buckets, BucketSize
 from lms.query.volume import SeriesRequest, ceil_hour, periods, series_answer
 from lms.store.request_rollup import BIN_COLUMNS, RouteFigures
 from lms.store.volume_rollup import hour_of
@@ -55,6 +56,16 @@ MAX_METHOD = 16
 RouteKey = tuple[str, str, str]
 """(service, route, method)."""
 Statement = tuple[str, list[object]]
+
+
+def _sparse(values: Sequence[str]) -> str:
+    """The histogram's non-zero bins as one text, `i:count` separated by spaces (`values`:
+    the SQL of each bin's count, integers): a route's hour holds a few of the 70 bins, so the
+    text is a fraction of the dense one, for the server to send and for Python to parse."""
+    pairs = ", ".join(f"CONCAT('{i}:', NULLIF({v}, 0))" for i, v in enumerate(values))
+    return f"CONCAT_WS(' ', {pairs})"
+
+
 _FIGURES = (
     "CAST(SUM(`count`) AS UNSIGNED), CAST(SUM(count_4xx) AS UNSIGNED),"
     " CAST(SUM(count_5xx) AS UNSIGNED), SUM(sum_ms),"
@@ -63,11 +74,33 @@ _FIGURES = (
 """The sums of a group, the histogram's as one text, as the driver decodes a field at a few
 microseconds and a month of hourly routes has tens of thousands of groups. The bins are
 summed as doubles (exact below 2^53): SUM of an integer column is DECIMAL arithmetic, which
-made the 70 sums 2-3 times slower."""
-_ROW = f"sum_ms, CONCAT_WS(',', `count`, count_4xx, count_5xx, {', '.join(BIN_COLUMNS)})"
-"""The figures of one row (one key of one hour or day: nothing to sum): the summed duration,
-then the integers as one text (fewer fields for the pure-Python driver to decode, a month's
-series being ~7,000 rows)."""
+made the 70 sums 2-3 times slower. Dense: the sparse text of the series (_sparse) made these
+sums ~2 times slower (NULLIF of an aggregate)."""
+ROUTE_KEY = ("service_name", "route", "method")
+SERIES_VALUES = ("unit", "sum_ms", "`count`", "count_4xx", "count_5xx", "bins")
+"""What one rollup row of a route's series holds (one key of one hour or day: nothing to
+sum), folded into one row per route (lms.query.fold): a month's series of 10 routes is ~7,200
+rows, most of the answer's cost when each came as a row of the pure-Python driver."""
+
+
+BUCKET_SPANS: tuple[tuple[BucketSize, timedelta], ...] = (
+    ("hour", timedelta(days=14)),
+    ("day", timedelta(days=366)),
+)
+"""The default bucket of a range: the first whose span reaches its length, else `week`."""
+
+
+def default_bucket(
+    since: datetime | None, until: datetime | None, now: datetime | None = None
+) -> BucketSize:
+    """The bucket when the caller names none: hourly up to 14 days (without `from`, the
+    hour's default range of 1 day), daily up to 366 days, weekly beyond. A month of hourly
+    buckets is 720 per route: 10 routes near API_MAX_BUCKETS, 14 beyond it (422), and read
+    from the hourly rollup row by row, where daily buckets read the day tier."""
+    if since is None:
+        return "hour"
+    length = (until or now or datetime.now(UTC).replace(tzinfo=None)) - since
+    return next((size for size, span in BUCKET_SPANS if length <= span), "week")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +195,20 @@ def route_series_sql(
         *[part for key in keys for part in key],
     )
     index = "" if tier.day else f" FORCE INDEX ({ROUTE_INDEX})"
+    values = ", ".join(SERIES_VALUES[1:-1])
     sql = (
-        f"SELECT CAST({tier.time} AS CHAR), service_name, route, method, {_ROW}"
-        f" FROM {tier.table}{index}"
-        f"{cond.where()}"
+        f"SELECT service_name, route, method, CAST({tier.time} AS DATETIME) AS unit, {values},"
+        f" {_sparse(BIN_COLUMNS)} AS bins FROM {tier.table}{index}{cond.where()}"
     )
     return sql, cond.args
 
 
 def users_sql(ask: RequestsRequest, tier: Tier, spans: Sequence[Span]) -> Statement:
+    """Per user, requests and last one's timestamp, as text: the driver's DATETIME decoding
+    cost more than Python's fromisoformat for the thousands of users of a month."""
     cond = _rollup_cond(ask, tier, spans, users=True)
     sql = (
-        "SELECT user_id, CAST(SUM(`count`) AS UNSIGNED), MAX(last_seen) FROM"
+        "SELECT user_id, CAST(SUM(`count`) AS UNSIGNED), CAST(MAX(last_seen) AS CHAR) FROM"
         f" {tier.table}{cond.where()} GROUP BY user_id"
     )
     return sql, cond.args
@@ -248,6 +283,15 @@ def figures_json(f: RouteFigures) -> LatencyJson:
     )
 
 
+def _add_bins(into: RouteFigures, text: str) -> None:
+    """Add a sparse histogram text (`i:count ...`, maybe empty) to `into`'s bins."""
+    if text:
+        bins = into.bins
+        numbers = map(int, text.replace(":", " ").split(" "))
+        for i, count in zip(numbers, numbers, strict=True):
+            bins[i] += count
+
+
 def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
     """Add a group's sums (count, 4xx, 5xx, sum_ms, the histogram's SUM(... + 0E0) text:
     doubles, which may print with an exponent)."""
@@ -260,19 +304,14 @@ def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
         into.bins = [a + b for a, b in zip(into.bins, more, strict=True)]
 
 
-def _add_row(into: RouteFigures, sum_ms: Any, text: Any) -> None:
-    """Add one row of _ROW. map() with a builtin, and the bins taken as they are into an
-    empty bucket (the usual case): a generator per row cost more than the SQL of a month's
-    series."""
-    values = list(map(int, str(text).split(",")))
-    into.count += values[0]
-    into.count_4xx += values[1]
-    into.count_5xx += values[2]
+def _add_entry(into: RouteFigures, entry: Sequence[str]) -> None:
+    """Add one folded entry of SERIES_VALUES (its unit already placed)."""
+    _unit_text, sum_ms, count, count_4xx, count_5xx, bins = entry
+    into.count += int(count)
+    into.count_4xx += int(count_4xx)
+    into.count_5xx += int(count_5xx)
     into.sum_ms += float(sum_ms)
-    bins = values[3:]
-    if any(into.bins):
-        bins = [a + b for a, b in zip(into.bins, bins, strict=True)]
-    into.bins = bins
+    _add_bins(into, bins)
 
 
 def _unit(value: Any) -> datetime:
@@ -446,15 +485,20 @@ async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int
         series: list[tuple[Tier, list[Span]]] = [(ROUTE_DAYS, days), (ROUTE_HOURS, hours)]
         if not _days_whole(buckets):
             series = [(ROUTE_HOURS, [whole])]
-        indexes: dict[Any, int] = {}
+        indexes: dict[str, int] = {}
         for tier, spans in series:
             if not spans:
                 continue
-            for row in await fetch(*route_series_sql(ask, tier, spans, top)):
-                if row[0] not in indexes:
-                    indexes[row[0]] = buckets.index(_unit(row[0]))
-                key = (str(row[1]), str(row[2]), str(row[3]))
-                _add_row(figures.in_bucket(indexes[row[0]], key), row[4], row[5])
+            statement = route_series_sql(ask, tier, spans, top)
+            for (service, route, method), entries in await fetch_folded(
+                fetch, statement, ROUTE_KEY, SERIES_VALUES
+            ):
+                key = (service, route, method)
+                for entry in entries:
+                    i = indexes.get(entry[0])
+                    if i is None:
+                        i = indexes[entry[0]] = buckets.index(datetime.fromisoformat(entry[0]))
+                    _add_entry(figures.in_bucket(i, key), entry)
     return figures.as_json(ask, top)
 
 

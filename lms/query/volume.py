@@ -15,7 +15,8 @@ read in one consistent snapshot:
   partial hours at the range's ends, and full-text `q` (exact too, through the FULLTEXT
   index; its time is what such a search costs, bounded by API_QUERY_TIMEOUT).
 
-The groups are then put in their buckets (lms.query.timebuckets), in Python.
+The groups are then put in their buckets (lms.query.timebuckets), in Python. The error
+rates' series come folded, one row per service (lms.query.fold), for the pure-Python driver.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lms.domain.severity import SEVERITY_ORDER, SeverityName
 from lms.domain.timefmt import rfc3339
 from lms.query.errors import QueryError, TooManyBuckets
 from lms.query.filters import LogQuery
+from lms.query.fold import Folded, fetch_folded
 from lms.query.reader import Fetch, LogReader
 from lms.query.search import TextSearch
 from lms.query.sql import Conditions, filter_conditions, severities_of
@@ -90,25 +92,54 @@ class Shape:
     """Only these services (the top ones of the ranking); none: all."""
 
 
-def build_statements(
-    query: LogQuery, buckets: Buckets, shape: Shape, search: TextSearch | None
-) -> list[Statement]:
-    """The SELECTs of one series. Each gives rows (unit start, one count per severity), or
-    with `shape.errors` (unit start, service, count, errors)."""
+Span = tuple[datetime, datetime]
+"""[start, end) of naive UTC moments."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSplit:
+    """The whole hours [first, last) the rollup `table` answers (rollup_table), and the
+    partial `edges` around them counted on service_logs."""
+
+    table: str
+    first: datetime
+    last: datetime
+    edges: list[Span]
+
+
+def rollup_split(query: LogQuery, buckets: Buckets) -> RollupSplit | None:
+    """How the rollup shares a series' range with service_logs; None: it cannot answer (other
+    filters, a zone or bucket cutting hours, no whole hour in the range)."""
     since, until = buckets.since, buckets.until
     table = rollup_table(query)
     if table is not None and buckets.grain == "hour":
         first, last = ceil_hour(since), hour_of(until)
         if first < last:
             edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
-            statements = [_rollup_sql(query, table, first, last, shape, since)]
-            if edges:
-                statements.append(_exact_sql(query, edges, "hour", shape, search, since))
-            return statements
-    return [_exact_sql(query, [(since, until)], buckets.grain, shape, search, since)]
+            return RollupSplit(table, first, last, edges)
+    return None
+
+
+def build_statements(
+    query: LogQuery, buckets: Buckets, shape: Shape, search: TextSearch | None
+) -> list[Statement]:
+    """The SELECTs of one series. Each gives rows (unit start, one count per severity), or
+    with `shape.errors` (service, unit start, total, errors)."""
+    split = rollup_split(query, buckets)
+    if split is None:
+        whole = [(buckets.since, buckets.until)]
+        return [_exact_sql(query, whole, buckets.grain, shape, search, buckets.since)]
+    statements = [_rollup_sql(query, split, shape, buckets.since)]
+    if split.edges:
+        statements.append(_exact_sql(query, split.edges, "hour", shape, search, buckets.since))
+    return statements
 
 
 ERROR_SEVERITIES = ("error", "fatal")
+SERVICE_INDEX = "ix_volume_rollup_service"
+SERVICES_SQL = "SELECT DISTINCT service_name FROM volume_rollup"
+"""Every service with a log (each stored log is counted in the rollup): a loose scan of
+SERVICE_INDEX, one entry per service."""
 
 
 def _only(cond: Conditions, shape: Shape) -> None:
@@ -118,40 +149,46 @@ def _only(cond: Conditions, shape: Shape) -> None:
 
 def _sum(term: str) -> str:
     """SUM as an integer: MySQL's SUM is DECIMAL, which the driver turns into Decimal at
-    ~30 us a value, a third of a second for the 36,000 counts of 10 services over a month."""
-    return f"CAST(SUM({term}) AS UNSIGNED)"
+    ~30 us a value, a third of a second for the 36,000 counts of 10 services over a month.
+    Summed as doubles (exact below 2^53): DECIMAL arithmetic made the rollup's sums ~25%
+    slower."""
+    return f"CAST(SUM(({term}) + 0E0) AS UNSIGNED)"
 
 
 def _sum_of(terms: Sequence[str]) -> str:
     return _sum(" + ".join(terms)) if terms else "0"
 
 
-def _rollup_sql(
-    query: LogQuery, table: str, first: datetime, last: datetime, shape: Shape, since: datetime
-) -> Statement:
-    """The rows of rollup `table` in [first, last): whole hours. Its severities are columns,
+def _rollup_sql(query: LogQuery, split: RollupSplit, shape: Shape, since: datetime) -> Statement:
+    """The rows of the split's rollup table in its whole hours. Its severities are columns,
     so a severity filter picks columns (the others count 0) rather than rows."""
-    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
+    cond = Conditions(["hour_start >= %s", "hour_start < %s"], [split.first, split.last])
     if query.commit is not None:  # commit_rollup: one range of its primary key
         cond.add("`commit` = %s", query.commit)
     if query.service is not None:
         cond.add("service_name = %s", query.service)
     _only(cond, shape)
     wanted = severities_of(query) or list(SEVERITY_ORDER)
+    unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
     if shape.errors:
         errors = [f"`{s}`" for s in wanted if s in ERROR_SEVERITIES]
+        total = _sum_of([f"`{s}`" for s in wanted])
+        columns = f"service_name, {unit} AS unit, {total} AS total, {_sum_of(errors)} AS errors"
         group = "service_name"
-        values = f"{_sum_of([f'`{s}`' for s in wanted])}, {_sum_of(errors)}"
     else:
-        group = ""
         values = ", ".join(_sum(f"`{s}`") if s in wanted else "0" for s in SEVERITY_ORDER)
-    unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
+        columns = f"{unit}, {values}"
+        group = ""
     # In the order of an index, so groups stream from it without a temporary table:
     # (hour, ...) for the volume, (service, hour, ...) for the error rates (commit_rollup's
-    # (commit, hour, service) sorts the few rows of one commit for those).
+    # (commit, hour, service) sorts the few rows of one commit for those). The error rates
+    # of volume_rollup always name their services (one, the top ones, or all:
+    # SERVICES_SQL), so that index reads only their ranges; the optimizer preferred the
+    # hour index and a temporary table, 2-3 times slower over a month.
     groups = ", ".join(g for g in (group, "hour_start" if shape.by_unit else "") if g)
-    columns = ", ".join(c for c in (unit, group, values) if c)
-    sql = f"SELECT {columns} FROM {table}{cond.where()}"
+    forced = shape.errors and split.table == "volume_rollup"
+    index = f" FORCE INDEX ({SERVICE_INDEX})" if forced else ""
+    sql = f"SELECT {columns} FROM {split.table}{index}{cond.where()}"
     return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
 
@@ -177,19 +214,19 @@ def _exact_sql(
         cond.add(f"severity IN ({', '.join(['%s'] * len(SEVERITY_ORDER))})", *SEVERITY_ORDER)
     spans = " OR ".join(["(`timestamp` >= %s AND `timestamp` < %s)"] * len(ranges))
     cond.add(f"({spans})", *[moment for pair in ranges for moment in pair])
-    if shape.errors:
-        group = "service_name"
-        values = "COUNT(*), " + _sum("severity IN ('error', 'fatal')")
-    else:
-        group = ""
-        values = ", ".join(_sum(f"severity = '{s}'") for s in SEVERITY_ORDER)
     unit, unit_args = (
         ("DATE_FORMAT(`timestamp`, %s)", [GRAIN_FORMATS[grain]])
         if shape.by_unit
         else ("%s", [since])
     )
+    if shape.errors:
+        errors = _sum("severity IN ('error', 'fatal')")
+        columns = f"service_name, {unit} AS unit, COUNT(*) AS total, {errors} AS errors"
+        group = "service_name"
+    else:
+        columns = f"{unit} AS unit, " + ", ".join(_sum(f"severity = '{s}'") for s in SEVERITY_ORDER)
+        group = ""
     groups = ", ".join(g for g in ("unit" if shape.by_unit else "", group) if g)
-    columns = ", ".join(c for c in (f"{unit} AS unit", group, values) if c)
     sql = f"SELECT {columns} FROM service_logs{cond.where()}"
     return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
@@ -239,42 +276,32 @@ def _rate(errors: int, total: int) -> float | None:
     return errors / total if total else None
 
 
+def _range(buckets: Buckets) -> dict[str, str]:
+    return {"from": rfc3339(buckets.since), "to": rfc3339(buckets.until)}
+
+
 @dataclass(slots=True)
 class Counts:
-    """Counts per (bucket, service, severity), or with errors per (bucket, service,
-    "total" | "errors"); service "" when not grouped by it."""
+    """Counts per (bucket, severity): the volume."""
 
     buckets: Buckets
-    by_key: Counter[tuple[int, str, str]] = field(default_factory=Counter)
+    by_key: Counter[tuple[int, str]] = field(default_factory=Counter)
 
-    def add(self, rows: Sequence[Sequence[Any]], errors: bool) -> None:
+    def add(self, rows: Sequence[Sequence[Any]]) -> None:
         parsed: dict[Any, int] = {}
         for row in rows:
             unit = row[0]
             if unit not in parsed:
                 parsed[unit] = self.buckets.index(_unit(unit))
             i = parsed[unit]
-            if errors:
-                self.by_key[(i, str(row[1]), "total")] += int(row[2] or 0)
-                self.by_key[(i, str(row[1]), "errors")] += int(row[3] or 0)
-            else:
-                for severity, count in zip(SEVERITY_ORDER, row[1:], strict=True):
-                    self.by_key[(i, "", severity)] += int(count or 0)
-
-    def services(self) -> list[tuple[str, int, int]]:
-        """(service, total, errors) over all buckets, most errors first."""
-        totals: Counter[tuple[str, str]] = Counter()
-        for (_i, service, kind), n in self.by_key.items():
-            totals[(service, kind)] += n
-        names = {service for service, _kind in totals}
-        ranked = [(name, totals[(name, "total")], totals[(name, "errors")]) for name in names]
-        return sorted(ranked, key=lambda s: (-s[2], s[0]))
+            for severity, count in zip(SEVERITY_ORDER, row[1:], strict=True):
+                self.by_key[(i, severity)] += int(count or 0)
 
     def volume_json(self) -> dict[str, Any]:
         buckets: list[VolumeBucketJson] = []
         for i in range(len(self.buckets.starts)):
             counts: dict[SeverityName, int] = {
-                s: self.by_key.get((i, "", s), 0) for s in SEVERITY_ORDER
+                s: self.by_key.get((i, s), 0) for s in SEVERITY_ORDER
             }
             buckets.append(
                 {
@@ -283,26 +310,60 @@ class Counts:
                     "counts": counts,
                 }
             )
-        return {**self._range(), "total": sum(b["total"] for b in buckets), "buckets": buckets}
+        total = sum(b["total"] for b in buckets)
+        return {**_range(self.buckets), "total": total, "buckets": buckets}
 
-    def errors_json(self, ranking: list[tuple[str, int, int]], top: int) -> dict[str, Any]:
+
+Ranking = list[tuple[str, int, int]]
+"""(service, total, errors), most errors first (ties by name)."""
+
+
+@dataclass(slots=True)
+class ErrorCounts:
+    """Per service, its logs and errors in each bucket (lists indexed like the buckets)."""
+
+    buckets: Buckets
+    totals: dict[str, list[int]] = field(default_factory=dict)
+    errors: dict[str, list[int]] = field(default_factory=dict)
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def _bucket(self, unit: str) -> int:
+        i = self._index.get(unit)
+        if i is None:
+            i = self._index[unit] = self.buckets.index(datetime.fromisoformat(unit))
+        return i
+
+    def _series(self, service: str) -> tuple[list[int], list[int]]:
+        if service not in self.totals:
+            self.totals[service] = [0] * len(self.buckets.starts)
+            self.errors[service] = [0] * len(self.buckets.starts)
+        return self.totals[service], self.errors[service]
+
+    def add_folded(self, folded: Folded) -> None:
+        """Per service, entries (unit, total, errors) as text (lms.query.fold)."""
+        for (service,), entries in folded:
+            totals, failed = self._series(service)
+            for unit, total, errors in entries:
+                i = self._bucket(unit)
+                totals[i] += int(total)
+                failed[i] += int(errors)
+
+    def sums(self) -> dict[str, tuple[int, int]]:
+        """Per service, its total and errors over every bucket."""
+        return {s: (sum(t), sum(self.errors[s])) for s, t in self.totals.items()}
+
+    def errors_json(self, ranking: Ranking, top: int) -> dict[str, Any]:
         """The top services of `ranking` with their buckets (from these counts), the rest
         summed in `other`."""
         out: list[ServiceErrorsJson] = []
         starts = [self.buckets.start_text(i) for i in range(len(self.buckets.starts))]
+        empty = [0] * len(starts)
         for service, total, errors in ranking[:top]:
-            series: list[ErrorBucketJson] = []
-            for i in range(len(self.buckets.starts)):
-                in_bucket = self.by_key.get((i, service, "total"), 0)
-                failed = self.by_key.get((i, service, "errors"), 0)
-                series.append(
-                    {
-                        "start": starts[i],
-                        "total": in_bucket,
-                        "errors": failed,
-                        "rate": _rate(failed, in_bucket),
-                    }
-                )
+            totals, failed = self.totals.get(service, empty), self.errors.get(service, empty)
+            series: list[ErrorBucketJson] = [
+                {"start": start, "total": n, "errors": e, "rate": _rate(e, n)}
+                for start, n, e in zip(starts, totals, failed, strict=True)
+            ]
             out.append(
                 {
                     "service": service,
@@ -320,10 +381,12 @@ class Counts:
             "errors": errors,
             "rate": _rate(errors, total),
         }
-        return {**self._range(), "services": out, "other": other}
+        return {**_range(self.buckets), "services": out, "other": other}
 
-    def _range(self) -> dict[str, str]:
-        return {"from": rfc3339(self.buckets.since), "to": rfc3339(self.buckets.until)}
+
+def rank(sums: dict[str, tuple[int, int]]) -> Ranking:
+    """Services by errors, most first (ties by name)."""
+    return sorted(((s, t, e) for s, (t, e) in sums.items()), key=lambda s: (-s[2], s[0]))
 
 
 # --- what the API and the CLI call ---------------------------------------------------------
@@ -388,7 +451,7 @@ async def volume(
         ) -> Counts:
             counts = Counts(period)
             for sql, args in todo:
-                counts.add(await fetch(sql, args), errors=False)
+                counts.add(await fetch(sql, args))
             return counts
 
         parts.append((await reader.snapshot(read)).volume_json())
@@ -399,30 +462,59 @@ async def error_rates(
     reader: LogReader, request: SeriesRequest, cap: int, now: datetime | None = None
 ) -> dict[str, Any]:
     """GET /v1/analytics/errors: services ranked by errors (error + fatal) in the range,
-    the top ones with their buckets, each period read in one consistent snapshot: the
-    ranking first (the range as one group), then the buckets of the top services only."""
+    the top ones with their buckets, each period read in one consistent snapshot."""
     search = await _search(reader, request.query)
-    query, parts = request.query, []
+    parts = []
     for period in periods(request, cap, now):
 
         async def read(fetch: Fetch, period: Buckets = period) -> dict[str, Any]:
-            whole = Counts(period)
-            for sql, args in build_statements(
-                query, period, Shape(errors=True, by_unit=False), search
-            ):
-                whole.add(await fetch(sql, args), errors=True)
-            ranking = whole.services()
-            if min(request.top, len(ranking)) * len(period.starts) > cap:
-                raise TooManyBuckets(
-                    "top", cap, "lower top, shorten the range or use a larger bucket"
-                )
-            counts = Counts(period)
-            top = tuple(name for name, _total, _errors in ranking[: request.top])
-            if top:
-                shape = Shape(errors=True, services=top)
-                for sql, args in build_statements(query, period, shape, search):
-                    counts.add(await fetch(sql, args), errors=True)
-            return counts.errors_json(ranking, request.top)
+            return await _error_period(fetch, request, period, search, cap)
 
         parts.append(await reader.snapshot(read))
     return series_answer(request, parts)
+
+
+ERROR_FOLD = (("service_name",), ("unit", "total", "errors"))
+"""How the errors' series fold: one row per service (lms.query.fold)."""
+
+
+async def _error_period(
+    fetch: Fetch, request: SeriesRequest, period: Buckets, search: TextSearch | None, cap: int
+) -> dict[str, Any]:
+    """One period's error rates, in as few rows as the driver can decode fast.
+
+    With the rollup: the edge hours counted on service_logs once (they serve the ranking and
+    the series), the ranking of the whole hours from the rollup (one row per service), then
+    the rollup's series of the top services only, folded into one row each. Without it
+    (another filter, minute buckets): one pass over service_logs per unit and service,
+    folded per service, which gives both the ranking and the series (the filter's index
+    entries are read once, not once for each)."""
+    query, counts, per_unit = request.query, ErrorCounts(period), Shape(errors=True)
+    split = rollup_split(query, period)
+    if split is None:
+        span = [(period.since, period.until)]
+        statement = _exact_sql(query, span, period.grain, per_unit, search, period.since)
+        counts.add_folded(await fetch_folded(fetch, statement, *ERROR_FOLD))
+        ranking = rank(counts.sums())
+    else:
+        if split.edges:
+            edges = _exact_sql(query, split.edges, "hour", per_unit, search, period.since)
+            counts.add_folded(await fetch_folded(fetch, edges, *ERROR_FOLD))
+        sums = counts.sums()
+        every: tuple[str, ...] = ()
+        if split.table == "volume_rollup" and query.service is None:
+            every = tuple(str(s) for (s,) in await fetch(SERVICES_SQL, []))
+        whole = Shape(errors=True, by_unit=False, services=every)
+        rollup = _rollup_sql(query, split, whole, period.since)
+        for service, _unit_start, total, errors in await fetch(*rollup):
+            before = sums.get(str(service), (0, 0))
+            sums[str(service)] = (before[0] + int(total), before[1] + int(errors))
+        ranking = rank(sums)
+    if min(request.top, len(ranking)) * len(period.starts) > cap:
+        raise TooManyBuckets("top", cap, "lower top, shorten the range or use a larger bucket")
+    top = tuple(name for name, _total, _errors in ranking[: request.top])
+    if split is not None and top:
+        shape = Shape(errors=True, services=top)
+        series = _rollup_sql(query, split, shape, period.since)
+        counts.add_folded(await fetch_folded(fetch, series, *ERROR_FOLD))
+    return counts.errors_json(ranking, request.top)

@@ -14,7 +14,7 @@ from lms.api.dependencies import AppSettings, Reader
 from lms.api.routers.analytics.caching import CACHING, cached_answer
 from lms.api.schemas import RequestAnalyticsParams, RequestsFiguresOut
 from lms.query.filters import LogQuery
-from lms.query.requests import RequestsRequest, request_figures
+from lms.query.requests import RequestsRequest, default_bucket, request_figures
 from lms.query.volume import SeriesRequest
 
 router = APIRouter()
@@ -45,12 +45,13 @@ async def request_series(
 
     Counts and averages are exact; percentiles come from a fixed latency histogram, within
     9.1% (`accuracy` says how). Filters: service, route, method and the range only; any
-    other is 422. The same buckets, zones, `compare` and caching as /v1/analytics/volume;
-    at most API_MAX_BUCKETS (route, bucket) pairs (else 422 naming `limit`)."""
+    other is 422. The same buckets, zones, `compare` and caching as /v1/analytics/volume,
+    but the default bucket follows the range (hour up to 14 days, day up to 366, week
+    beyond); at most API_MAX_BUCKETS (route, bucket) pairs (else 422 naming `limit`)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     series = SeriesRequest(
         LogQuery(service=params.service, since=params.since, until=params.until),
-        params.bucket,
+        params.bucket or default_bucket(params.since, params.until, now),
         params.tz,
         params.compare == "previous",
     )
