@@ -856,6 +856,7 @@ async def test_migration_keeps_existing_rows(
         "010_volume_rollup.sql",
         "011_request_rollup.sql",
         "012_retention.sql",
+        "013_pattern_rollups.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent
     async with LogReader(settings) as reader:
