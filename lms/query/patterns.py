@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from typing_extensions import TypedDict
@@ -258,6 +259,13 @@ class PatternJson(TypedDict):
     trend: list[TrendJson]
 
 
+@lru_cache(maxsize=MAX_BUCKETS)
+def start_text(start: datetime) -> str:
+    """RFC 3339 of a trend bucket's start, cached: the patterns of an answer share their
+    buckets, so 10 patterns of a month's hours format 720 starts, not 7,200 (~60 ms)."""
+    return rfc3339(start)
+
+
 @dataclass(slots=True)
 class PatternCount:
     pattern_id: int
@@ -272,7 +280,7 @@ class PatternCount:
             template=self.template,
             count=self.count,
             example=None if self.example is None else self.example.as_json(),
-            trend=[TrendJson(start=rfc3339(start), count=n) for start, n in self.trend],
+            trend=[TrendJson(start=start_text(start), count=n) for start, n in self.trend],
         )
 
 
