@@ -209,7 +209,7 @@ def days(since: datetime | None, until: datetime | None) -> Span:
                 rows(D + 2 * DAY + 120 * M, D + 2 * DAY + 150 * M),
             ],
         ),
-        (D + DAY - M, D + DAY + M, [rows(D + DAY - M, D + DAY + M)]),  # across midnight, in no hour
+        (D + DAY - M, D + DAY + M, [rows(D + DAY - M, D + DAY), rows(D + DAY, D + DAY + M)]),
     ],
 )  # fmt: skip
 def test_a_range_is_whole_days_whole_hours_and_partial_edges(since, until, expected) -> None:
@@ -225,6 +225,13 @@ def test_a_range_is_whole_days_whole_hours_and_partial_edges(since, until, expec
         ["rows", "hours"],
         ["hours", "rows"],
         ["rows", "hours", "rows"],
+        ["rows", "rows"],
     )
     assert (hourly[0].since, hourly[-1].until) == (since, until)
+    for part in found:  # a partial hour's counts go whole into one trend bucket
+        if part.source == "rows":
+            assert part.since is not None and part.until is not None
+            assert part.since.replace(minute=0, second=0, microsecond=0) == (
+                part.until - timedelta(microseconds=1)
+            ).replace(minute=0, second=0, microsecond=0)
     assert all(a.until == b.since for a, b in pairwise(hourly))

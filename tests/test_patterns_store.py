@@ -21,6 +21,7 @@ import pytest
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
 from lms.devtools.resources import ensure_resources
+from lms.devtools.seed import bulk_load
 from lms.domain.patterns import pattern_hex, pattern_of
 from lms.domain.record import LogRecord, Reason, Rejection, parse_message
 from lms.ingest.sources.pubsub.client import publisher_client
@@ -296,6 +297,13 @@ async def test_ranges_over_days_count_exactly(settings) -> None:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c,
     ):
         await check_ranges(c, bodies, cases)
+
+
+def test_the_bulk_load_fills_the_rollups_as_the_writer_would(settings) -> None:
+    """bench/query.py's table (lms.devtools.seed) has the rollups lms mon would have written."""
+    s = settings()
+    bulk_load(s.mysql_database, 4000, span=timedelta(days=3))
+    asyncio.run(assert_exact(s))
 
 
 FROM, TO = "2016-01-01T00:00:00Z", "2026-01-01T00:00:00Z"

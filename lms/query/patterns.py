@@ -113,10 +113,13 @@ TIERS: dict[tuple[Source, bool], Tier] = {
 
 def spans(since: datetime | None, until: datetime | None) -> list[Span]:
     """[since, until) cut into its whole UTC days (a day tier), the other whole hours (an hour
-    tier) and the partial hours at its edges (service_logs): each log in exactly one span."""
+    tier) and the partial hours at its edges (service_logs), each of those within one hour:
+    each log in exactly one span."""
     first, last = _inner(since, until, floor_hour, HOUR)
-    if first is not None and last is not None and first >= last:
-        return [Span(since, until, "rows")]  # within one hour: all from the rows
+    if first is not None and last is not None and first >= last:  # no whole hour inside
+        if since is not None and until is not None and since < last < until:
+            return [Span(since, last, "rows"), Span(last, until, "rows")]  # split at the hour
+        return [Span(since, until, "rows")]
     parts = []
     if since is not None and first != since:
         parts.append(Span(since, first, "rows"))
@@ -153,7 +156,8 @@ def _inner(
 
 def trend_spans(parts: list[Span], bucket: TrendBucket) -> list[Span]:
     """The spans of a trend: in hour buckets a day's count must be split by hour, so whole
-    days are read from the hour tier too (one span with the whole hours around them)."""
+    days are read from the hour tier too (one span with the whole hours around them). The
+    "rows" spans stay, for `edge_start`."""
     if bucket == "day":
         return parts
     merged: list[Span] = []
@@ -189,9 +193,9 @@ def span_sql(
     query: PatternsQuery, span: Span, pattern_ids: list[int] | None, by_bucket: bool
 ) -> tuple[str, list[object]]:
     """Counts per pattern in one span: the totals that rank the patterns, or with
-    `by_bucket` each pattern's counts per trend bucket folded into one text (`add_trend`):
-    the pure-Python driver decodes a row in ~20 us, so 7,200 rows of a month's hourly trend
-    took ~150 ms where 10 texts take a few. Only `pattern_ids` when given."""
+    `by_bucket` (a tier's span) each pattern's counts per trend bucket folded into one text
+    (`add_trend`): the pure-Python driver decodes a row in ~20 us, so 7,200 rows of a month's
+    hourly trend took ~150 ms where 10 texts take a few. Only `pattern_ids` when given."""
     cond = Conditions()
     index = ""
     if span.source == "rows":
@@ -216,17 +220,22 @@ def span_sql(
     source = f"{table}{index}{cond.where()}"
     if not by_bucket:
         return f"SELECT pattern_id, {total} FROM {source} GROUP BY pattern_id", cond.args
-    bucket = f"DATE_FORMAT({time}, %s)"
-    if span.source == "rows":  # few rows (partial hours): counted, then folded like a tier's
-        source = (
-            f"(SELECT {bucket} AS b, pattern_id, COUNT(*) AS `count` FROM {source}"
-            " GROUP BY b, pattern_id) AS t"
-        )
-        bucket = "b"
+    if span.source == "rows":
+        raise ValueError("a partial hour's trend is its ranking's counts (edge_start)")
     sql = (
-        f"SELECT pattern_id, GROUP_CONCAT({bucket}, '=', `count`) FROM {source} GROUP BY pattern_id"
+        f"SELECT pattern_id, GROUP_CONCAT(DATE_FORMAT({time}, %s), '=', `count`) FROM {source}"
+        " GROUP BY pattern_id"
     )
     return sql, [BUCKET_FORMATS[query.bucket], *cond.args]
+
+
+def edge_start(span: Span, bucket: TrendBucket) -> datetime:
+    """The trend bucket of a "rows" span: it lies within one hour (spans), hence in one
+    bucket, so the counts that ranked the patterns are its trend too and service_logs is
+    read once, not twice."""
+    if span.since is None:
+        raise ValueError("a partial hour always has its start")
+    return floor_bucket(span.since, bucket)
 
 
 TREND_TEXT_MAX = 4 << 20

