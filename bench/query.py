@@ -378,10 +378,21 @@ class Part:
     what: str
     timing: str = field(default="")
     """What the progress line says is being timed."""
+    baseline: str | None = None
+    """The kind every other is compared with (p95 over its p95), measured in the same run:
+    a target that does not move with the machine."""
+    max_ratio: float = 4.0
 
 
 PARTS: dict[str, Part] = {
-    "logs": Part(cases, "Query performance", 50, "`limit=100`", "GET /v1/logs, limit=100"),
+    "logs": Part(
+        cases,
+        "Query performance",
+        50,
+        "`limit=100`",
+        "GET /v1/logs, limit=100",
+        baseline="no filter",
+    ),
     "analytics": Part(
         analytics_cases,
         "Analytics performance",
@@ -407,6 +418,28 @@ PARTS: dict[str, Part] = {
 --pool-mb."""
 
 
+def ratios_base(results: list[Any], baseline: str | None) -> float:
+    """The baseline kind's p95 in `results` (0 when it was not timed)."""
+    return next((p95 for name, _p50, p95, *_ in results if name == baseline), 0.0)
+
+
+def p95_ratios(results: list[Any], baseline: str | None) -> dict[str, float]:
+    """Each kind's p95 over the baseline kind's p95; empty without a timed baseline."""
+    base = ratios_base(results, baseline)
+    return {name: p95 / base for name, _p50, p95, *_ in results} if base else {}
+
+
+def print_ratios(results: list[Any], part: Part) -> None:
+    """The machine-independent verdict of a part with a baseline, on the console."""
+    ratios = p95_ratios(results, part.baseline)
+    if not ratios:
+        return
+    print(f"p95 / {part.baseline} (target <= {part.max_ratio:g}):", flush=True)
+    for name, ratio in ratios.items():
+        verdict = "" if ratio <= part.max_ratio else "  OVER"
+        print(f"  {name:<34} {ratio:5.1f}x{verdict}", flush=True)
+
+
 def write_report(
     path: Path,
     rows: int,
@@ -417,6 +450,8 @@ def write_report(
     target_ms: float = 50,
     what: str = "`limit=100`",
     runs: int = 30,
+    baseline: str | None = None,
+    max_ratio: float = 4.0,
 ) -> None:
     """Replace the section `heading` of the report (or append it)."""
     conn = _connect()
@@ -439,16 +474,27 @@ def write_report(
         lines.append(
             f"Bulk load (multi-row INSERTs, indexes rebuilt afterwards): {load_seconds:.0f} s."
         )
+    ratios = p95_ratios(results, baseline)
+    ratio_head = f" p95 / {baseline} |" if ratios else ""
     lines += [
         "",
-        "| query | p50 ms | p95 ms | max ms | rows |",
-        "|---|---:|---:|---:|---:|",
-        *(f"| {n} | {a:.1f} | {b:.1f} | {c:.1f} | {size} |" for n, a, b, c, size in results),
+        "| query | p50 ms | p95 ms | max ms | rows |" + ratio_head,
+        "|---|---:|---:|---:|---:|" + ("---:|" if ratios else ""),
+        *(f"| {n} | {a:.1f} | {b:.1f} | {c:.1f} | {size} |"
+          + (f" {ratios[n]:.1f} |" if ratios else "") for n, a, b, c, size in results),
         "",
         f"Target p95 < {target_ms:g} ms: "
         + (f"missed by {', '.join(over)}." if over else "met by every query."),
         "",
     ]  # fmt: skip
+    if ratios:
+        above = [name for name, ratio in ratios.items() if ratio > max_ratio]
+        lines += [
+            f"Target, machine-independent: every kind's p95 at most {max_ratio:g}x"
+            f" {baseline}'s of the same run ({max_ratio * ratios_base(results, baseline):.1f}"
+            " ms here): " + (f"missed by {', '.join(above)}." if above else "met by every query."),
+            "",
+        ]
     section = "\n".join(lines)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n\n"
     pattern = re.compile(rf"## {re.escape(heading)}\n.*?(?=\n## |\Z)", re.DOTALL)
@@ -549,6 +595,7 @@ def main() -> int:
             continue
         print(f"timing {part.timing}", flush=True)
         results = asyncio.run(time_queries(args.database, args.runs, args.only, part.cases))
+        print_ratios(results, part)
         if not args.no_write:
             write_report(
                 args.report,
@@ -561,6 +608,8 @@ def main() -> int:
                 target_ms=part.target_ms,
                 runs=args.runs,
                 what=part.what,
+                baseline=part.baseline,
+                max_ratio=part.max_ratio,
             )
     if args.pool_mb:
         with admin.cursor() as cur:
@@ -572,6 +621,7 @@ def main() -> int:
             warm(args.database)
             print(f"timing {PARTS['logs'].timing}", flush=True)
             results = asyncio.run(time_queries(args.database, args.runs, args.only, cases))
+            print_ratios(results, PARTS["logs"])
             if not args.no_write:  # while the pool is the one timed: the report reads it
                 write_report(
                     args.report,
@@ -580,6 +630,7 @@ def main() -> int:
                     results,
                     heading=f"Query performance, {args.pool_mb:,} MB buffer pool",
                     command=f"bench/query.py --rows {args.rows} --pool-mb {args.pool_mb}",
+                    baseline=PARTS["logs"].baseline,
                 )
         finally:
             set_buffer_pool(int(original))

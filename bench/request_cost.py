@@ -1,11 +1,14 @@
-"""What the request rollups (sql/011, lms/store/request_rollup.py) cost the write path.
+"""What the request rollups (sql/011, lms/store/request_rollup.py), or commit_rollup
+(sql/015, lms/store/volume_rollup.py), cost the write path.
 
     .venv/bin/python bench/request_cost.py                  # 50,000 rows, 3 runs
     .venv/bin/python bench/request_cost.py --all-requests   # every row a request log
+    .venv/bin/python bench/request_cost.py --rollup commits # commit_rollup instead
 
 Rows/s of BatchWriter.write_batch with the request rollups and without
-(BatchWriter(requests=False)), on the same realistic rows (lms.devtools.seed's generator:
-about a fifth are request logs with metadata.http and a user), stamped as a live stream
+(BatchWriter(requests=False); with `--rollup commits`, BatchWriter(commits=False)), on the
+same realistic rows (lms.devtools.seed's generator: about a fifth are request logs with
+metadata.http and a user, nine tenths carry a commit), stamped as a live stream
 (bench/patterns.py's `arriving`), on fresh databases at the newest schema, in transactions of
 `--batch` rows, runs interleaved so that drift of a shared machine hits both alike.
 `--all-requests` makes every row a request log, the dear case.
@@ -49,6 +52,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each mode")
     parser.add_argument("--all-requests", action="store_true", help="every row a request log")
     parser.add_argument(
+        "--rollup", choices=("requests", "commits"), default="requests", help="what to turn off"
+    )
+    parser.add_argument(
         "--prefix", default="lms_bench_requests", help="databases: PREFIX_on/off, dropped after"
     )
     args = parser.parse_args()
@@ -60,21 +66,26 @@ def main() -> int:
     share = sum(request_of(row.record.metadata) is not None for row in every) / len(every)
     batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
     rates: dict[bool, list[float]] = {True: [], False: []}
+    name = "request rollups" if args.rollup == "requests" else "commit_rollup"
     for run in range(args.runs):
-        for requests in (False, True):
-            database = f"{args.prefix}_{'on' if requests else 'off'}"
+        for enabled in (False, True):
+            database = f"{args.prefix}_{'on' if enabled else 'off'}"
             drop_database(database)
             try:
-                rate = asyncio.run(write_rate(batches, database, requests=requests))
+                rate = asyncio.run(write_rate(batches, database, **{args.rollup: enabled}))
             finally:
                 drop_database(database)
-            rates[requests].append(rate)
-            mode = "with request rollups" if requests else "without"
+            rates[enabled].append(rate)
+            mode = f"with {name}" if enabled else "without"
             print(f"  run {run + 1}, {mode}: {rate:,.0f} rows/s", flush=True)
     on, off = statistics.median(rates[True]), statistics.median(rates[False])
-    print(f"\n{args.rows:,} rows ({share:.0%} requests) in transactions of {args.batch:,}:")
-    print(f"  write_batch without request rollups: median {off:,.0f} rows/s")
-    print(f"  write_batch with request rollups:    median {on:,.0f} rows/s")
+    commits = sum(row.record.commit is not None for row in every) / len(every)
+    print(
+        f"\n{args.rows:,} rows ({share:.0%} requests, {commits:.0%} with a commit)"
+        f" in transactions of {args.batch:,}:"
+    )
+    print(f"  write_batch without {name}: median {off:,.0f} rows/s")
+    print(f"  write_batch with {name}:    median {on:,.0f} rows/s")
     print(f"  ratio: {on / off:.3f} ({(1 - on / off) * 100:+.1f}% fewer rows/s)")
     return 0
 

@@ -1,7 +1,8 @@
 """GET /v1/analytics/volume and /errors against real MariaDB: every count against a COUNT(*)
 oracle over service_logs, on data stored by the real writer (redeliveries and two replicas
 included), the daylight-saving days of two zones, the previous period, caching, bad input,
-and the rollup's backfill by migration 010."""
+commit_rollup against COUNT(*) key by key, and the rollups' backfill by migrations 010 and
+015."""
 
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ def _bodies(count: int, seed: int = 16) -> list[tuple[str, dict[str, Any]]]:
             "payload": f"request {i} " + rng.choice(["served", "zebra crossing", "timed out"]),
             "timestamp": rfc3339(moment.replace(tzinfo=UTC)),
             "resource_id": f"{service}-{rng.randrange(3)}",
-            "commit": f"c{rng.randrange(2)}",
         }
+        commit = rng.randrange(5)
+        if commit < 4:  # a fifth have none (and no commit_rollup row)
+            body["commit"] = f"c{commit % 2}"
         if rng.random() < 0.5:
             body["trace_id"] = f"t{rng.randrange(5)}"
             body["span_id"] = f"s{rng.randrange(20)}"
@@ -194,6 +197,7 @@ FILTERS: list[dict[str, Any]] = [
     {"trace_id": "t3"},
     {"span_id": "s7"},
     {"commit": "c1"},
+    {"commit": "c0", "service": "billing", "severity": ["warn", "error", "fatal"]},
     {"parent_resource_id": "p0"},
     {"user_id": "2"},
     {"q": "zebra"},
@@ -419,46 +423,89 @@ async def test_errors_over_the_cap_of_service_bucket_pairs(seeded_db: str) -> No
         }
 
 
+@pytest.mark.parametrize(
+    ("migration", "table", "filters", "counted"),
+    [
+        ("010_volume_rollup.sql", "volume_rollup", {}, 600),
+        ("015_commit_rollup.sql", "commit_rollup", {"commit": "c1"}, 400),  # no NULL commit
+    ],
+)
 async def test_migration_backfills_the_rollup_from_existing_rows(
-    mysql_database: str, tmp_path: Path
+    mysql_database: str,
+    tmp_path: Path,
+    migration: str,
+    table: str,
+    filters: dict[str, str],
+    counted: int,
 ) -> None:
-    """Rows stored before 010 are counted: the served answer (from the rollup) equals the
-    oracle, and a re-run of the backfill (an interrupted migration) counts nothing twice."""
+    """Rows stored before `migration` are counted in `table`: the served answer (whole hours
+    from the rollup, a partial hour at each end from service_logs) equals the oracle, and a
+    re-run of the backfill (an interrupted migration) counts nothing twice."""
     settings = query_settings(mysql_database)
     before = tmp_path / "sql"
     before.mkdir()
     for item in MIGRATIONS.iterdir():
-        if item.name.endswith(".sql") and item.name < "010":
+        if item.name.endswith(".sql") and item.name < migration:
             (before / item.name).write_text(item.read_text())
     await Migrator(settings, before).migrate()
-    columns = "idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`"
+    columns = (
+        "idempotency_key, message_id, batch_id, service_name, payload, severity, `timestamp`,"
+        " `commit`"
+    )
     rows = [
         (f"k{i}", f"k{i}", 1, SERVICES[i % 3], "old", SEVERITIES[i % 5],
-         datetime(2026, 3, 1) + timedelta(minutes=7 * i, microseconds=i))
+         datetime(2026, 3, 1) + timedelta(minutes=7 * i, microseconds=i),
+         None if i % 3 == 2 else f"c{i % 3}")
         for i in range(600)
     ]  # fmt: skip
     with _admin(mysql_database) as conn, conn.cursor() as cur:
         cur.executemany(
-            f"INSERT INTO service_logs ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows
+            f"INSERT INTO service_logs ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows
         )
-    assert (await Migrator(settings).migrate())[0] == "010_volume_rollup.sql"  # then later ones
-    backfill = (MIGRATIONS / "010_volume_rollup.sql").read_text().split(";")[1]
+    assert (await Migrator(settings).migrate())[0] == migration  # then later ones
+    backfill = (MIGRATIONS / migration).read_text().split(";")[1]
+    total = f"SELECT SUM(`debug` + `info` + `warn` + `error` + `fatal`) FROM {table}"
     with _admin(mysql_database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT SUM(`debug` + `info` + `warn` + `error` + `fatal`) FROM volume_rollup")
-        assert int(cur.fetchone()[0]) == 600
+        cur.execute(total)
+        assert int(cur.fetchone()[0]) == counted
         cur.execute(backfill.strip().replace("%", "%%"))  # as a re-run would
-        cur.execute("SELECT SUM(`debug` + `info` + `warn` + `error` + `fatal`) FROM volume_rollup")
-        assert int(cur.fetchone()[0]) == 600
+        cur.execute(total)
+        assert int(cur.fetchone()[0]) == counted
     app = create_app(settings)
-    since, until = "2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z"
+    since, until = "2026-03-01T00:20:00Z", "2026-03-03T22:30:00Z"
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lms") as c,
     ):
-        answer = (await c.get("/v1/analytics/volume", params={"from": since, "to": until})).json()
-    expected = oracle(mysql_database, {}, [b["start"] for b in answer["buckets"]], since, until)
+        answer = (
+            await c.get("/v1/analytics/volume", params={"from": since, "to": until, **filters})
+        ).json()
+    expected = oracle(
+        mysql_database, filters, [b["start"] for b in answer["buckets"]], since, until
+    )
     check_volume(answer, expected)
-    assert answer["total"] == 600
+    assert 0 < answer["total"] < counted
+
+
+async def test_commit_rollup_holds_one_row_per_key_equal_to_count_star(seeded_db: str) -> None:
+    """What the writer upserted (every batch redelivered, two replicas racing on one) is,
+    key by key, COUNT(*) over service_logs; logs without a commit have no row."""
+    severities = ", ".join(f"SUM(severity = '{s}')" for s in SEVERITIES)
+    with _admin(seeded_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT `commit`, DATE_FORMAT(`timestamp`, '%Y-%m-%d %H:00:00'), service_name,"
+            f" {severities} FROM service_logs WHERE `commit` IS NOT NULL"
+            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        logs = [tuple(map(str, row)) for row in cur.fetchall()]
+        cur.execute(
+            "SELECT `commit`, DATE_FORMAT(hour_start, '%Y-%m-%d %H:00:00'), service_name,"
+            " `debug`, `info`, `warn`, `error`, `fatal` FROM commit_rollup ORDER BY 1, 2, 3"
+        )
+        rolled = [tuple(map(str, row)) for row in cur.fetchall()]
+        cur.execute("SELECT COUNT(*) FROM service_logs WHERE `commit` IS NULL")
+        assert int(cur.fetchone()[0]) > 0
+    assert rolled == logs and len(logs) > 100
 
 
 # --- `lms volume`, `lms errors` -----------------------------------------------------------

@@ -141,14 +141,18 @@ def test_patterns_cost_smoke_run() -> None:
         conn.close()
 
 
-def test_request_cost_smoke_run() -> None:
+@pytest.mark.parametrize(
+    ("option", "printed"),
+    [("--all-requests", "(100% requests,"), ("--rollup=commits", "with commit_rollup:")],
+)
+def test_request_cost_smoke_run(option: str, printed: str) -> None:
     prefix = f"lms_test_{secrets.token_hex(6)}"
     done = run_bench(
-        "request_cost.py", "--rows=1000", "--batch=500", "--runs=1", "--all-requests",
+        "request_cost.py", "--rows=1000", "--batch=500", "--runs=1", option,
         f"--prefix={prefix}", timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "(100% requests)" in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
+    assert printed in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
     conn = pymysql.connect(**mysql_config())
     try:
         with conn.cursor() as cur:
@@ -156,3 +160,26 @@ def test_request_cost_smoke_run() -> None:
             assert cur.fetchall() == ()
     finally:
         conn.close()
+
+
+def test_query_benchmark_smoke_run(tmp_path: Path) -> None:
+    """A few thousand rows through bench/query.py's logs part: the report gets its table and
+    the machine-independent verdict (each kind's p95 over the unfiltered page's)."""
+    database = f"lms_bench_smoke_{secrets.token_hex(4)}"
+    report = tmp_path / "performance.md"
+    done = run_bench(
+        "query.py",
+        "--rows=3000",
+        f"--database={database}",
+        "--runs=2",
+        "--part=logs",
+        "--only=^(no filter|service|q word \\(rare\\))$",
+        f"--report={report}",
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^  service +[\d.]+x", done.stdout, re.MULTILINE), done.stdout
+    text = report.read_text()
+    assert "| query | p50 ms | p95 ms | max ms | rows | p95 / no filter |" in text
+    assert re.search(r"^\| no filter \|.* 1\.0 \|$", text, re.MULTILINE), text
+    assert "every kind's p95 at most 4x no filter's of the same run" in text

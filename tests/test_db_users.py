@@ -26,6 +26,7 @@ from lms.store.migrations import Migrator, migration_files
 from lms.store.patterns import UPSERT_SERVICE_HOURS
 from lms.store.request_rollup import UPSERT_USERS
 from lms.store.retention import Retention
+from lms.store.volume_rollup import UPSERT_COMMITS
 from tests.conftest import mysql_config
 from tests.helpers import SettingsFactory, db_query, ensure_resources, make_log, publish
 
@@ -166,7 +167,9 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     await ensure_resources(mon)
     http = {"http": {"route": "/r", "status_code": 200, "duration_ms": 3}, "user_id": "u-1"}
     await publish(
-        mon, [make_log("svc-u", "info", f"m{i}", metadata=http) for i in range(5)] + [b"not json"]
+        mon,
+        [make_log("svc-u", "info", f"m{i}", metadata=http, commit="c-1") for i in range(5)]
+        + [b"not json"],
     )
     await publish(mon, [make_log("svc-u", "warn", "keyed")] * 2, {KEY_ATTRIBUTE: "k-1"})
     monitor = Supervisor(mon, drain_idle=2.0)
@@ -198,6 +201,12 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     await db_query(mon, UPSERT_USERS, again)  # the same key: added to its row
     added = "SELECT `count` FROM request_users WHERE user_id = 'u-2'"
     assert await db_query(migrate, added) == [(4,)]
+    # ... and commit_rollup, which it upserts too.
+    assert await db_query(migrate, "SELECT SUM(`info`) FROM commit_rollup") == [(5,)]
+    for _ in range(2):
+        await db_query(mon, UPSERT_COMMITS, ("c-2", "2020-01-01 00:00:00", "svc-u", 0, 1, 0, 2, 0))
+    added = "SELECT `info`, `error` FROM commit_rollup WHERE `commit` = 'c-2'"
+    assert await db_query(migrate, added) == [(2, 4)]
 
     # The API user reads everything the query API serves.
     async with LogReader(api, pool_size=1, timeout=10) as reader:
@@ -221,6 +230,7 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
         "DELETE FROM pattern_rollup",
         "DELETE FROM service_logs",
         "DELETE FROM request_rollup",
+        "DELETE FROM commit_rollup",
         "ALTER TABLE service_logs ADD COLUMN x INT",
         "ALTER TABLE request_rollup ADD COLUMN x INT",
         "DROP TABLE service_severity",

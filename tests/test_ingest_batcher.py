@@ -45,9 +45,10 @@ async def wait(slots: list[Slot[PubsubMessage]]) -> list[str]:
 
 async def test_requests_within_the_linger_share_one_publish() -> None:
     recorder = Recorder()
-    batcher = recorder.batcher(linger=0.05)
+    batcher = recorder.batcher(linger=1.0)  # long enough for a loaded machine's 10 ms sleep
     first = add(batcher, b"a", b"b")
     await asyncio.sleep(0.01)  # another request comes while the batch is open
+    assert recorder.sent == []
     second = add(batcher, b"c")
     assert await wait(first) == ["0", "1"]
     assert await wait(second) == ["2"]

@@ -41,6 +41,7 @@ NOW = FIRST_DAY + timedelta(days=DAYS, hours=12)
 SERVICES = ("api", "billing", "worker")
 SEVERITIES = ("debug", "info", "warn", "error", "fatal")
 ROUTES = ("/orders", "/users/{id}")
+COMMITS = ("c1", "c2", None)
 TEMPLATES = ("user {} logged in", "order {} paid", "cache miss for key k{}", "timeout after {} ms")
 
 
@@ -65,6 +66,7 @@ def _record(rng: random.Random, moment: datetime) -> LogRecord:
         payload=rng.choice(TEMPLATES).format(rng.randrange(10_000)),
         severity=rng.choices(SEVERITIES, (2, 10, 3, 2, 1))[0],
         timestamp=moment,
+        commit=rng.choice(COMMITS),
         metadata=metadata,
     )
 
@@ -134,6 +136,7 @@ class Stored:
                 "/v1/analytics/volume", bucket=bucket, **window
             )
         answers["errors"] = await self.get("/v1/analytics/errors", bucket="day", **window)
+        answers["commit"] = await self.get("/v1/analytics/volume", commit="c1", **window)
         answers["patterns"] = await self.get(
             "/v1/analytics/patterns", limit=10, bucket="hour", **window
         )
@@ -195,6 +198,19 @@ class Stored:
         assert +rollup == +hourly
         for table, rows, logs in pattern_oracles():
             assert same_rows(_query(db, rows)) == same_rows(_query(db, logs)), table
+        by_commit = _query(
+            db,
+            "SELECT `commit`, DATE_FORMAT(`timestamp`, '%%Y-%%m-%%d %%H:00:00'), service_name,"
+            f" {', '.join(f'SUM(severity = {s!r})' for s in SEVERITIES)} FROM service_logs"
+            " WHERE `commit` IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        commits = _query(
+            db,
+            "SELECT `commit`, DATE_FORMAT(hour_start, '%%Y-%%m-%%d %%H:00:00'), service_name,"
+            " `debug`, `info`, `warn`, `error`, `fatal` FROM commit_rollup ORDER BY 1, 2, 3",
+        )
+        assert [tuple(map(str, r)) for r in commits] == [tuple(map(str, r)) for r in by_commit]
+        assert commits
         self.request_oracles()
 
     def request_oracles(self) -> None:
@@ -306,6 +322,7 @@ async def test_expiry_keeps_whole_days_and_every_rollup_equal_to_what_remains(
         ("request_rollup_day", "day_start"),
         ("request_users", "hour_start"),
         ("request_users_day", "day_start"),
+        ("commit_rollup", "hour_start"),
     ):
         old = _query(
             stored.database, f"SELECT COUNT(*) FROM {table} WHERE `{column}` < %s", (cutoff,)

@@ -92,8 +92,11 @@ def test_the_rollup_answers_whole_hours_and_service_logs_the_rest() -> None:
     ]
     assert "FROM service_logs" in edges[0]
     assert [datetime(2026, 3, 1, 10, 15), datetime(2026, 3, 1, 11)] == edges[1][-4:-2]
-    (only,) = build_statements(LogQuery(commit="c1"), b, Shape(), None)
-    assert "FROM volume_rollup" not in only[0]
+    commit, commit_edges = build_statements(LogQuery(commit="c1"), b, Shape(), None)
+    assert "FROM commit_rollup" in commit[0] and "c1" in commit[1]
+    assert "FROM service_logs" in commit_edges[0] and "c1" in commit_edges[1]
+    (only,) = build_statements(LogQuery(commit="c1", resource_id="r"), b, Shape(), None)
+    assert "FROM service_logs" in only[0]
     aligned = make_buckets("hour", BERLIN, datetime(2026, 3, 1), datetime(2026, 3, 2), 100)
     (whole,) = build_statements(LogQuery(severities=("error",)), aligned, Shape(errors=True), None)
     assert "FROM volume_rollup" in whole[0]

@@ -12,8 +12,9 @@ normal migrations, the secondary and FULLTEXT indexes are dropped, the rows go i
 INSERTs in timestamp order (as a live system writes them), and the indexes are rebuilt at the
 end (a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
 The rollups a live `lms mon` writes in each batch transaction (service_severity, volume_rollup,
-and the patterns: each row's pattern_id, log_patterns and the rollups of sql/013) are
-filled with the same counts, so every analytics endpoint has its real data to read.
+commit_rollup, the request rollups, and the patterns: each row's pattern_id, log_patterns and
+the rollups of sql/013) are filled with the same counts, so every analytics endpoint has its
+real data to read.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ from lms.store.migrations import Migrator
 from lms.store.patterns import CountKey, tier_rows
 from lms.store.patterns import hour_of as pattern_hour
 from lms.store.request_rollup import RequestRollup
-from lms.store.volume_rollup import INSERT_ROLLUP, RollupKey, hour_of, rollup_rows
+from lms.store.volume_rollup import (
+    INSERT_ROLLUP,
+    UPSERT_COMMITS,
+    RollupKey,
+    commit_rows,
+    hour_of,
+    rollup_rows,
+)
 
 END = datetime(2024, 6, 1)
 SPAN = timedelta(days=30)
@@ -248,8 +256,9 @@ def bulk_load(
     span: timedelta = SPAN,
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows over the `span` before END
-    (indexes rebuilt after) and service_severity, volume_rollup, the pattern rollups, log_patterns
-    and the request rollups (sql/011) with their counts;
+    (indexes rebuilt after) and service_severity, volume_rollup, commit_rollup (sql/015),
+    the pattern rollups (sql/013), log_patterns and the request rollups (sql/011) with their
+    counts;
     `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
@@ -283,7 +292,7 @@ def bulk_load(
                 batch.append((row.message_id, pid, *row))
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
-                hourly[(hour_of(row.timestamp), row.service_name, row.severity)] += 1
+                hourly[(hour_of(row.timestamp), row.service_name, row.severity, row.commit)] += 1
                 by_pattern[(hour, row.service_name, row.severity, pid)] += 1
                 request = request_of(row.metadata)
                 if request is not None:
@@ -308,6 +317,7 @@ def bulk_load(
                 [(s, v, c, END) for (s, v), c in sorted(counts.items())],
             )
             cur.executemany(INSERT_ROLLUP, rollup_rows(hourly))
+            cur.executemany(UPSERT_COMMITS, commit_rows(hourly))
             for statement, values in served.statements():
                 cur.executemany(statement, values)
             conn.commit()

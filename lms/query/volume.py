@@ -1,12 +1,15 @@
 """Volume and error rate over time, by the logs' own timestamp: exact, and fast on big tables.
 
-Every count is what COUNT(*) over service_logs with the same filters gives. Two sources,
+Every count is what COUNT(*) over service_logs with the same filters gives. The sources,
 read in one consistent snapshot:
 
 - volume_rollup (sql/010), per (UTC hour, service, severity), when the filters are only
   service, severity and time, and no bucket boundary inside the range cuts an hour (any zone
   with whole-hour offsets). It answers the whole hours of the range; a 30-day range reads
   ~720 x services x severities small index entries instead of millions of rows.
+- commit_rollup (sql/015), per (commit, UTC hour, service, severity), likewise when the
+  filters are `commit` and at most service, severity and time: the hours of one commit's
+  services, instead of every index entry of its logs.
 - service_logs itself, COUNT(*) GROUP BY the hour (or minute, when a zone's boundaries cut
   hours, or for minute buckets) over the index of the filters, for every other filter, the
   partial hours at the range's ends, and full-text `q` (exact too, through the FULLTEXT
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +63,16 @@ def uses_rollup(query: LogQuery) -> bool:
     return all(value is None for value in others)
 
 
+def rollup_table(query: LogQuery) -> str | None:
+    """The rollup that can answer the whole hours of the filters, or None: volume_rollup
+    knows service, severity and time; commit_rollup (sql/015) those and `commit`."""
+    if uses_rollup(query):
+        return "volume_rollup"
+    if query.commit is not None and uses_rollup(replace(query, commit=None)):
+        return "commit_rollup"
+    return None
+
+
 def ceil_hour(moment: datetime) -> datetime:
     start = hour_of(moment)
     return start if start == moment else start + timedelta(hours=1)
@@ -83,11 +96,12 @@ def build_statements(
     """The SELECTs of one series. Each gives rows (unit start, one count per severity), or
     with `shape.errors` (unit start, service, count, errors)."""
     since, until = buckets.since, buckets.until
-    if uses_rollup(query) and buckets.grain == "hour":
+    table = rollup_table(query)
+    if table is not None and buckets.grain == "hour":
         first, last = ceil_hour(since), hour_of(until)
         if first < last:
             edges = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
-            statements = [_rollup_sql(query, first, last, shape, since)]
+            statements = [_rollup_sql(query, table, first, last, shape, since)]
             if edges:
                 statements.append(_exact_sql(query, edges, "hour", shape, search, since))
             return statements
@@ -113,11 +127,13 @@ def _sum_of(terms: Sequence[str]) -> str:
 
 
 def _rollup_sql(
-    query: LogQuery, first: datetime, last: datetime, shape: Shape, since: datetime
+    query: LogQuery, table: str, first: datetime, last: datetime, shape: Shape, since: datetime
 ) -> Statement:
-    """The rollup's rows of [first, last): whole hours. Its severities are columns, so a
-    severity filter picks columns (the others count 0) rather than rows."""
+    """The rows of rollup `table` in [first, last): whole hours. Its severities are columns,
+    so a severity filter picks columns (the others count 0) rather than rows."""
     cond = Conditions(["hour_start >= %s", "hour_start < %s"], [first, last])
+    if query.commit is not None:  # commit_rollup: one range of its primary key
+        cond.add("`commit` = %s", query.commit)
     if query.service is not None:
         cond.add("service_name = %s", query.service)
     _only(cond, shape)
@@ -131,10 +147,11 @@ def _rollup_sql(
         values = ", ".join(_sum(f"`{s}`") if s in wanted else "0" for s in SEVERITY_ORDER)
     unit, unit_args = ("hour_start", []) if shape.by_unit else ("%s", [since])
     # In the order of an index, so groups stream from it without a temporary table:
-    # (hour, ...) for the volume, (service, hour, ...) for the error rates.
+    # (hour, ...) for the volume, (service, hour, ...) for the error rates (commit_rollup's
+    # (commit, hour, service) sorts the few rows of one commit for those).
     groups = ", ".join(g for g in (group, "hour_start" if shape.by_unit else "") if g)
     columns = ", ".join(c for c in (unit, group, values) if c)
-    sql = f"SELECT {columns} FROM volume_rollup{cond.where()}"
+    sql = f"SELECT {columns} FROM {table}{cond.where()}"
     return sql + (f" GROUP BY {groups}" if groups else ""), [*unit_args, *cond.args]
 
 

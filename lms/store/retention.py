@@ -10,10 +10,10 @@ The rules, so that every rollup stays equal to COUNT(*) over the logs that remai
 
 - The unit of expiry is the whole UTC day. With RETENTION_DAYS=N the cutoff is midnight UTC N
   days before today: a log goes when its own `timestamp` is before it, and so do the rows of
-  the rollups dated by the logs' own time (volume_rollup, the pattern and the request
-  rollups, the retired pattern_counts: their hours and days are whole hours of a whole day
-  or whole UTC days, so each is either kept with all its logs or gone with them) and
-  rejected messages received before it.
+  the rollups dated by the logs' own time (volume_rollup, commit_rollup, the pattern and the
+  request rollups, the retired pattern_counts: their hours and days are whole hours of a
+  whole day or whole UTC days, so each is either kept with all its logs or gone with them)
+  and rejected messages received before it.
 - service_severity counts by commit time, not by the logs' time, so it cannot expire by date
   without drifting from COUNT(*) (a backlog commits old logs today). Instead, the transaction
   that deletes a chunk of logs takes their counts off service_severity in the same commit,
@@ -142,6 +142,12 @@ UPSERTED: tuple[Dated, ...] = (
     ),
     Dated("request_users", "hour_start", "PRIMARY", ("hour_start", "service_name", "user_id")),
     Dated("request_users_day", "day_start", "PRIMARY", ("day_start", "service_name", "user_id")),
+    Dated(
+        "commit_rollup",
+        "hour_start",
+        "ix_commit_rollup_hour",
+        ("commit", "hour_start", "service_name"),
+    ),
     Dated("pattern_rollup", "hour_start", "PRIMARY", ("hour_start", "pattern_id", "severity")),
     Dated("pattern_rollup_day", "day_start", "PRIMARY", ("day_start", "pattern_id", "severity")),
     Dated(
@@ -158,7 +164,7 @@ UPSERTED: tuple[Dated, ...] = (
     ),
 )
 """The rollups dated by the logs' own time that hold one row per key already (the writer adds
-to it: sql/011, sql/013), so they need no compaction, only expiry. A day table's rows are
+to it: sql/011, sql/013, sql/015), so they need no compaction, only expiry. A day table's rows are
 whole UTC days, expired on the same day boundary as the logs."""
 
 RETIRED: tuple[Dated, ...] = (

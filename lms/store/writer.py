@@ -15,7 +15,8 @@ beyond those, or any of another kind, means a value was altered, and the batch f
 data error (rolled back, then split by lms.ingest.pipeline.storing) instead of being stored
 altered. The connections also run in strict SQL mode. `INSERT ... ON DUPLICATE KEY UPDATE`
 would need the UPDATE privilege, which `lms mon`'s database user has only on the request
-rollups (lms.store.request_rollup upserts them). Both are valid on MariaDB and MySQL 8.
+rollups and commit_rollup (lms.store.request_rollup and lms.store.volume_rollup upsert them).
+Both are valid on MariaDB and MySQL 8.
 """
 
 from __future__ import annotations
@@ -160,14 +161,21 @@ class BatchResult:
 class BatchWriter:
     """Writes batches on one connection, used by one task at a time (the flusher)."""
 
-    def __init__(self, settings: Settings, patterns: bool = True, requests: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        patterns: bool = True,
+        requests: bool = True,
+        commits: bool = True,
+    ) -> None:
         """`patterns` False stores no pattern (NULL pattern_id, no counts), `requests` False
-        no request rollup: only bench/ turns them off, to measure what they cost the write
-        path."""
+        no request rollup, `commits` False no commit_rollup: only bench/ turns them off, to
+        measure what they cost the write path."""
         self._settings = settings
         self._conn: aiomysql.Connection | None = None
         self._patterns = PatternRollup() if patterns else None
         self._requests = requests
+        self._commits = commits
 
     async def write_batch(
         self, logs: Sequence[StoredLog], rejections: Sequence[StoredRejection]
@@ -246,8 +254,10 @@ class BatchWriter:
                 if self._patterns is not None and patterns is not None and inserted:
                     all_new = inserted == len(logs)
                     await self._patterns.write(cur, batch_id, logs, patterns, all_new)
-                if inserted:  # the rollups by the logs' own timestamps (sql/010, sql/011)
-                    await add_volume_rollup(cur, logs, batch_id, inserted == len(logs))
+                if inserted:  # the rollups by the logs' own timestamps (sql/010, 011, 015)
+                    await add_volume_rollup(
+                        cur, logs, batch_id, inserted == len(logs), commits=self._commits
+                    )
                     if self._requests:
                         await add_request_rollup(cur, logs, batch_id, inserted == len(logs))
             by_reason: dict[str, list[StoredRejection]] = {}
