@@ -8,16 +8,17 @@ generator, as bench/write_cost.py):
 - masking: CPU microseconds per payload of `pattern_of` (template and id), the work the
   flusher adds per message;
 - the write path: rows/s of BatchWriter.write_batch with patterns (the pattern_id column,
-  the pattern_counts rollup and log_patterns, in the batch transaction) and without
+  the four pattern rollups of sql/013 and log_patterns, in the batch transaction) and without
   (BatchWriter(patterns=False)), on fresh databases at the newest schema, in transactions of
   `--batch` rows, runs interleaved so that drift of a shared machine hits both alike.
 The rows are stamped in arrival order, 5,000 a second, as a live batch holds the last seconds
 of traffic (the seed's own timestamps spread over weeks would make nearly every row its own
 hourly rollup key). The seed draws each payload's service and severity at random, so one
-template comes from every service at every severity: the rollup then holds about one row per
-two logs, a worst case. `--owned` gives each template one service and one severity (the code
-that logs a message lives in one service), the usual case: a row per (service, severity,
-template) seen in the batch.
+template comes from every service at every severity: a batch then upserts about one row per
+two logs into each tier keyed by service (and one per template into each tier without), a
+worst case. `--owned` gives each template one service and one severity (the code that logs a
+message lives in one service), the usual case: a row per (service, severity, template) seen
+in the batch, in each tier.
 
 The ratio of the two write rates, masking included, is what patterns cost a write-bound
 `lms mon`; the masking share of lms mon's own CPU per message (docs/performance.md) is what
@@ -137,7 +138,8 @@ def main() -> int:
         for batch in batches
     )  # fmt: skip
     print(
-        f"\n{args.rows:,} rows ({templates:,} templates, {keys:,.0f} rollup rows per batch)"
+        f"\n{args.rows:,} rows ({templates:,} templates, {keys:,.0f} rows per batch in each"
+        " rollup keyed by service)"
         f" in transactions of {args.batch:,}:"
     )
     print(f"  masking: {min(micros):.1f}-{max(micros):.1f} CPU us per payload")

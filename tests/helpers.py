@@ -180,3 +180,33 @@ async def store_with_redeliveries(settings: Settings, logs: Sequence[StoredLog])
     finally:
         await one.close()
         await two.close()
+
+
+PATTERN_TIERS = (
+    ("pattern_service_rollup", "hour_start", "%%Y-%%m-%%d %%H:00:00", "service_name, "),
+    ("pattern_service_rollup_day", "day_start", "%%Y-%%m-%%d", "service_name, "),
+    ("pattern_rollup", "hour_start", "%%Y-%%m-%%d %%H:00:00", ""),
+    ("pattern_rollup_day", "day_start", "%%Y-%%m-%%d", ""),
+)
+"""The pattern rollups of sql/013: table, time column, its unit (DATE_FORMAT, % doubled:
+run with arguments, even none), and the service column when keyed by it."""
+
+
+def pattern_oracles() -> list[tuple[str, str, str]]:
+    """(table, its rows, COUNT(*) of the logs with a pattern per its key): for every tier the
+    two must hold the same rows (one row per key, exact counts; see `same_rows`)."""
+    pairs = []
+    for table, column, unit, service in PATTERN_TIERS:
+        key = f"DATE_FORMAT({{}}, '{unit}'), {service}pattern_id, CAST(severity AS CHAR)"
+        logs = (
+            f"SELECT {key.format('`timestamp`')}, COUNT(*) FROM service_logs"
+            f" WHERE pattern_id IS NOT NULL GROUP BY {key.format('`timestamp`')}"
+        )
+        rows = f"SELECT {key.format(column)}, `count` FROM {table}"
+        pairs.append((table, rows, logs))
+    return pairs
+
+
+def same_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Rows of `pattern_oracles` comparable: sorted, the count an int (SUM gives a Decimal)."""
+    return sorted((*(str(v) for v in row[:-1]), int(row[-1])) for row in rows)

@@ -23,6 +23,7 @@ from lms.query.reader import LogReader
 from lms.settings import Settings
 from lms.store.errors import TerminalStorageError
 from lms.store.migrations import Migrator, migration_files
+from lms.store.patterns import UPSERT_SERVICE_HOURS
 from lms.store.request_rollup import UPSERT_USERS
 from lms.store.retention import Retention
 from lms.store.volume_rollup import UPSERT_COMMITS
@@ -182,6 +183,19 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     # ... its request logs in the request rollups, which it upserts (UPDATE on those only).
     for table in ("request_rollup", "request_rollup_day", "request_users", "request_users_day"):
         assert await db_query(migrate, f"SELECT SUM(`count`) FROM {table}") == [(5,)], table
+    # ... and every log in the pattern rollups, which it upserts too (a key added to).
+    for table in (
+        "pattern_rollup",
+        "pattern_rollup_day",
+        "pattern_service_rollup",
+        "pattern_service_rollup_day",
+    ):
+        assert await db_query(migrate, f"SELECT SUM(`count`) FROM {table}") == [(6,)], table
+    pattern = ("svc-u", "2020-01-01 00:00:00", 7, "info", 2)
+    await db_query(mon, UPSERT_SERVICE_HOURS, pattern)
+    await db_query(mon, UPSERT_SERVICE_HOURS, pattern)
+    added = "SELECT `count` FROM pattern_service_rollup WHERE pattern_id = 7"
+    assert await db_query(migrate, added) == [(4,)]
     again = ("2020-01-01 00:00:00", "svc-u", "u-2", 2, "2020-01-01 00:10:00")
     await db_query(mon, UPSERT_USERS, again)
     await db_query(mon, UPSERT_USERS, again)  # the same key: added to its row
@@ -213,6 +227,7 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
         "UPDATE service_severity SET `count` = 0",
         "UPDATE volume_rollup SET info = 0",
         "UPDATE pattern_counts SET `count` = 0",
+        "DELETE FROM pattern_rollup",
         "DELETE FROM service_logs",
         "DELETE FROM request_rollup",
         "DELETE FROM commit_rollup",

@@ -49,6 +49,10 @@ TABLES = {
     "request_rollup_day",
     "request_users",
     "request_users_day",
+    "pattern_rollup",
+    "pattern_rollup_day",
+    "pattern_service_rollup",
+    "pattern_service_rollup_day",
     "commit_rollup",
 }
 

@@ -9,13 +9,14 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from lms.domain import patterns as masking
 from lms.domain.patterns import WILDCARD, pattern_hex, pattern_id, pattern_of, template_of
-from lms.query.patterns import Span, spans
+from lms.query.patterns import Span, spans, trend_spans
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_TEMPLATE: dict[str, list[str]] = {
@@ -163,27 +164,74 @@ def test_pattern_ids_do_not_depend_on_the_process() -> None:
 
 H = datetime(2026, 12, 1, 10)
 M = timedelta(minutes=1)
+D = datetime(2026, 12, 1)  # midnight
+DAY = timedelta(days=1)
+
+
+def rows(since: datetime | None, until: datetime | None) -> Span:
+    return Span(since, until, "rows")
+
+
+def hours(since: datetime | None, until: datetime | None) -> Span:
+    return Span(since, until, "hours")
+
+
+def days(since: datetime | None, until: datetime | None) -> Span:
+    return Span(since, until, "days")
 
 
 @pytest.mark.parametrize(
     ("since", "until", "expected"),
     [
-        (None, None, [Span(None, None, True)]),
-        (H, H + 120 * M, [Span(H, H + 120 * M, True)]),
-        (H + 5 * M, None, [Span(H + 5 * M, H + 60 * M, False), Span(H + 60 * M, None, True)]),
-        (None, H + 5 * M, [Span(None, H, True), Span(H, H + 5 * M, False)]),
-        (H + 5 * M, H + 50 * M, [Span(H + 5 * M, H + 50 * M, False)]),
-        (H + 5 * M, H + 60 * M, [Span(H + 5 * M, H + 60 * M, False)]),  # no whole hour inside
+        (None, None, [days(None, None)]),
+        (H, H + 120 * M, [hours(H, H + 120 * M)]),
+        (H + 5 * M, None, [rows(H + 5 * M, H + 60 * M), hours(H + 60 * M, D + DAY),
+                           days(D + DAY, None)]),
+        (None, H + 5 * M, [days(None, D), hours(D, H), rows(H, H + 5 * M)]),
+        (H + 5 * M, H + 50 * M, [rows(H + 5 * M, H + 50 * M)]),
+        (H + 5 * M, H + 60 * M, [rows(H + 5 * M, H + 60 * M)]),  # no whole hour inside
         (
             H + 5 * M,
             H + 185 * M,
+            [rows(H + 5 * M, H + 60 * M), hours(H + 60 * M, H + 180 * M),
+             rows(H + 180 * M, H + 185 * M)],
+        ),
+        (D, D + 3 * DAY, [days(D, D + 3 * DAY)]),  # whole days: the day tier alone
+        (D + 1380 * M, D + DAY + 60 * M, [hours(D + 1380 * M, D + DAY + 60 * M)]),  # no whole day
+        (
+            H + 5 * M,
+            D + 2 * DAY + 150 * M,  # mid-hour and mid-day at both ends
             [
-                Span(H + 5 * M, H + 60 * M, False),
-                Span(H + 60 * M, H + 180 * M, True),
-                Span(H + 180 * M, H + 185 * M, False),
+                rows(H + 5 * M, H + 60 * M),
+                hours(H + 60 * M, D + DAY),
+                days(D + DAY, D + 2 * DAY),
+                hours(D + 2 * DAY, D + 2 * DAY + 120 * M),
+                rows(D + 2 * DAY + 120 * M, D + 2 * DAY + 150 * M),
             ],
         ),
+        (D + DAY - M, D + DAY + M, [rows(D + DAY - M, D + DAY), rows(D + DAY, D + DAY + M)]),
     ],
 )  # fmt: skip
-def test_a_range_is_whole_hours_and_partial_edges(since, until, expected) -> None:
-    assert spans(since, until) == expected
+def test_a_range_is_whole_days_whole_hours_and_partial_edges(since, until, expected) -> None:
+    found = spans(since, until)
+    assert found == expected
+    assert [(p.since, p.until) for p in trend_spans(found, "day")] == [
+        (p.since, p.until) for p in expected
+    ]
+    hourly = trend_spans(found, "hour")  # days read hour by hour: one span of whole hours
+    assert [p.source for p in hourly] in (
+        ["hours"],
+        ["rows"],
+        ["rows", "hours"],
+        ["hours", "rows"],
+        ["rows", "hours", "rows"],
+        ["rows", "rows"],
+    )
+    assert (hourly[0].since, hourly[-1].until) == (since, until)
+    for part in found:  # a partial hour's counts go whole into one trend bucket
+        if part.source == "rows":
+            assert part.since is not None and part.until is not None
+            assert part.since.replace(minute=0, second=0, microsecond=0) == (
+                part.until - timedelta(microseconds=1)
+            ).replace(minute=0, second=0, microsecond=0)
+    assert all(a.until == b.since for a, b in pairwise(hourly))

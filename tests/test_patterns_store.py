@@ -21,6 +21,7 @@ import pytest
 from lms.api.app import create_app
 from lms.devtools.monitor_process import child_environment
 from lms.devtools.resources import ensure_resources
+from lms.devtools.seed import bulk_load
 from lms.domain.patterns import pattern_hex, pattern_of
 from lms.domain.record import LogRecord, Reason, Rejection, parse_message
 from lms.ingest.sources.pubsub.client import publisher_client
@@ -29,7 +30,13 @@ from lms.settings import Settings
 from lms.store.errors import StorageError
 from lms.store.migrations import MIGRATIONS, Migrator
 from lms.store.writer import BatchWriter, StoredLog, StoredRejection
-from tests.helpers import db_query, wait_until
+from tests.helpers import (
+    db_query,
+    pattern_oracles,
+    same_rows,
+    store_with_redeliveries,
+    wait_until,
+)
 from tests.test_pipeline import run_monitor  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
@@ -48,8 +55,8 @@ LMS = (sys.executable, "-m", "lms.cli")
 """`lms`, of this checkout (the installed script may be of another)."""
 
 
-def body(i: int, rng: random.Random) -> dict[str, Any]:
-    """Log i: one of the templates, over four hours (BASE + 0..4h), at uneven seconds."""
+def body(i: int, rng: random.Random, hours: int = 4, base: datetime = BASE) -> dict[str, Any]:
+    """Log i: one of the templates, over `hours` hours from `base`, at uneven seconds."""
     text = rng.choice(MESSAGES).format(
         n=rng.randint(1, 10**6),
         k=rng.randint(1, 9),
@@ -57,7 +64,7 @@ def body(i: int, rng: random.Random) -> dict[str, Any]:
         ms=rng.randint(1, 999),
         uuid=f"{rng.getrandbits(32):08x}-0000-4000-8000-{rng.getrandbits(48):012x}",
     )
-    stamp = BASE + timedelta(seconds=rng.randint(0, 4 * 3600 - 1), microseconds=i)
+    stamp = base + timedelta(seconds=rng.randint(0, hours * 3600 - 1), microseconds=i)
     return {
         "service_name": SERVICES[i % 3],
         "severity": ("info", "warn", "error")[rng.randint(0, 2)],
@@ -73,22 +80,15 @@ def stored(i: int, data: dict[str, Any]) -> StoredLog:
 
 
 async def assert_exact(s: Settings) -> None:
-    """pattern_counts sums equal COUNT(*) of service_logs per (hour, service, severity,
-    pattern), and log_patterns holds each stored pattern with its template and an example."""
-    hour = "DATE_FORMAT({}, '%Y-%m-%d %H:00:00')"
-    oracle = await db_query(
-        s,
-        f"SELECT {hour.format('`timestamp`')}, service_name, severity, pattern_id, COUNT(*)"
-        " FROM service_logs GROUP BY 1, 2, 3, 4",
-    )
-    sums = await db_query(
-        s,
-        f"SELECT {hour.format('bucket_start')}, service_name, severity, pattern_id, SUM(`count`)"
-        " FROM pattern_counts GROUP BY 1, 2, 3, 4",
-    )
-    assert sorted((*r[:4], int(r[4])) for r in sums) == sorted((*r[:4], int(r[4])) for r in oracle)
+    """Every pattern rollup tier equals COUNT(*) of service_logs per its key, and
+    log_patterns holds each stored pattern with its template and an example."""
+    for table, rows, logs in pattern_oracles():
+        oracle = same_rows(await db_query(s, logs, ()))
+        assert same_rows(await db_query(s, rows, ())) == oracle, table
+        assert oracle, table
+    oracle = await db_query(s, "SELECT DISTINCT pattern_id FROM service_logs")
     stored = await db_query(s, "SELECT pattern_id, template, first_seen FROM log_patterns")
-    assert {int(r[0]) for r in stored} == {int(r[3]) for r in oracle}
+    assert {int(r[0]) for r in stored} == {int(r[0]) for r in oracle}
     for pid, template, first_seen in stored:
         rows = await db_query(
             s, "SELECT payload, `timestamp` FROM service_logs WHERE pattern_id = %s", (pid,)
@@ -170,22 +170,30 @@ async def _count(s: Settings, expected: int) -> bool:
 
 def expected_top(
     bodies: list[tuple[str, dict[str, Any]]],
-    since: datetime,
-    until: datetime,
+    since: datetime | None,
+    until: datetime | None,
     service: str | None = None,
     severities: tuple[str, ...] = (),
-) -> Counter[str]:
-    """The oracle from the published bodies themselves: patterns counted in the range."""
-    counts: Counter[str] = Counter()
+    bucket: str | None = None,
+) -> Counter[Any]:
+    """The oracle from the published bodies themselves: patterns counted in the range, per
+    pattern, or with `bucket` (hour, day) per (pattern, RFC 3339 start of its UTC bucket)."""
+    counts: Counter[Any] = Counter()
     for _, b in bodies:
         stamp = datetime.fromisoformat(b["timestamp"]).replace(tzinfo=None)
-        if not since <= stamp < until:
+        if (since is not None and stamp < since) or (until is not None and stamp >= until):
             continue
         if service is not None and b["service_name"] != service:
             continue
         if severities and b["severity"] not in severities:
             continue
-        counts[pattern_hex(pattern_of(b["payload"])[0])] += 1
+        pid = pattern_hex(pattern_of(b["payload"])[0])
+        if bucket is None:
+            counts[pid] += 1
+        else:
+            start = stamp.replace(minute=0, second=0, microsecond=0)
+            start = start.replace(hour=0) if bucket == "day" else start
+            counts[(pid, start.strftime("%Y-%m-%dT%H:%M:%S.000000Z"))] += 1
     return counts
 
 
@@ -211,28 +219,7 @@ async def check_endpoint(s: Settings, bodies: list[tuple[str, dict[str, Any]]]) 
                 "severity": ["error", "warn"],
             },
         ]
-        for case in cases:
-            params = {**case, "from": iso(case["from"]), "to": iso(case["to"]), "limit": 100}
-            response = await c.get("/v1/analytics/patterns", params=params)
-            assert response.status_code == 200, response.text
-            found = response.json()["patterns"]
-            oracle = expected_top(
-                bodies,
-                case["from"],
-                case["to"],
-                case.get("service"),
-                tuple(case.get("severity", ())),
-            )
-            assert {p["pattern_id"]: p["count"] for p in found} == dict(oracle), case
-            counts = [p["count"] for p in found]
-            assert counts == sorted(counts, reverse=True)
-            for p in found:
-                assert sum(t["count"] for t in p["trend"]) == p["count"]
-                assert p["example"]["service_name"] == case.get(
-                    "service", p["example"]["service_name"]
-                )
-                assert pattern_hex(pattern_of(p["example"]["payload"])[0]) == p["pattern_id"]
-                assert p["template"] == pattern_of(p["example"]["payload"])[1]
+        await check_ranges(c, bodies, cases)
         top = (await c.get("/v1/analytics/patterns", params={"limit": 2, "bucket": "day"})).json()
         assert len(top["patterns"]) == 2
         whole = expected_top(bodies, BASE, BASE + timedelta(days=1))
@@ -245,6 +232,78 @@ async def check_endpoint(s: Settings, bodies: list[tuple[str, dict[str, Any]]]) 
         ).json()["logs"]
         assert len(logs) == first["count"]
         assert {pattern_hex(pattern_of(log["payload"])[0]) for log in logs} == {first["pattern_id"]}
+
+
+async def check_ranges(
+    c: httpx.AsyncClient, bodies: list[tuple[str, dict[str, Any]]], cases: list[dict[str, Any]]
+) -> None:
+    """Each case's answer (every pattern: limit 100) equals the oracle, count by count and
+    trend bucket by trend bucket, most frequent first, with a matching example."""
+    for case in cases:
+        params = {k: iso(v) if isinstance(v, datetime) else v for k, v in case.items()}
+        response = await c.get("/v1/analytics/patterns", params={**params, "limit": 100})
+        assert response.status_code == 200, response.text
+        found = response.json()["patterns"]
+        since, until = case.get("from"), case.get("to")
+        filters = (case.get("service"), tuple(case.get("severity", ())))
+        oracle = expected_top(bodies, since, until, *filters)
+        assert {p["pattern_id"]: p["count"] for p in found} == dict(oracle), case
+        counts = [p["count"] for p in found]
+        assert counts == sorted(counts, reverse=True)
+        trends = expected_top(bodies, since, until, *filters, case.get("bucket", "hour"))
+        for p in found:
+            trend = {(p["pattern_id"], t["start"]): t["count"] for t in p["trend"]}
+            assert +Counter(trend) == +Counter(
+                {k: n for k, n in trends.items() if k[0] == p["pattern_id"]}
+            ), case
+            assert p["example"]["service_name"] == case.get("service", p["example"]["service_name"])
+            assert pattern_hex(pattern_of(p["example"]["payload"])[0]) == p["pattern_id"]
+            assert p["template"] == pattern_of(p["example"]["payload"])[1]
+
+
+async def test_ranges_over_days_count_exactly(settings) -> None:
+    """Logs over four days, stored with redeliveries and two racing writers: ranges made of
+    whole days, whole hours and partial hours (mid-hour, mid-day, open ends), each tier and
+    each filter, against the oracle. Time zones do not apply: the trend buckets are UTC."""
+    s = settings(api_ingest=False, api_allowed_hosts="*")
+    await Migrator(s).migrate()
+    rng = random.Random(7)
+    start = BASE - timedelta(days=10)  # 2026-11-20 09:00, four days in the past
+    bodies = [(f"d{i}", body(i, rng, hours=80, base=start)) for i in range(3000)]
+    await store_with_redeliveries(s, [stored(i, b) for i, (_, b) in enumerate(bodies)])
+    await assert_exact(s)
+    day = start.replace(hour=0) + timedelta(days=1)  # the first whole day
+    m = timedelta(minutes=1)
+    cases: list[dict[str, Any]] = [
+        {"from": day, "to": day + timedelta(days=2)},  # whole days: the day tier alone
+        {"from": day, "to": day + timedelta(days=2), "bucket": "day", "service": "api"},
+        {"from": start + 17 * m + timedelta(seconds=3), "to": day + timedelta(days=1, hours=5)},
+        {  # mid-hour and mid-day at both ends, each tier between
+            "from": start + 17 * m + timedelta(seconds=3),
+            "to": day + timedelta(days=2, hours=5, minutes=7),
+            "bucket": "day",
+        },
+        {"from": start + 17 * m, "to": day + timedelta(days=2, minutes=7), "service": "billing"},
+        {"from": start + 17 * m, "to": day + timedelta(days=2, minutes=7), "severity": ["warn"]},
+        {"to": day + timedelta(hours=30, minutes=1)},  # open start
+        {"from": day + timedelta(hours=3, microseconds=5), "bucket": "day"},  # open end
+        {"from": day - 10 * m, "to": day + 20 * m, "service": "worker"},  # across midnight
+        {"from": day + timedelta(hours=23), "to": day + timedelta(hours=26)},  # no whole day
+        {"severity": ["error", "info"], "service": "api"},  # unbounded: all days
+    ]
+    app = create_app(s)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c,
+    ):
+        await check_ranges(c, bodies, cases)
+
+
+def test_the_bulk_load_fills_the_rollups_as_the_writer_would(settings) -> None:
+    """bench/query.py's table (lms.devtools.seed) has the rollups lms mon would have written."""
+    s = settings()
+    bulk_load(s.mysql_database, 4000, span=timedelta(days=3))
+    asyncio.run(assert_exact(s))
 
 
 FROM, TO = "2016-01-01T00:00:00Z", "2026-01-01T00:00:00Z"

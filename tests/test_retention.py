@@ -28,6 +28,7 @@ from lms.store.migrations import Migrator
 from lms.store.retention import ROLLUPS, Retention, day_cutoff
 from lms.store.writer import BatchWriter, StoredLog, StoredRejection
 from tests.conftest import mysql_config, query_settings
+from tests.helpers import pattern_oracles, same_rows
 
 pytestmark = pytest.mark.integration
 
@@ -195,27 +196,8 @@ class Stored:
             for name, count in zip(SEVERITIES, counts, strict=True):
                 rollup[(hour, str(service), name)] += int(count)
         assert +rollup == +hourly
-        patterns = Counter(
-            {
-                (h, int(p), str(s), str(v)): int(c)
-                for h, p, s, v, c in _query(
-                    db,
-                    "SELECT DATE_FORMAT(`timestamp`, '%%Y-%%m-%%d %%H:00:00'), pattern_id,"
-                    " service_name, severity, COUNT(*) FROM service_logs GROUP BY 1, 2, 3, 4",
-                )
-            }
-        )
-        counted = Counter(
-            {
-                (h, int(p), str(s), str(v)): int(c)
-                for h, p, s, v, c in _query(
-                    db,
-                    "SELECT DATE_FORMAT(bucket_start, '%%Y-%%m-%%d %%H:00:00'), pattern_id,"
-                    " service_name, severity, SUM(`count`) FROM pattern_counts GROUP BY 1, 2, 3, 4",
-                )
-            }
-        )
-        assert +counted == +patterns
+        for table, rows, logs in pattern_oracles():
+            assert same_rows(_query(db, rows)) == same_rows(_query(db, logs)), table
         by_commit = _query(
             db,
             "SELECT `commit`, DATE_FORMAT(`timestamp`, '%%Y-%%m-%%d %%H:00:00'), service_name,"
@@ -324,12 +306,17 @@ async def test_expiry_keeps_whole_days_and_every_rollup_equal_to_what_remains(
         report = await retention.run(now=NOW)
     assert report.deleted["service_logs"] > 0
     assert report.deleted["request_rollup"] > 0 and report.deleted["request_users_day"] > 0
+    assert report.deleted["pattern_rollup"] > 0 and report.deleted["pattern_service_rollup_day"] > 0
     remaining = _query(stored.database, "SELECT id FROM service_logs")
     assert sorted(remaining) == sorted(kept)
     for table, column in (
         ("service_logs", "timestamp"),
         ("volume_rollup", "hour_start"),
         ("pattern_counts", "bucket_start"),
+        ("pattern_rollup", "hour_start"),
+        ("pattern_rollup_day", "day_start"),
+        ("pattern_service_rollup", "hour_start"),
+        ("pattern_service_rollup_day", "day_start"),
         ("rejected_messages", "received_at"),
         ("request_rollup", "hour_start"),
         ("request_rollup_day", "day_start"),
@@ -354,7 +341,7 @@ class Crash(Exception):
     """What the hook raises inside a chunk's transaction, after its deletes."""
 
 
-@pytest.mark.parametrize("table", ["service_severity", "pattern_counts", "service_logs"])
+@pytest.mark.parametrize("table", ["service_severity", "volume_rollup", "service_logs"])
 async def test_a_chunk_that_dies_after_its_deletes_changes_nothing(
     stored: Stored, table: str
 ) -> None:

@@ -6,8 +6,8 @@
 #   LMS_MON_USER     (lms_mon)      `lms mon`: SELECT, INSERT; the batch writer only inserts
 #                                   (service_logs, service_severity, rejected_messages) and
 #                                   reads service_logs and schema_migrations, except that it
-#                                   upserts the request rollups and commit_rollup: UPDATE on
-#                                   those five tables only (with CREATE on them: MySQL and MariaDB refuse a
+#                                   upserts the request, commit and pattern rollups: UPDATE on
+#                                   those nine tables only (with CREATE on them: MySQL and MariaDB refuse a
 #                                   table grant before the table exists unless it holds
 #                                   CREATE, and this runs before `lms migrate`; without DROP
 #                                   or ALTER it lets lms_mon do nothing to an existing table)
@@ -33,8 +33,10 @@
 lms_users_sql() {
     local database="${LMS_DATABASE:-${MYSQL_DATABASE:-lms}}"
     local host="${LMS_USER_HOST:-%}"
-    local -a mon_upserted=(request_rollup request_rollup_day request_users request_users_day
-        commit_rollup)
+    local -a mon_upserted=(
+        request_rollup request_rollup_day request_users request_users_day commit_rollup
+        pattern_rollup pattern_rollup_day pattern_service_rollup pattern_service_rollup_day
+    )
     local -a users=(
         "${LMS_MIGRATE_USER:-lms_migrate}|LMS_MIGRATE_PASSWORD|CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE|required"
         "${LMS_MON_USER:-lms_mon}|LMS_MON_PASSWORD|SELECT, INSERT|required"

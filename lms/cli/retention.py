@@ -24,7 +24,7 @@ def add_commands(commands: Commands) -> None:
         run_retention,
         help="expire old logs and compact old rollup rows (run it daily)",
         description="One pass, then exit. Compaction: the rollup rows (service_severity, "
-        "volume_rollup, pattern_counts) of UTC days at least COMPACT_AFTER_DAYS before today "
+        "volume_rollup) of UTC days at least COMPACT_AFTER_DAYS before today "
         "are merged into one row per key and hour (service_severity: per key and day of "
         "commit): no total and no analytics answer changes (only the minute and hour buckets "
         "of /v1/severity over those days show each day's count at its 00:00). Expiry, when "

@@ -12,9 +12,9 @@ normal migrations, the secondary and FULLTEXT indexes are dropped, the rows go i
 INSERTs in timestamp order (as a live system writes them), and the indexes are rebuilt at the
 end (a sorted index build is far faster than maintaining them row by row) before ANALYZE TABLE.
 The rollups a live `lms mon` writes in each batch transaction (service_severity, volume_rollup,
-commit_rollup, the request rollups, and the patterns of sql/009: each row's pattern_id,
-pattern_counts and log_patterns) are filled with the same counts, so every analytics endpoint
-has its real data to read.
+commit_rollup, the request rollups, and the patterns: each row's pattern_id, log_patterns and
+the rollups of sql/013) are filled with the same counts, so every analytics endpoint has its
+real data to read.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from lms.domain.requests import request_of
 from lms.domain.severity import SEVERITY_ORDER
 from lms.settings import load_settings
 from lms.store.migrations import Migrator
+from lms.store.patterns import CountKey, tier_rows
 from lms.store.patterns import hour_of as pattern_hour
 from lms.store.request_rollup import RequestRollup
 from lms.store.volume_rollup import (
@@ -239,6 +240,13 @@ def index_name(line: str) -> str:
     return match.group(1)
 
 
+def _add_patterns(cur: Cursor, counts: Counter[CountKey]) -> None:
+    """Add `counts` to the pattern rollups (sql/013) as `lms mon`'s batch does, then forget them."""
+    for statement, values in tier_rows(counts):
+        cur.executemany(statement, values)
+    counts.clear()
+
+
 def bulk_load(
     database: str,
     rows: int,
@@ -249,7 +257,8 @@ def bulk_load(
 ) -> None:
     """Migrate `database`, then fill service_logs with `rows` rows over the `span` before END
     (indexes rebuilt after) and service_severity, volume_rollup, commit_rollup (sql/015),
-    pattern_counts, log_patterns and the request rollups (sql/011) with their counts;
+    the pattern rollups (sql/013), log_patterns and the request rollups (sql/011) with their
+    counts;
     `progress` hears how it goes."""
     say = progress or (lambda _line: None)
     settings = load_settings(_env_file=None, mysql_database=database)
@@ -270,26 +279,21 @@ def bulk_load(
             counts: dict[tuple[str, str], int] = {}
             hourly: Counter[RollupKey] = Counter()
             served = RequestRollup()
-            by_pattern: Counter[tuple[str, int, str, str, int]] = Counter()
-            count_patterns = (
-                "INSERT INTO pattern_counts (bucket_start, pattern_id, service_name, severity,"
-                " batch_id, `count`) VALUES (%s, %s, %s, %s, %s, %s)"
-            )
+            by_pattern: Counter[CountKey] = Counter()
             templates: dict[int, tuple[str, datetime]] = {}
             for done, row in enumerate(generate(rows, seed, span), 1):
-                if by_pattern and row.batch_id != next(iter(by_pattern))[4]:
-                    # As a live batch writes them: one pattern_counts row per (hour,
-                    # pattern, service, severity) of each batch.
-                    cur.executemany(count_patterns, [(*k, n) for k, n in by_pattern.items()])
-                    by_pattern.clear()
+                hour = pattern_hour(row.timestamp)
+                if by_pattern and hour != next(iter(by_pattern))[0]:
+                    # The rows go in time order: an hour's counts are complete, added to
+                    # the pattern rollups by the writer's own upserts.
+                    _add_patterns(cur, by_pattern)
                 pid, template = pattern_of(row.payload)
                 templates.setdefault(pid, (template, row.timestamp))
                 batch.append((row.message_id, pid, *row))
                 key = (row.service_name, row.severity)
                 counts[key] = counts.get(key, 0) + 1
                 hourly[(hour_of(row.timestamp), row.service_name, row.severity, row.commit)] += 1
-                hour = pattern_hour(row.timestamp)
-                by_pattern[(hour, pid, row.service_name, row.severity, row.batch_id)] += 1
+                by_pattern[(hour, row.service_name, row.severity, pid)] += 1
                 request = request_of(row.metadata)
                 if request is not None:
                     served.add(row.record(), request)
@@ -302,7 +306,7 @@ def bulk_load(
                         say(f"  loaded {done:,} rows ({rate:,.0f}/s)")
             if batch:
                 cur.executemany(sql, batch)
-            cur.executemany(count_patterns, [(*k, n) for k, n in by_pattern.items()])
+            _add_patterns(cur, by_pattern)
             cur.executemany(
                 "INSERT INTO log_patterns (pattern_id, template, first_seen) VALUES (%s, %s, %s)",
                 [(pid, text, seen) for pid, (text, seen) in sorted(templates.items())],

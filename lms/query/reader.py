@@ -42,11 +42,16 @@ from lms.query.cursor import Bound, Cursor
 from lms.query.errors import DatabaseUnavailable, TooManyBuckets
 from lms.query.filters import LogQuery
 from lms.query.patterns import (
+    TREND_TEXT_MAX,
     PatternCount,
     PatternsQuery,
+    add_trend,
+    any_pattern,
+    edge_start,
     span_sql,
     spans,
     top,
+    trend_spans,
     trend_starts,
 )
 from lms.query.probe import PROBE_DEPTH, build_probe_sql, first_probe_depth, next_probe_depth
@@ -302,28 +307,40 @@ class LogReader:
             trend_starts(query, [], max_buckets)  # a trend over the cap: refused before reading
         parts = spans(query.since, query.until)
 
-        async def snapshot(cur: aiomysql.Cursor) -> tuple[list[int], Rows, dict[int, str]]:
+        async def snapshot(cur: aiomysql.Cursor) -> tuple[list[int], Rows, dict[int, str], Rows]:
             await cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             totals: Counter[int] = Counter()
+            edges: Rows = []  # (bucket, pattern, count) of the partial hours
             for span in parts:
                 for pid, n in await _rows(cur, *span_sql(query, span, None, by_bucket=False)):
                     totals[int(pid)] += int(n)
+                    if span.source == "rows":
+                        edges.append((edge_start(span, query.bucket), int(pid), int(n)))
             ids = top(totals, query.limit)
             trend: Rows = []
             templates: dict[int, str] = {}
             if ids:
-                for span in parts:
-                    trend += await _rows(cur, *span_sql(query, span, ids, by_bucket=True))
-                marks = ", ".join(["%s"] * len(ids))
-                sql = f"SELECT pattern_id, template FROM log_patterns WHERE pattern_id IN ({marks})"
+                await cur.execute("SET SESSION group_concat_max_len = %s", (TREND_TEXT_MAX,))
+                for span in trend_spans(parts, query.bucket):
+                    if span.source != "rows":
+                        trend += await _rows(cur, *span_sql(query, span, ids, by_bucket=True))
+                sql = f"SELECT pattern_id, template FROM log_patterns WHERE {any_pattern(len(ids))}"
                 templates = {int(pid): text for pid, text in await _rows(cur, sql, ids)}
             await cur.execute("COMMIT")
-            return ids, trend, templates
+            return ids, trend, templates, edges
 
-        ids, trend_rows, templates = await self._run(snapshot)
-        by_pattern: dict[int, Counter[datetime]] = {pid: Counter() for pid in ids}
-        for start, pid, n in trend_rows:
-            by_pattern[int(pid)][datetime.fromisoformat(start)] += int(n)
+        ids, trend_rows, templates, edges = await self._run(snapshot)
+        texts: dict[int, Counter[str]] = {pid: Counter() for pid in ids}
+        for pid, text in trend_rows:
+            add_trend(texts, pid, text)
+        moments = {start: datetime.fromisoformat(start) for c in texts.values() for start in c}
+        by_pattern = {
+            pid: Counter({moments[start]: n for start, n in counts.items()})
+            for pid, counts in texts.items()
+        }
+        for start, pid, n in edges:
+            if pid in by_pattern:
+                by_pattern[pid][start] += n
         seen = [start for counts in by_pattern.values() for start in counts]
         starts = trend_starts(query, seen, max_buckets)
         examples = await asyncio.gather(

@@ -1,11 +1,15 @@
-"""The write side of message patterns: each row's pattern_id, the per-hour counts of the rows a
-batch really inserted (pattern_counts) and the template of each new pattern (log_patterns),
-all in the batch's own transaction (lms/store/sql/009_patterns.sql).
+"""The write side of message patterns: each row's pattern_id, the counts of the rows a batch
+really inserted (the four pattern rollups of sql/013) and the template of each new pattern
+(log_patterns), all in the batch's own transaction (lms/store/sql/009_patterns.sql).
 
 Counts follow the rule that keeps service_severity exact: when every row of the batch was
 new, the batch itself has the counts; when some were duplicates (a redelivery, another
 replica's copy), they are read back by batch_id, so only rows this transaction inserted
-count. Templates are computed here, in Python (lms.domain.patterns), never by the database.
+count. Each tier holds one row per key, the batch's counts added to it by INSERT ... ON
+DUPLICATE KEY UPDATE (VALUES(col): MariaDB knows no `AS new` alias), rows in primary-key
+order and tier after tier, so replicas upserting the same keys lock them in one order (a
+deadlock that still happens is retriable, and the whole batch is retried). Templates are
+computed here, in Python (lms.domain.patterns), never by the database.
 """
 
 from __future__ import annotations
@@ -30,9 +34,24 @@ _COUNT_NEW = (
     " pattern_id, COUNT(*) FROM service_logs WHERE batch_id = %s"
     " GROUP BY 1, service_name, severity, pattern_id"
 )
-_INSERT_COUNTS = (
-    "INSERT INTO pattern_counts (bucket_start, service_name, severity, pattern_id, batch_id,"
-    " `count`) VALUES (%s, %s, %s, %s, %s, %s)"
+
+
+def _upsert(table: str, key: str) -> str:
+    """The upsert of one tier: `key` its primary key's columns, in order, then the count."""
+    marks = ", ".join(["%s"] * (key.count(",") + 2))
+    return (
+        f"INSERT INTO {table} ({key}, `count`) VALUES ({marks})"
+        " ON DUPLICATE KEY UPDATE `count` = `count` + VALUES(`count`)"
+    )
+
+
+UPSERT_HOURS = _upsert("pattern_rollup", "hour_start, pattern_id, severity")
+UPSERT_DAYS = _upsert("pattern_rollup_day", "day_start, pattern_id, severity")
+UPSERT_SERVICE_HOURS = _upsert(
+    "pattern_service_rollup", "service_name, hour_start, pattern_id, severity"
+)
+UPSERT_SERVICE_DAYS = _upsert(
+    "pattern_service_rollup_day", "service_name, day_start, pattern_id, severity"
 )
 _INSERT_PATTERNS = (
     "INSERT IGNORE INTO log_patterns (pattern_id, template, first_seen) VALUES (%s, %s, %s)"
@@ -58,10 +77,30 @@ def patterns_of(logs: Sequence[_MaybeMasked]) -> list[Pattern]:
 
 
 def hour_of(moment: datetime) -> str:
-    """The start of the hour bucket of pattern_counts that holds `moment`, as the text
-    DATE_FORMAT gives it (the driver escapes a string several times faster than a datetime,
-    and this runs once per row)."""
+    """The start of the UTC hour that holds `moment`, as the text DATE_FORMAT gives it (the
+    driver escapes a string several times faster than a datetime, and this runs once per
+    row); its first 10 characters are the day, as DATE text."""
     return f"{moment.isoformat(' ')[:13]}:00:00"
+
+
+def tier_rows(counts: Counter[CountKey]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The upserts that add `counts` to the four tiers, each with its rows in primary-key
+    order: service hours, service days, hours, days (one lock order for every writer)."""
+    service_days: Counter[tuple[str, str, int, str]] = Counter()
+    hours: Counter[tuple[str, int, str]] = Counter()
+    days: Counter[tuple[str, int, str]] = Counter()
+    service_hours = []
+    for (hour, service, severity, pid), n in counts.items():
+        service_hours.append((service, hour, pid, severity, n))
+        service_days[(service, hour[:10], pid, severity)] += n
+        hours[(hour, pid, severity)] += n
+        days[(hour[:10], pid, severity)] += n
+    return [
+        (UPSERT_SERVICE_HOURS, sorted(service_hours)),
+        (UPSERT_SERVICE_DAYS, [(*k, n) for k, n in sorted(service_days.items())]),
+        (UPSERT_HOURS, [(*k, n) for k, n in sorted(hours.items())]),
+        (UPSERT_DAYS, [(*k, n) for k, n in sorted(days.items())]),
+    ]
 
 
 class PatternRollup:
@@ -96,10 +135,8 @@ class PatternRollup:
             )
         if not counts:
             return
-        await cur.executemany(
-            _INSERT_COUNTS,
-            [(h, n, s, p, batch_id, c) for (h, n, s, p), c in sorted(counts.items())],
-        )
+        for sql, rows in tier_rows(counts):
+            await cur.executemany(sql, rows)
         new = {pid for _, _, _, pid in counts} - self._known
         if new:
             await self._store_templates(cur, new, logs, patterns)

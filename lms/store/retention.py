@@ -10,22 +10,22 @@ The rules, so that every rollup stays equal to COUNT(*) over the logs that remai
 
 - The unit of expiry is the whole UTC day. With RETENTION_DAYS=N the cutoff is midnight UTC N
   days before today: a log goes when its own `timestamp` is before it, and so do the rows of
-  the rollups dated by the logs' own time (volume_rollup, pattern_counts, commit_rollup and
-  the request rollups: their hours and days are whole hours of a whole day or whole UTC
-  days, so each is either kept with all its logs or gone with them) and rejected messages
-  received before it.
+  the rollups dated by the logs' own time (volume_rollup, commit_rollup, the pattern and the
+  request rollups, the retired pattern_counts: their hours and days are whole hours of a
+  whole day or whole UTC days, so each is either kept with all its logs or gone with them)
+  and rejected messages received before it.
 - service_severity counts by commit time, not by the logs' time, so it cannot expire by date
   without drifting from COUNT(*) (a backlog commits old logs today). Instead, the transaction
   that deletes a chunk of logs takes their counts off service_severity in the same commit,
   oldest rows of each (service, severity) first: the per-pair totals (`lms stats`,
   /v1/services, /v1/consistency) stay exact at every moment, and rows drained to 0 go.
 - Compaction merges the rows of one key and one bucket (service_severity: UTC day of the
-  commit; volume_rollup and pattern_counts: their hour, which is already their key) into one
-  row holding the sums. Each chunk is one transaction: read up to RETENTION_CHUNK rows of a
-  bucket with a locking read, delete exactly those rows by key, insert their sums. A crash
-  rolls the chunk back whole, so a total never doubles or vanishes; rows `lms mon` adds
-  meanwhile (late logs of an old hour) are not among the ids read, so they are neither
-  deleted nor summed, just merged by a later run.
+  commit; volume_rollup: its hour, which is already its key) into one row holding the sums.
+  Each chunk is one transaction: read up to RETENTION_CHUNK rows of a bucket with a locking
+  read, delete exactly those rows by key, insert their sums. A crash rolls the chunk back
+  whole, so a total never doubles or vanishes; rows `lms mon` adds meanwhile (late logs of
+  an old hour) are not among the ids read, so they are neither deleted nor summed, just
+  merged by a later run.
 
 Transactions run in READ COMMITTED: a locking read then locks the rows it returns and no gaps,
 so `lms mon`'s inserts (new ids, new rows) never wait behind a chunk.
@@ -127,17 +127,6 @@ ROLLUPS: tuple[Rollup, ...] = (
         keys=("service_name",),
         sums=SEVERITY_ORDER,
     ),
-    Rollup(
-        table="pattern_counts",
-        time="bucket_start",
-        index="PRIMARY",
-        grain="hour",
-        keys=("pattern_id", "service_name", "severity"),
-        sums=("count",),
-        row_key=("bucket_start", "pattern_id", "service_name", "severity", "batch_id"),
-        batch="batch_id",
-        max_sum=INT_UNSIGNED_MAX,
-    ),
 )
 """Every rollup table. A new one is one more entry here."""
 
@@ -159,15 +148,41 @@ UPSERTED: tuple[Dated, ...] = (
         "ix_commit_rollup_hour",
         ("commit", "hour_start", "service_name"),
     ),
+    Dated("pattern_rollup", "hour_start", "PRIMARY", ("hour_start", "pattern_id", "severity")),
+    Dated("pattern_rollup_day", "day_start", "PRIMARY", ("day_start", "pattern_id", "severity")),
+    Dated(
+        "pattern_service_rollup",
+        "hour_start",
+        "ix_pattern_service_rollup_hour",
+        ("service_name", "hour_start", "pattern_id", "severity"),
+    ),
+    Dated(
+        "pattern_service_rollup_day",
+        "day_start",
+        "ix_pattern_service_rollup_day_day",
+        ("service_name", "day_start", "pattern_id", "severity"),
+    ),
 )
 """The rollups dated by the logs' own time that hold one row per key already (the writer adds
-to it: sql/011, sql/015), so they need no compaction, only expiry. A day table's rows are
+to it: sql/011, sql/013, sql/015), so they need no compaction, only expiry. A day table's rows are
 whole UTC days, expired on the same day boundary as the logs."""
+
+RETIRED: tuple[Dated, ...] = (
+    Dated(
+        "pattern_counts",
+        "bucket_start",
+        "PRIMARY",
+        ("bucket_start", "pattern_id", "service_name", "severity", "batch_id"),
+    ),
+)
+"""Tables no longer written (pattern_counts: sql/013 replaced it) whose rows expire as they
+age, so they empty by themselves; nothing compacts them."""
 
 EXPIRING: tuple[Dated, ...] = (
     Dated("rejected_messages", "received_at", "ix_rejected_messages_received"),
     *(r for r in ROLLUPS if r.by_log_time),
     *UPSERTED,
+    *RETIRED,
 )
 """The tables besides service_logs whose old rows simply go."""
 

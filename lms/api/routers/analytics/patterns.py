@@ -23,12 +23,13 @@ async def patterns(
     values, timestamps... masked as `<*>`) among the logs in [from, to) of `service` and
     `severity`, most frequent first.
 
-    Counts are exact for any range: whole hours come from the hourly rollup, partial hours
-    at the edges from the logs themselves. Each pattern has its newest matching log as
-    `example` and a `trend` over every `bucket` of the range (zeros included; an open end
-    stops at the last bucket with logs). Pass `pattern_id` as `pattern` to GET /v1/logs for
-    its logs. Logs stored before schema version 9 have no pattern. 422 when the trends
-    would hold more than API_MAX_BUCKETS counts.
+    Counts are exact for any range: whole UTC days come from a daily rollup, the other whole
+    hours from an hourly one, partial hours at the edges from the logs themselves. Each
+    pattern has its newest matching log as `example` and a `trend` over every `bucket` of the
+    range (zeros included; an open end stops at the last bucket with logs). Pass
+    `pattern_id` as `pattern` to GET /v1/logs for its logs. Logs stored before schema
+    version 9 have no pattern. 422 when the trends would hold more than API_MAX_BUCKETS
+    counts.
     """
     query = PatternsQuery(
         since=params.since,
