@@ -16,8 +16,8 @@ same fields (the README's "Request log fields", the interface `lms api`'s analyt
 from __future__ import annotations
 
 import os
-import random
 import re
+import secrets
 import socket
 import threading
 import time
@@ -62,7 +62,7 @@ class Sequencer:
     One per process (`PROCESS_SEQUENCER`), shared by every middleware in it, so two apps of
     one process never give two requests the same (instance, seq). `clock` (wall-clock
     seconds) is injectable for tests. A forked child (gunicorn's workers) is a new instance:
-    its own pid, its counter from 0.
+    its own pid, its counter from 0, its own `id_prefix`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -77,6 +77,12 @@ class Sequencer:
         self.instance = f"{socket.gethostname()}:{os.getpid()}"[-MAX_CONTEXT:]
         self._seq = 0
         self._last_us = 0
+        self.id_prefix = secrets.token_hex(8)
+        """The first half of the request ids its requests get when they bring none (32 hex
+        digits: this prefix, then the seq in 16): unique, not secret, and made of what the
+        request has already rather than of random bits each. The prefix is 64 random bits
+        from the system, so that neither two instances nor an application seeding the
+        `random` module make two requests share an id."""
 
     def next(self) -> tuple[int, int]:
         """(start timestamp in microseconds since the epoch, seq) of a request starting now:
@@ -299,25 +305,13 @@ SPENT = RequestLog("", "", 0, 0, 0.0, "")
 `send` after it returned): never queued, never read."""
 
 
-def request_id_of(header: str | None) -> str:
-    """The client's X-Request-ID when it is 1-128 printable ASCII characters, else a new
-    one: an id that is echoed in a response header and stored must be safe in both."""
+def request_id_of(header: str | None) -> str | None:
+    """The client's X-Request-ID when it is 1-128 printable ASCII characters, else None (the
+    request gets a fresh one): an id that is echoed in a response header and stored must be
+    safe in both."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
-    return _fresh_request_id()
-
-
-_IDS = random.Random()
-"""Request ids' own generator, seeded from os.urandom and again in every forked child (a
-prefork server's workers): an application that seeds the `random` module (random.seed(0) in
-a test or a job) must not make two processes hand out the same ids."""
-os.register_at_fork(after_in_child=_IDS.seed)
-
-
-def _fresh_request_id() -> str:
-    # A random 128-bit id: unique, not secret, so a Mersenne Twister rather than a system
-    # call per request.
-    return f"{_IDS.getrandbits(128):032x}"
+    return None
 
 
 def traceparent_ids(header: str | None) -> tuple[str | None, str | None]:
@@ -412,7 +406,11 @@ class RequestLogger(Generic[Scope]):
         """A request starting now, with its `traceparent` and `X-Request-ID` headers (None
         when absent). The query string and the logged headers are the middleware's to add
         (`extras`), only when asked for: this runs per request."""
-        timestamp_us, seq = self.sequencer.next()
+        sequencer = self.sequencer
+        timestamp_us, seq = sequencer.next()
+        request_id = request_id_of(given_id) if given_id is not None else None
+        if request_id is None:
+            request_id = f"{sequencer.id_prefix}{seq:016x}"
         trace_id, span_id = traceparent_ids(traceparent) if traceparent else (None, None)
         return RequestLog(
             method,
@@ -420,7 +418,7 @@ class RequestLogger(Generic[Scope]):
             timestamp_us,
             seq,
             time.perf_counter(),
-            request_id_of(given_id) if given_id is not None else _fresh_request_id(),
+            request_id,
             trace_id,
             span_id,
         )
