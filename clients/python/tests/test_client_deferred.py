@@ -104,6 +104,12 @@ USUAL = [
         {"user": None, "user_error": "ValueError('no user')", "headers": ()},
         id="user-error-no-headers",
     ),
+    pytest.param({"status": None, "outcome": "cancelled"}, id="cancelled-route-no-status"),
+    pytest.param({"status": 404, "route": '/a"b\\c/{id}'}, id="4xx-route-with-escapes"),
+    pytest.param({"route": "/" + "r" * 2100}, id="route-beyond-the-payload-limit"),
+    pytest.param({"user": " alice"}, id="user-checked-on-the-sending-thread-refused"),
+    pytest.param({"user": "é" * 3}, id="user-not-ascii"),
+    pytest.param({"user": "u" * 300}, id="user-too-long"),
     pytest.param(
         {
             "status": 500,
@@ -125,6 +131,20 @@ def test_the_request_template_encodes_as_the_general_mapping(changes: dict[str, 
     assert fields["resource_id"] == "eu-1" and fields["commit"] == "abc123"
     assert fields["timestamp"] == "2025-10-09T08:53:20.123456Z"
     assert fields["metadata"]["seq"] == 7
+
+
+@pytest.mark.parametrize(
+    ("user", "stored"),
+    [("alice", "alice"), (42, 42), (2**64, None), (" alice", None), ("a\tb", None), ("", None)],
+)
+def test_a_user_id_left_to_the_sending_thread_is_checked_there(user: Any, stored: Any) -> None:
+    """The finish keeps a short string or an integer as it is; the encoding checks it as
+    the finish checks any other value: what LMS would refuse is left out, and said why."""
+    meta = accepted(request_log(user=user).encode(HEAD))["metadata"]
+    if stored is None:
+        assert "user_id" not in meta and meta["user_id_error"].startswith("ValueError")
+    else:
+        assert meta["user_id"] == stored and "user_id_error" not in meta
 
 
 def test_the_request_template_without_constants() -> None:
