@@ -182,6 +182,16 @@ class RequestLog(Deferred):
         ended = self.ended if self.ended is not None else self.started
         return int((ended - self.started) * 1e6 + 0.5) / 1000
 
+    def first_line(self, duration_ms: float) -> str:
+        """The payload's first line: `GET /users/{id} 200 1.2ms`, and how it ended when not
+        with its response (` (disconnected)`)."""
+        status = self.status
+        line = (
+            f"{self.method} {self.route or self.path}"
+            f" {status if status is not None else '-'} {duration_ms:.1f}ms"
+        )
+        return line if self.outcome == "response" else f"{line} ({self.outcome})"
+
     def user_and_error(self) -> tuple[str | int | None, str | None]:
         """metadata.user_id and metadata.user_id_error: the user id when LMS takes it, else
         why not (a check the finish left to the sending thread, see `user`)."""
@@ -225,9 +235,7 @@ class RequestLog(Deferred):
             http = f'{http_head},"path":{_str(path)},"status_code"'
         else:
             if payload is None:
-                payload = _one_line(method, route or path, status, duration_ms)
-                if outcome != "response":
-                    payload += f" ({outcome})"
+                payload = self.first_line(duration_ms)
                 if len(payload) > MAX_PAYLOAD:  # surrogates: looked for in the whole text
                     payload = truncate(payload)
             severity = severity_of(status, outcome)
@@ -304,12 +312,7 @@ class RequestLog(Deferred):
             metadata["user_id"] = user
         payload = self.payload
         if payload is None:
-            payload = _one_line(
-                self.method, self.route or self.path, self.status, self.duration_ms()
-            )
-            if self.outcome != "response":
-                payload += f" ({self.outcome})"
-            payload = truncate(clean_text(payload))
+            payload = truncate(clean_text(self.first_line(self.duration_ms())))
         fields = {
             "service_name": head.service_name,
             "severity": severity_of(self.status, self.outcome),
@@ -417,7 +420,7 @@ class RequestLogger(Generic[Scope]):
         """The request headers a middleware reads (lowercase), the logged ones included."""
         self.header_names |= frozenset(self.log_headers)
         self.sequencer = sequencer or PROCESS_SEQUENCER
-        # The size estimate's fixed part (see _complete): the strings of bounded length are
+        # The size estimate's fixed part (see finish): the strings of bounded length are
         # counted at their bounds, 736 for request_id (MAX_REQUEST_ID), the instance and a
         # user id (MAX_CONTEXT each; a user id's error, when it has one, is shorter), the
         # trace context (48) and their names.
@@ -468,63 +471,52 @@ class RequestLogger(Generic[Scope]):
         id (the scope is the app's and may change), the traceback, the final figures; the
         log's mapping and JSON encoding run on the handler's thread."""
         try:
-            self._complete(request, scope)
-        except Exception as exc:  # pragma: no cover - _complete is total over what it is given
+            if request.ended is None:
+                request.ended = time.perf_counter()
+            if request.status is None and request.outcome == "exception":
+                request.status = 500  # what the framework's own error handling answers
+            if self.user_id is not None:
+                try:
+                    user = self.user_id(scope)
+                    # A string within bounds or an integer is immutable: checked on the sending
+                    # thread. Anything else now, while it is what the app left.
+                    kind = type(user)
+                    if not (
+                        (kind is str and len(user) <= MAX_CONTEXT) or kind is int or user is None  # type: ignore[arg-type]
+                    ):
+                        user = user_id_value(user)
+                    request.user = user  # type: ignore[assignment]
+                except Exception as exc:
+                    request.user_error = short_repr(exc)
+            request.instance = self.sequencer.instance
+            # The strings of unbounded length counted, beyond the fixed part (_base_size).
+            size = self._base_size + len(request.method) + len(request.path)
+            if request.error is not None:
+                # The whole payload now, cut to the limit: the log keeps no traceback object and
+                # no more text than is sent.
+                request.payload = truncate(
+                    clean_text(
+                        request.first_line(request.duration_ms())
+                        + "\n"
+                        + "".join(traceback.format_exception(request.error)).rstrip()
+                    )
+                )
+                request.error = None
+                size += len(request.payload)
+            if request.route is not None:
+                size += len(request.route)
+            if request.query is not None:
+                size += len(request.query)
+            if request.headers:
+                size += sum(len(k) + len(v) + 6 for k, v in request.headers)
+            if request.user_error is not None:
+                size += len(request.user_error)
+            request.size = size
+        except Exception as exc:  # pragma: no cover - this is total over what it is given
             # Still one log for the request, saying what went wrong.
             self.handler.submit("error", f"request log: {exc!r}")
             return
         self.handler.enqueue(request)
-
-    def _complete(self, request: RequestLog, scope: Scope) -> None:
-        if request.ended is None:
-            request.ended = time.perf_counter()
-        if request.status is None and request.outcome == "exception":
-            request.status = 500  # what the framework's own error handling answers
-        if self.user_id is not None:
-            try:
-                user = self.user_id(scope)
-                # A string within bounds or an integer is immutable: checked on the sending
-                # thread. Anything else now, while it is what the app left.
-                kind = type(user)
-                if not (
-                    (kind is str and len(user) <= MAX_CONTEXT) or kind is int or user is None  # type: ignore[arg-type]
-                ):
-                    user = user_id_value(user)
-                request.user = user  # type: ignore[assignment]
-            except Exception as exc:
-                request.user_error = short_repr(exc)
-        request.instance = self.sequencer.instance
-        # The strings of unbounded length counted, beyond the fixed part (_base_size).
-        size = self._base_size + len(request.method) + len(request.path)
-        if request.error is not None:
-            # The whole payload now, cut to the limit: the log keeps no traceback object and
-            # no more text than is sent.
-            payload = _one_line(
-                request.method, request.route or request.path, request.status, request.duration_ms()
-            )
-            if request.outcome != "response":
-                payload += f" ({request.outcome})"
-            request.payload = truncate(
-                clean_text(
-                    payload + "\n" + "".join(traceback.format_exception(request.error)).rstrip()
-                )
-            )
-            request.error = None
-            size += len(request.payload)
-        if request.route is not None:
-            size += len(request.route)
-        if request.query is not None:
-            size += len(request.query)
-        if request.headers:
-            size += sum(len(k) + len(v) + 6 for k, v in request.headers)
-        if request.user_error is not None:
-            size += len(request.user_error)
-        request.size = size
-
-
-def _one_line(method: str, route: str, status: int | None, duration_ms: float) -> str:
-    """The payload's first line: `GET /users/{id} 200 1.2ms`."""
-    return f"{method} {route} {status if status is not None else '-'} {duration_ms:.1f}ms"
 
 
 def _user_members(user: str | int | None, error: str | None) -> str:
