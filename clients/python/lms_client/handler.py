@@ -75,7 +75,7 @@ class LMSHandler(logging.Handler):
         transport: Transport,
         *,
         level: int | str = logging.NOTSET,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         batch_bytes: int = 4 << 20,
         flush_interval: float = 1.0,
         queue_size: int = 10_000,
