@@ -204,7 +204,7 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             " mapping and queueing of each call, plus, while batches are encoded and go out,"
             " its share of the GIL.",
             "HTTPTransport has one request in flight (one sending thread): its rate is a batch"
-            " (500 logs) per round trip through `lms api` and Pub/Sub's confirmation.",
+            " (1,000 logs by default) per round trip through `lms api` and Pub/Sub's confirmation.",
             "On a shared machine the absolute figures vary with its load (this run's is above);"
             " the ratios less so.",
         ]

@@ -181,9 +181,11 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             f" target >= 0.9: {verdict} |",
             "",
             "In the event loop the middleware only captures the request: a seq and timestamp"
-            " under a lock, the request id, the user id, the figures as plain values, queued;"
-            " the log's mapping and JSON encoding and the publishing run on the handler's"
-            " thread, which shares the GIL with the server. Server CPU per request is the"
+            " under a lock, the request id (the instance's prefix and the seq), the user id"
+            " callable's answer, the figures written into the request's log object, which is"
+            " queued as it is; the user id's check, the log's JSON (one template, with what"
+            " each route shares made once) and the publishing run on the handler's thread,"
+            " which shares the GIL with the server. Server CPU per request is the"
             " server process's CPU time (every thread) over the requests of the run, the"
             " lowest of the rounds; its ratio is what the requests/s ratio would be were the"
             " server's CPU the only limit. wrk and the server share the machine's CPUs with the"

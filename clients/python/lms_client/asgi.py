@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from lms_client.handler import LMSHandler
-from lms_client.requestlog import RequestLogger, Sequencer
+from lms_client.requestlog import SPENT, RequestLogger, Sequencer
 
 ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,6 +54,7 @@ class ASGIMiddleware:
         self._header_names = frozenset(
             name.encode("latin-1", "replace") for name in self.logger.header_names
         )
+        self._extras = self.logger.log_query or bool(self.logger.log_headers)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,13 +69,21 @@ class ASGIMiddleware:
                 name = k.decode("latin-1")
                 if name not in found:
                     found[name] = v.decode("latin-1")
-        request = self.logger.start(
+        logger = self.logger
+        request = logger.start(
             scope.get("method", ""),
             scope.get("path", ""),
-            found.get,
-            lambda: bytes(scope.get("query_string", b"")).decode("latin-1"),
+            found.get("traceparent"),
+            found.get("x-request-id"),
         )
-        declared = _content_length(found.get("content-length"))
+        if self._extras:
+            logger.extras(
+                request,
+                found.get,
+                lambda: bytes(scope.get("query_string", b"")).decode("latin-1"),
+            )
+        length = found.get("content-length")
+        declared = int(length) if length is not None and length.isdigit() else 0
         root_path = scope.get("root_path", "")
         request_id = request.request_id.encode("ascii")
         body_bytes = 0
@@ -119,15 +128,12 @@ class ASGIMiddleware:
                 request.error = exc
             raise
         finally:
-            request.request_size = max(declared, body_bytes)
+            request.request_size = declared if declared >= body_bytes else body_bytes
             request.route = route_of(scope, root_path)
-            self.logger.finish(request, scope)
-
-
-def _content_length(value: str | None) -> int:
-    if value is not None and value.isdigit():
-        return int(value)
-    return 0
+            logger.finish(request, scope)
+            # Queued: what the watchers may still be given (an app sending after it
+            # returned) must not change it.
+            request = SPENT
 
 
 def route_of(scope: ASGIScope, root_path: str) -> str | None:

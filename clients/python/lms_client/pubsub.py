@@ -113,11 +113,11 @@ def _chunks(batch: Sequence[Entry]) -> list[Sequence[Entry]]:
     chunks: list[Sequence[Entry]] = []
     start, size = 0, 0
     for index, entry in enumerate(batch):
-        full = index - start >= MAX_MESSAGES or size + entry.size > MAX_REQUEST_BYTES
+        full = index - start >= MAX_MESSAGES or size + len(entry.data) > MAX_REQUEST_BYTES
         if index > start and full:
             chunks.append(batch[start:index])
             start, size = index, 0
-        size += entry.size + len(entry.key) + 16
+        size += len(entry.data) + len(entry.key) + 16
     if start < len(batch):
         chunks.append(batch[start:])
     return chunks

@@ -16,14 +16,13 @@ same fields (the README's "Request log fields", the interface `lms api`'s analyt
 from __future__ import annotations
 
 import os
-import random
 import re
+import secrets
 import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from json.encoder import encode_basestring as _str
 from typing import Generic, TypeVar
 
@@ -63,7 +62,7 @@ class Sequencer:
     One per process (`PROCESS_SEQUENCER`), shared by every middleware in it, so two apps of
     one process never give two requests the same (instance, seq). `clock` (wall-clock
     seconds) is injectable for tests. A forked child (gunicorn's workers) is a new instance:
-    its own pid, its counter from 0.
+    its own pid, its counter from 0, its own `id_prefix`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -78,6 +77,12 @@ class Sequencer:
         self.instance = f"{socket.gethostname()}:{os.getpid()}"[-MAX_CONTEXT:]
         self._seq = 0
         self._last_us = 0
+        self.id_prefix = secrets.token_hex(8)
+        """The first half of the request ids its requests get when they bring none (32 hex
+        digits: this prefix, then the seq in 16): unique, not secret, and made of what the
+        request has already rather than of random bits each. The prefix is 64 random bits
+        from the system, so that neither two instances nor an application seeding the
+        `random` module make two requests share an id."""
 
     def next(self) -> tuple[int, int]:
         """(start timestamp in microseconds since the epoch, seq) of a request starting now:
@@ -94,52 +99,245 @@ class Sequencer:
 PROCESS_SEQUENCER = Sequencer()
 
 
-@dataclass(slots=True)
-class Request:
-    """What a middleware observed of one request, filled in as it goes."""
+class RequestLog(Deferred):
+    """One request's log, filled in by a middleware as the request goes, completed by
+    RequestLogger.finish and then queued as it is, without a copy: it holds plain, immutable
+    values only (strings, numbers, None, a tuple of header pairs), and the middleware never
+    writes to it once it is queued (its watchers are pointed at a throwaway one), so nothing
+    the app does after the request changes it. Encoded on the handler's sending thread
+    (`encode`): the README's request log fields, with the mapping every log gets (payload
+    truncation, JSON-safe values, MAX_METADATA) included."""
 
-    method: str
-    path: str
-    timestamp_us: int
-    seq: int
-    started: float
-    """time.perf_counter() at the start, for the duration."""
-    request_id: str
-    ended: float | None = None
-    """time.perf_counter() when the response's last byte was handed to the server (work
-    after it, a background task, is not the request's duration)."""
-    trace_id: str | None = None
-    span_id: str | None = None
-    query: str | None = None
-    headers: dict[str, str] | None = None
-    route: str | None = None
-    status: int | None = None
-    request_size: int = 0
-    response_size: int = 0
-    outcome: str = "response"
-    """response, exception, disconnected (the client went away) or cancelled."""
-    error: BaseException | None = None
+    __slots__ = (
+        "ended",
+        "error",
+        "headers",
+        "instance",
+        "method",
+        "outcome",
+        "path",
+        "payload",
+        "query",
+        "request_id",
+        "request_size",
+        "response_size",
+        "route",
+        "seq",
+        "span_id",
+        "started",
+        "status",
+        "timestamp_us",
+        "trace_id",
+        "user",
+        "user_error",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        timestamp_us: int,
+        seq: int,
+        started: float,
+        request_id: str,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> None:
+        self.size = 0  # Deferred's fields, set here: one call fewer per request
+        self.key: str | None = None
+        self.method = method
+        self.path = path
+        self.timestamp_us = timestamp_us
+        self.seq = seq
+        self.started = started
+        """time.perf_counter() at the start, for the duration."""
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.ended: float | None = None
+        """time.perf_counter() when the response's last byte was handed to the server (work
+        after it, a background task, is not the request's duration); the finish's time when
+        there was none."""
+        self.query: str | None = None
+        self.headers: tuple[tuple[str, str], ...] | None = None
+        self.route: str | None = None
+        self.status: int | None = None
+        self.request_size = 0
+        self.response_size = 0
+        self.outcome = "response"
+        """response, exception, disconnected (the client went away) or cancelled."""
+        self.error: BaseException | None = None
+        """The exception, until the finish turns it into `payload` (no traceback is kept)."""
+        self.instance = ""
+        self.user: str | int | None = None
+        """What the user_id callable returned: a value LMS indexes, or a string or an
+        integer checked when the log is encoded (user_id_value; immutable, so it can wait)."""
+        self.user_error: str | None = None
+        self.payload: str | None = None
+        """The whole payload, when an exception's traceback is in it."""
+
+    def duration_ms(self) -> float:
+        """From the start to the response's end (or the finish), in milliseconds to the
+        microsecond (an integer's thousandth: a third of round()'s cost)."""
+        ended = self.ended if self.ended is not None else self.started
+        return int((ended - self.started) * 1e6 + 0.5) / 1000
+
+    def first_line(self, duration_ms: float) -> str:
+        """The payload's first line: `GET /users/{id} 200 1.2ms`, and how it ended when not
+        with its response (` (disconnected)`)."""
+        status = self.status
+        line = (
+            f"{self.method} {self.route or self.path}"
+            f" {status if status is not None else '-'} {duration_ms:.1f}ms"
+        )
+        return line if self.outcome == "response" else f"{line} ({self.outcome})"
+
+    def user_and_error(self) -> tuple[str | int | None, str | None]:
+        """metadata.user_id and metadata.user_id_error: the user id when LMS takes it, else
+        why not (a check the finish left to the sending thread, see `user`)."""
+        if self.user is None or self.user_error is not None:
+            return None, self.user_error
+        try:
+            return user_id_value(self.user), None
+        except ValueError as exc:
+            return None, short_repr(exc)
+
+    def encode(self, head: Head) -> str:
+        """The usual request, one string template; anything unusual for it (a surrogate,
+        a log beyond MAX_METADATA, an integer beyond JSON's, a value of another type than the
+        middlewares give) takes `encode_general`, the path of every other log, which makes
+        anything acceptable."""
+        try:
+            return self._encode_usual(head)
+        except (TypeError, ValueError, AttributeError):
+            return self.encode_general(head)
+
+    def _encode_usual(self, head: Head) -> str:
+        route = self.route
+        status = self.status
+        outcome = self.outcome
+        request_size = self.request_size
+        response_size = self.response_size
+        if not (request_size < MAX_JSON_INT and response_size < MAX_JSON_INT):
+            return self.encode_general(head)
+        duration_ms = self.duration_ms()
+        method = self.method
+        path = self.path
+        payload = self.payload
+        shape = (
+            _shape(method, route, status, outcome)
+            if route is not None and payload is None
+            else None
+        )
+        if shape is not None:
+            severity, payload_head, payload_tail, http_head, outcome_json = shape
+            payload_json = f"{payload_head}{duration_ms:.1f}{payload_tail}"
+            http = f'{http_head},"path":{_str(path)},"status_code"'
+        else:
+            if payload is None:
+                payload = self.first_line(duration_ms)
+                if len(payload) > MAX_PAYLOAD:  # surrogates: looked for in the whole text
+                    payload = truncate(payload)
+            severity = severity_of(status, outcome)
+            payload_json = _str(payload)
+            outcome_json = _str(outcome)
+            http = (
+                f'{{"method":{_str(method)},"route":'
+                f'{_str(route) if route is not None else "null"},"path":{_str(path)}'
+                f',"status_code"'
+            )
+        extra = ""  # http's optional members
+        if self.query is not None:
+            extra = ',"query":' + _str(self.query)
+        if self.headers is not None:
+            extra += (
+                ',"headers":{' + ",".join(f"{_str(k)}:{_str(v)}" for k, v in self.headers) + "}"
+            )
+        user = self.user
+        if type(user) is str and self.user_error is None and user.isascii() and user.isprintable():
+            # what user_id_value passes at once: the usual id, checked with a few flag reads
+            after = (
+                f',"user_id":{_str(user)}'
+                if 0 < len(user) <= MAX_CONTEXT and user[0] != " " and user[-1] != " "
+                else _user_members(*self.user_and_error())
+            )
+        else:
+            after = _user_members(*self.user_and_error())
+        trace = ""
+        if self.trace_id:
+            trace = ',"trace_id":' + _str(self.trace_id[:MAX_CONTEXT])
+        if self.span_id:
+            trace += ',"span_id":' + _str(self.span_id[:MAX_CONTEXT])
+        text = (
+            f'{{{head.service},"severity":"{severity}","payload":{payload_json}'
+            f',"timestamp":"{timestamp_us_text(self.timestamp_us)}"{trace}{head.constants}'
+            f',"metadata":{{"http":{http}:{status if status is not None else "null"}'
+            f',"duration_ms":{duration_ms!r},"request_size":{request_size}'
+            f',"response_size":{response_size},"outcome":{outcome_json}{extra}}}'
+            f',"request_id":{_str(self.request_id)},"instance":{_str(self.instance)}'
+            f',"seq":{self.seq}{after}}}}}'
+        )
+        # The metadata is part of the text: within the limit when the whole is (the usual
+        # case by far); else the general path measures it.
+        if len(text) > MAX_METADATA or has_surrogates(text):
+            return self.encode_general(head)
+        return text
+
+    def encode_general(self, head: Head) -> str:
+        """The same log through the mapping of every other log (LMSHandler.submit's)."""
+        http: dict[str, object] = {
+            "method": self.method,
+            "route": self.route,
+            "path": self.path,
+            "status_code": self.status,
+            "duration_ms": self.duration_ms(),
+            "request_size": self.request_size,
+            "response_size": self.response_size,
+            "outcome": self.outcome,
+        }
+        if self.query is not None:
+            http["query"] = self.query
+        if self.headers is not None:
+            http["headers"] = dict(self.headers)
+        metadata: dict[str, object] = {
+            "http": http,
+            "request_id": self.request_id,
+            "instance": self.instance,
+            "seq": self.seq,
+        }
+        user, user_error = self.user_and_error()
+        if user_error is not None:
+            metadata["user_id_error"] = user_error
+        if user is not None:
+            metadata["user_id"] = user
+        payload = self.payload
+        if payload is None:
+            payload = truncate(clean_text(self.first_line(self.duration_ms())))
+        fields = {
+            "service_name": head.service_name,
+            "severity": severity_of(self.status, self.outcome),
+            "payload": payload,
+            "timestamp": timestamp_us_text(self.timestamp_us),
+        }
+        for name, value in (("trace_id", self.trace_id), ("span_id", self.span_id)):
+            if value:
+                fields[name] = clean_text(value)[:MAX_CONTEXT]
+        fields.update(head.constant_fields)
+        return log_json(fields, metadata)
 
 
-def request_id_of(header: str | None) -> str:
-    """The client's X-Request-ID when it is 1-128 printable ASCII characters, else a new
-    one: an id that is echoed in a response header and stored must be safe in both."""
+SPENT = RequestLog("", "", 0, 0, 0.0, "")
+"""Where a middleware's watchers write once the request's log is queued (an app calling
+`send` after it returned): never queued, never read."""
+
+
+def request_id_of(header: str | None) -> str | None:
+    """The client's X-Request-ID when it is 1-128 printable ASCII characters, else None (the
+    request gets a fresh one): an id that is echoed in a response header and stored must be
+    safe in both."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
-    return _fresh_request_id()
-
-
-_IDS = random.Random()
-"""Request ids' own generator, seeded from os.urandom and again in every forked child (a
-prefork server's workers): an application that seeds the `random` module (random.seed(0) in
-a test or a job) must not make two processes hand out the same ids."""
-os.register_at_fork(after_in_child=_IDS.seed)
-
-
-def _fresh_request_id() -> str:
-    # A random 128-bit id: unique, not secret, so a Mersenne Twister rather than a system
-    # call per request.
-    return f"{_IDS.getrandbits(128):032x}"
+    return None
 
 
 def traceparent_ids(header: str | None) -> tuple[str | None, str | None]:
@@ -222,279 +420,144 @@ class RequestLogger(Generic[Scope]):
         """The request headers a middleware reads (lowercase), the logged ones included."""
         self.header_names |= frozenset(self.log_headers)
         self.sequencer = sequencer or PROCESS_SEQUENCER
-        # The size estimate's fixed part (see _capture): the strings of bounded length are
+        # The size estimate's fixed part (see finish): the strings of bounded length are
         # counted at their bounds, 736 for request_id (MAX_REQUEST_ID), the instance and a
-        # user id (MAX_CONTEXT each), the trace context (48) and their names.
+        # user id (MAX_CONTEXT each; a user id's error, when it has one, is shorter), the
+        # trace context (48) and their names.
         self._base_size = estimate(736, handler.head)
 
     def start(
-        self,
-        method: str,
-        path: str,
-        header: Callable[[str], str | None],
-        query: Callable[[], str],
-    ) -> Request:
-        """A request starting now; `header(name)` reads a request header (lowercase name),
-        `query()` the query string (read only when logged)."""
-        timestamp_us, seq = self.sequencer.next()
-        # Positional, and the usual absent headers without a call: this runs per request.
-        traceparent = header("traceparent")
+        self, method: str, path: str, traceparent: str | None, given_id: str | None
+    ) -> RequestLog:
+        """A request starting now, with its `traceparent` and `X-Request-ID` headers (None
+        when absent). The query string and the logged headers are the middleware's to add
+        (`extras`), only when asked for: this runs per request."""
+        sequencer = self.sequencer
+        timestamp_us, seq = sequencer.next()
+        request_id = request_id_of(given_id) if given_id is not None else None
+        if request_id is None:
+            request_id = f"{sequencer.id_prefix}{seq:016x}"
         trace_id, span_id = traceparent_ids(traceparent) if traceparent else (None, None)
-        given = header("x-request-id")
-        request = Request(
+        return RequestLog(
             method,
             path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
             timestamp_us,
             seq,
             time.perf_counter(),
-            request_id_of(given) if given is not None else _fresh_request_id(),
-            None,
+            request_id,
             trace_id,
             span_id,
         )
+
+    def extras(
+        self, request: RequestLog, header: Callable[[str], str | None], query: Callable[[], str]
+    ) -> None:
+        """The query string and the logged headers (`header(name)` reads one, lowercase
+        name), when the options ask for them."""
         if self.log_query:
             request.query = query()[:MAX_LOGGED_PATH]
         if self.log_headers:
-            request.headers = {
-                name: value[:MAX_HEADER_VALUE]
+            request.headers = tuple(
+                (name, value[:MAX_HEADER_VALUE])
                 for name in self.log_headers
                 if (value := header(name)) is not None
-            }
-        return request
+            )
 
-    def finish(self, request: Request, scope: Scope) -> None:
+    def finish(self, request: RequestLog, scope: Scope) -> None:
         """Queue the request's one log. Never raises: a failure here is counted as a loss of
         the handler (dropped, `rejected`), the request itself is not touched.
 
-        Only the capture happens here, in the request's thread or event loop: the user id
-        (the scope is the app's and may change), the traceback, the final figures, as plain
-        values in a RequestLog; its mapping and JSON encoding run on the handler's thread."""
+        Only what cannot wait happens here, in the request's thread or event loop: the user
+        id (the scope is the app's and may change), the traceback, the final figures; the
+        log's mapping and JSON encoding run on the handler's thread."""
         try:
-            log = self._capture(request, scope)
-        except Exception as exc:  # pragma: no cover - _capture is total over what it is given
+            if request.ended is None:
+                request.ended = time.perf_counter()
+            if request.status is None and request.outcome == "exception":
+                request.status = 500  # what the framework's own error handling answers
+            if self.user_id is not None:
+                try:
+                    user = self.user_id(scope)
+                    # A string within bounds or an integer is immutable: checked on the sending
+                    # thread. Anything else now, while it is what the app left.
+                    kind = type(user)
+                    if not (
+                        (kind is str and len(user) <= MAX_CONTEXT) or kind is int or user is None  # type: ignore[arg-type]
+                    ):
+                        user = user_id_value(user)
+                    request.user = user  # type: ignore[assignment]
+                except Exception as exc:
+                    request.user_error = short_repr(exc)
+            request.instance = self.sequencer.instance
+            # The strings of unbounded length counted, beyond the fixed part (_base_size).
+            size = self._base_size + len(request.method) + len(request.path)
+            if request.error is not None:
+                # The whole payload now, cut to the limit: the log keeps no traceback object and
+                # no more text than is sent.
+                request.payload = truncate(
+                    clean_text(
+                        request.first_line(request.duration_ms())
+                        + "\n"
+                        + "".join(traceback.format_exception(request.error)).rstrip()
+                    )
+                )
+                request.error = None
+                size += len(request.payload)
+            if request.route is not None:
+                size += len(request.route)
+            if request.query is not None:
+                size += len(request.query)
+            if request.headers:
+                size += sum(len(k) + len(v) + 6 for k, v in request.headers)
+            if request.user_error is not None:
+                size += len(request.user_error)
+            request.size = size
+        except Exception as exc:  # pragma: no cover - this is total over what it is given
             # Still one log for the request, saying what went wrong.
             self.handler.submit("error", f"request log: {exc!r}")
             return
-        self.handler.enqueue(log)
-
-    def _capture(self, request: Request, scope: Scope) -> RequestLog:
-        ended = request.ended if request.ended is not None else time.perf_counter()
-        status = request.status
-        if status is None and request.outcome == "exception":
-            status = 500  # what the framework's own error handling answers
-        user: str | int | None = None
-        user_error: str | None = None
-        if self.user_id is not None:
-            try:
-                user = user_id_value(self.user_id(scope))
-            except Exception as exc:
-                user_error = short_repr(exc)
-        duration_ms = round((ended - request.started) * 1000, 3)
-        error_payload = None
-        if request.error is not None:
-            # The whole payload now, cut to the limit: the snapshot keeps no traceback object
-            # and no more text than is sent.
-            error_payload = truncate(
-                clean_text(
-                    _one_line(request.method, request.route or request.path, status, duration_ms)
-                    + (f" ({request.outcome})" if request.outcome != "response" else "")
-                    + "\n"
-                    + "".join(traceback.format_exception(request.error)).rstrip()
-                )
-            )
-        headers = tuple(request.headers.items()) if request.headers is not None else None
-        instance = self.sequencer.instance
-        # The strings of unbounded length counted, beyond the fixed part (_base_size).
-        size = self._base_size + len(request.method) + len(request.path)
-        if request.route is not None:
-            size += len(request.route)
-        if request.query is not None:
-            size += len(request.query)
-        if headers:
-            size += sum(len(k) + len(v) + 6 for k, v in headers)
-        if user_error is not None:
-            size += len(user_error)
-        if error_payload is not None:
-            size += len(error_payload)
-        return RequestLog(
-            size,
-            (
-                request.timestamp_us,
-                request.seq,
-                instance,
-                request.method,
-                request.route,
-                request.path,
-                status,
-                duration_ms,
-                request.request_size,
-                request.response_size,
-                request.outcome,
-                request.query,
-                headers,
-                request.request_id,
-                user,
-                user_error,
-                request.trace_id,
-                request.span_id,
-                error_payload,
-            ),
-        )
+        self.handler.enqueue(request)
 
 
-RequestValues = tuple[
-    int,  # timestamp_us
-    int,  # seq
-    str,  # instance
-    str,  # method
-    str | None,  # route
-    str,  # path
-    int | None,  # status
-    float,  # duration_ms
-    int,  # request_size
-    int,  # response_size
-    str,  # outcome
-    str | None,  # query
-    tuple[tuple[str, str], ...] | None,  # headers
-    str,  # request_id
-    str | int | None,  # user
-    str | None,  # user_error
-    str | None,  # trace_id
-    str | None,  # span_id
-    str | None,  # the payload, when an exception's traceback is in it
-]
+def _user_members(user: str | int | None, error: str | None) -> str:
+    """metadata's user_id_error and user_id members, as JSON (each only when there is one)."""
+    text = ',"user_id_error":' + _str(error) if error is not None else ""
+    if user is not None:
+        text += ',"user_id":' + (_str(user) if type(user) is str else str(user))
+    return text
 
 
-class RequestLog(Deferred):
-    """One request's log as captured by RequestLogger.finish: plain, immutable values only
-    (strings, numbers, None, a tuple of header pairs), so nothing the app does after the
-    request changes it. Encoded on the handler's sending thread (`encode`): the README's
-    request log fields, the mapping every log gets (payload truncation, JSON-safe values,
-    MAX_METADATA) included."""
-
-    __slots__ = ("values",)
-
-    def __init__(self, size: int, values: RequestValues) -> None:
-        self.size = size  # Deferred's fields, set here: one call fewer per request
-        self.key = None
-        self.values = values
-
-    def encode(self, head: Head) -> str:
-        """The usual request, one string template; anything unusual for it (a surrogate,
-        metadata beyond MAX_METADATA, an integer beyond JSON's, a value of another type
-        than the middlewares give) takes `encode_general`, the path of every other log, which
-        makes anything acceptable."""
-        try:
-            return self._encode_usual(head)
-        except (TypeError, ValueError, AttributeError):
-            return self.encode_general(head)
-
-    def _encode_usual(self, head: Head) -> str:
-        (ts_us, seq, instance, method, route, path, status, duration_ms, request_size,
-         response_size, outcome, query, headers, request_id, user, user_error, trace_id,
-         span_id, error_payload) = self.values  # fmt: skip
-        if not (request_size < MAX_JSON_INT and response_size < MAX_JSON_INT):
-            return self.encode_general(head)
-        http = (
-            f'{{"method":{_str(method)},"route":{_str(route) if route is not None else "null"}'
-            f',"path":{_str(path)},"status_code":{status if status is not None else "null"}'
-            f',"duration_ms":{duration_ms!r},"request_size":{request_size}'
-            f',"response_size":{response_size},"outcome":{_str(outcome)}'
-        )
-        if query is not None:
-            http += ',"query":' + _str(query)
-        if headers is not None:
-            http += ',"headers":{' + ",".join(f"{_str(k)}:{_str(v)}" for k, v in headers) + "}"
-        meta = (
-            f'{{"http":{http}}},"request_id":{_str(request_id)},"instance":{_str(instance)}'
-            f',"seq":{seq}'
-        )
-        if user_error is not None:
-            meta += ',"user_id_error":' + _str(user_error)
-        if user is not None:
-            meta += ',"user_id":' + (_str(user) if isinstance(user, str) else str(user))
-        meta += "}"
-        if len(meta) > MAX_METADATA:
-            return self.encode_general(head)
-        if error_payload is None:
-            payload = _one_line(method, route or path, status, duration_ms)
-            if outcome != "response":
-                payload += f" ({outcome})"
-            if len(payload) > MAX_PAYLOAD:  # surrogates: looked for in the whole text below
-                payload = truncate(payload)
-        else:
-            payload = error_payload
-        severity = severity_of(status, outcome)
-        text = (
-            f'{{{head.service},"severity":"{severity}","payload":{_str(payload)}'
-            f',"timestamp":"{timestamp_us_text(ts_us)}"'
-        )
-        if trace_id:
-            text += f',"trace_id":{_str(trace_id[:MAX_CONTEXT])}'
-        if span_id:
-            text += f',"span_id":{_str(span_id[:MAX_CONTEXT])}'
-        text += f'{head.constants},"metadata":{meta}}}'
-        if has_surrogates(text):
-            return self.encode_general(head)
-        return text
-
-    def encode_general(self, head: Head) -> str:
-        """The same log through the mapping of every other log (LMSHandler.submit's)."""
-        (ts_us, seq, instance, method, route, path, status, duration_ms, request_size,
-         response_size, outcome, query, headers, request_id, user, user_error, trace_id,
-         span_id, _error_payload) = self.values  # fmt: skip
-        http: dict[str, object] = {
-            "method": method,
-            "route": route,
-            "path": path,
-            "status_code": status,
-            "duration_ms": duration_ms,
-            "request_size": request_size,
-            "response_size": response_size,
-            "outcome": outcome,
-        }
-        if query is not None:
-            http["query"] = query
-        if headers is not None:
-            http["headers"] = dict(headers)
-        metadata: dict[str, object] = {
-            "http": http,
-            "request_id": request_id,
-            "instance": instance,
-            "seq": seq,
-        }
-        if user_error is not None:
-            metadata["user_id_error"] = user_error
-        if user is not None:
-            metadata["user_id"] = user
-        severity, payload = self._severity_payload()
-        fields = {
-            "service_name": head.service_name,
-            "severity": severity,
-            "payload": payload,
-            "timestamp": timestamp_us_text(ts_us),
-        }
-        for name, value in (("trace_id", trace_id), ("span_id", span_id)):
-            if value:
-                fields[name] = clean_text(value)[:MAX_CONTEXT]
-        fields.update(head.constant_fields)
-        return log_json(fields, metadata)
-
-    def _severity_payload(self) -> tuple[str, str]:
-        (_ts, _seq, _instance, method, route, path, status, duration_ms, _rq, _rs, outcome,
-         _query, _headers, _request_id, _user, _user_error, _trace, _span,
-         error_payload) = self.values  # fmt: skip
-        if error_payload is not None:
-            return severity_of(status, outcome), error_payload
-        payload = _one_line(method, route or path, status, duration_ms)
-        if outcome != "response":
-            payload += f" ({outcome})"
-        return severity_of(status, outcome), truncate(clean_text(payload))
+Shape = tuple[str, str, str, str, str]
+_SHAPES: dict[tuple[str, str, int | None, str], Shape] = {}
+MAX_SHAPES = 4096
+"""Shapes kept (`_shape`): a route template is one of the app's routes, so this many is
+beyond any app's (methods x routes x statuses x outcomes); past it, shapes are not kept."""
 
 
-def _one_line(method: str, route: str, status: int | None, duration_ms: float) -> str:
-    """The payload's first line: `GET /users/{id} 200 1.2ms`."""
-    return f"{method} {route} {status if status is not None else '-'} {duration_ms:.1f}ms"
+def _shape(method: str, route: str, status: int | None, outcome: str) -> Shape | None:
+    """What requests of one route, method, status and outcome share in their JSON, made once
+    on the sending thread: the severity, the payload's quoted head and tail around its
+    duration, metadata.http's first members and its outcome; None when its payload could be
+    beyond MAX_PAYLOAD (the general path cuts it). Any thread: a dict's get and set are
+    atomic."""
+    key = (method, route, status, outcome)
+    shape = _SHAPES.get(key)
+    if shape is not None:
+        return shape
+    head = f"{method} {route} {status if status is not None else '-'} "
+    if len(head) > MAX_PAYLOAD - 64:
+        return None
+    tail = "ms" if outcome == "response" else f"ms ({outcome})"
+    shape = (
+        severity_of(status, outcome),
+        _str(head)[:-1],  # the opening quote and the escaped head; the duration follows
+        _str(tail)[1:],  # and then the escaped tail with the closing quote
+        f'{{"method":{_str(method)},"route":{_str(route)}',
+        _str(outcome),
+    )
+    if len(_SHAPES) < MAX_SHAPES:
+        _SHAPES[key] = shape
+    return shape
 
 
 _ROUTE_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from lms_client.handler import LMSHandler
-from lms_client.requestlog import Request, RequestLogger, Sequencer, route_template
+from lms_client.requestlog import SPENT, RequestLog, RequestLogger, Sequencer, route_template
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -66,12 +66,14 @@ class WSGIMiddleware:
             value = environ.get(key)
             return value if isinstance(value, str) else None
 
-        request = self.logger.start(
+        logger = self.logger
+        request = logger.start(
             environ.get("REQUEST_METHOD", ""),
             environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-            header,
-            lambda: str(environ.get("QUERY_STRING", "")),
+            header("traceparent"),
+            header("x-request-id"),
         )
+        logger.extras(request, header, lambda: str(environ.get("QUERY_STRING", "")))
         length = header("content-length")
         request.request_size = int(length) if length is not None and length.isdigit() else 0
         request_id = request.request_id
@@ -95,7 +97,7 @@ class WSGIMiddleware:
             raise
         return _Body(body, request, self, environ)
 
-    def _finish(self, request: Request, environ: Environ) -> None:
+    def _finish(self, request: RequestLog, environ: Environ) -> None:
         route = environ.get(ROUTE_KEY)
         request.route = route_template(route) if isinstance(route, str) else None
         handled = environ.get(EXCEPTION_KEY)
@@ -109,7 +111,7 @@ class _Body:
     closes it (or when iterating it raises)."""
 
     def __init__(
-        self, body: Iterable[bytes], request: Request, owner: WSGIMiddleware, environ: Environ
+        self, body: Iterable[bytes], request: RequestLog, owner: WSGIMiddleware, environ: Environ
     ) -> None:
         self._body = body
         self._request = request
@@ -145,6 +147,7 @@ class _Body:
         if not self._done:
             self._done = True
             self._owner._finish(self._request, self._environ)
+            self._request = SPENT  # queued: nothing here changes it any more
 
 
 def _connect_flask(app: object) -> None:

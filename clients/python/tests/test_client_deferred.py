@@ -23,15 +23,15 @@ from lms_client import ASGIMiddleware, LMSHandler
 from lms_client.entry import Deferred, Head, estimate
 from lms_client.limits import MAX_METADATA
 from lms_client.mapping import TRUNCATED_KEYS
-from lms_client.requestlog import RequestLog, RequestValues
+from lms_client.requestlog import RequestLog
 from lms_client.spool import Spool, read
 
 HEAD = Head.of("checkout", {"resource_id": "eu-1", "commit": "abc123"})
 
 
-def values(**changes: Any) -> RequestValues:
-    """The values of a RequestLog (RequestLogger._capture's order), a usual request's unless
-    changed."""
+def request_log(size: int = 100, **changes: Any) -> RequestLog:
+    """A RequestLog as RequestLogger.finish queues it, a usual request's unless changed
+    (`duration_ms` sets its start and end)."""
     fields: dict[str, Any] = {
         "timestamp_us": 1_760_000_000_123_456,
         "seq": 7,
@@ -55,7 +55,19 @@ def values(**changes: Any) -> RequestValues:
     }
     assert set(changes) <= set(fields)
     fields.update(changes)
-    return tuple(fields.values())  # type: ignore[return-value]
+    log = RequestLog(
+        fields.pop("method"),
+        fields.pop("path"),
+        fields.pop("timestamp_us"),
+        fields.pop("seq"),
+        10.0,
+        fields.pop("request_id"),
+    )
+    log.ended = 10.0 + fields.pop("duration_ms") / 1000
+    for name, value in fields.items():
+        setattr(log, name, value)
+    log.size = size
+    return log
 
 
 def accepted(text: str) -> dict[str, Any]:
@@ -92,6 +104,12 @@ USUAL = [
         {"user": None, "user_error": "ValueError('no user')", "headers": ()},
         id="user-error-no-headers",
     ),
+    pytest.param({"status": None, "outcome": "cancelled"}, id="cancelled-route-no-status"),
+    pytest.param({"status": 404, "route": '/a"b\\c/{id}'}, id="4xx-route-with-escapes"),
+    pytest.param({"route": "/" + "r" * 2100}, id="route-beyond-the-payload-limit"),
+    pytest.param({"user": " alice"}, id="user-checked-on-the-sending-thread-refused"),
+    pytest.param({"user": "é" * 3}, id="user-not-ascii"),
+    pytest.param({"user": "u" * 300}, id="user-too-long"),
     pytest.param(
         {
             "status": 500,
@@ -105,7 +123,7 @@ USUAL = [
 
 @pytest.mark.parametrize("changes", USUAL)
 def test_the_request_template_encodes_as_the_general_mapping(changes: dict[str, Any]) -> None:
-    log = RequestLog(100, values(**changes))
+    log = request_log(**changes)
     text = log.encode(HEAD)
     assert accepted(text) == accepted(log.encode_general(HEAD))
     fields = accepted(text)
@@ -115,8 +133,22 @@ def test_the_request_template_encodes_as_the_general_mapping(changes: dict[str, 
     assert fields["metadata"]["seq"] == 7
 
 
+@pytest.mark.parametrize(
+    ("user", "stored"),
+    [("alice", "alice"), (42, 42), (2**64, None), (" alice", None), ("a\tb", None), ("", None)],
+)
+def test_a_user_id_left_to_the_sending_thread_is_checked_there(user: Any, stored: Any) -> None:
+    """The finish keeps a short string or an integer as it is; the encoding checks it as
+    the finish checks any other value: what LMS would refuse is left out, and said why."""
+    meta = accepted(request_log(user=user).encode(HEAD))["metadata"]
+    if stored is None:
+        assert "user_id" not in meta and meta["user_id_error"].startswith("ValueError")
+    else:
+        assert meta["user_id"] == stored and "user_id_error" not in meta
+
+
 def test_the_request_template_without_constants() -> None:
-    log = RequestLog(100, values())
+    log = request_log()
     head = Head.of("svc", {})
     assert accepted(log.encode(head)) == accepted(log.encode_general(head))
     assert "resource_id" not in accepted(log.encode(head))
@@ -134,7 +166,7 @@ def test_the_request_template_without_constants() -> None:
     ],
 )
 def test_what_the_template_cannot_take_goes_the_general_way(changes: dict[str, Any]) -> None:
-    log = RequestLog(100, values(**changes))
+    log = request_log(**changes)
     text = log.encode(HEAD)
     assert text == log.encode_general(HEAD)
     fields = accepted(text)
@@ -292,9 +324,9 @@ def test_a_log_that_cannot_be_encoded_is_counted_and_reported_not_raised() -> No
     collector = Collector()
     seen: list[Any] = []
     handler = make_handler(collector, on_error=seen.append)
-    assert handler.enqueue(RequestLog(500, values(seq=1)))
+    assert handler.enqueue(request_log(500, seq=1))
     assert handler.enqueue(_Broken(10))
-    assert handler.enqueue(RequestLog(500, values(seq=2)))
+    assert handler.enqueue(request_log(500, seq=2))
     assert handler.drain(30)
     assert [f["metadata"]["seq"] for f in entries_fields(collector.entries)] == [1, 2]
     assert handler.counters.sent == 2
@@ -307,7 +339,7 @@ def test_deferred_logs_left_at_close_are_spooled_with_their_keys(tmp_path: Path)
     down = Scripted([retryable()] * 1000)
     handler = make_handler(down, spool_dir=tmp_path, retry_for=0.05, on_error=lambda _p: None)
     for seq in range(3):
-        assert handler.enqueue(RequestLog(500, values(seq=seq)))
+        assert handler.enqueue(request_log(500, seq=seq))
     handler.close(timeout=2)
     assert handler.counters.spooled == 3
     spooled = [e for path in Spool(tmp_path, 1 << 20).files() for e in read(path)[0]]

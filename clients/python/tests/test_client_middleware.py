@@ -417,15 +417,25 @@ def test_request_id_rules() -> None:
     assert request_id_of("abc-1_2.3") == "abc-1_2.3"
     assert request_id_of("x" * 128) == "x" * 128
     for bad in ("x" * 129, "", "a\nb", "é", None):
-        fresh = request_id_of(bad)
-        assert len(fresh) == 32 and fresh != bad
+        assert request_id_of(bad) is None  # the request gets a fresh one
 
 
-def test_fresh_request_ids_do_not_follow_an_applications_seed_of_random() -> None:
-    random.seed(7)
-    first = request_id_of(None)
-    random.seed(7)
-    assert request_id_of(None) != first
+async def test_fresh_request_ids_are_32_hex_digits_unique_across_instances(
+    handler, collector
+) -> None:
+    """Fresh ids are the instance's random prefix and the seq: unique within an instance,
+    and across instances even when the application seeds `random` alike in each."""
+    ids: list[str] = []
+    for _instance in range(2):
+        random.seed(7)
+        app = fastapi_app(handler, sequencer=Sequencer())
+        async with asgi_client(app) as client:
+            for _ in range(3):
+                ids.append((await client.get("/ping")).headers["x-request-id"])
+    assert [log["metadata"]["request_id"] for log in logs(handler, collector)] == ids
+    assert len(set(ids)) == 6
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert ids[0][:16] != ids[3][:16]
 
 
 def test_flask_and_django_rules_become_one_template_form() -> None:
