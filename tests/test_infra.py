@@ -49,6 +49,7 @@ TABLES = {
     "request_rollup_day",
     "request_users",
     "request_users_day",
+    "request_users_all_day",
     "commit_rollup",
 }
 

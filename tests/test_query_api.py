@@ -856,6 +856,7 @@ async def test_migration_keeps_existing_rows(
         "010_volume_rollup.sql",
         "011_request_rollup.sql",
         "012_retention.sql",
+        "014_request_users_all.sql",
         "015_commit_rollup.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent

@@ -34,7 +34,7 @@ lms_users_sql() {
     local database="${LMS_DATABASE:-${MYSQL_DATABASE:-lms}}"
     local host="${LMS_USER_HOST:-%}"
     local -a mon_upserted=(request_rollup request_rollup_day request_users request_users_day
-        commit_rollup)
+        request_users_all_day commit_rollup)
     local -a users=(
         "${LMS_MIGRATE_USER:-lms_migrate}|LMS_MIGRATE_PASSWORD|CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE|required"
         "${LMS_MON_USER:-lms_mon}|LMS_MON_PASSWORD|SELECT, INSERT|required"
