@@ -170,7 +170,7 @@ class RequestRollup:
                 await cur.executemany(sql, rows)
 
 
-def _user_rows(users: Mapping[tuple[str, ...], tuple[int, datetime]]) -> list[tuple[object, ...]]:
+def _user_rows(users: Mapping[K, tuple[int, datetime]]) -> list[tuple[object, ...]]:
     """Rows of a users table, in key order (replicas lock the primary key in one order)."""
     return [(*key, count, last.isoformat(" ")) for key, (count, last) in sorted(users.items())]
 
