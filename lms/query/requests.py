@@ -303,16 +303,16 @@ def _add_bins(into: RouteFigures, text: str) -> None:
             bins[i] += count
 
 
-def _merge(into: RouteFigures, row: Sequence[Any]) -> None:
-    """Add a group's sums (count, 4xx, 5xx, sum_ms, the histogram's SUM(... + 0E0) text:
-    doubles, which may print with an exponent)."""
-    into.count += int(row[0] or 0)
-    into.count_4xx += int(row[1] or 0)
-    into.count_5xx += int(row[2] or 0)
-    into.sum_ms += float(row[3] or 0)
+def _merge(into: RouteFigures, row: Sequence[Any], sign: int = 1) -> None:
+    """Add (`sign` -1: subtract) a group's sums (count, 4xx, 5xx, sum_ms, the histogram's
+    SUM(... + 0E0) text: doubles, which may print with an exponent)."""
+    into.count += sign * int(row[0] or 0)
+    into.count_4xx += sign * int(row[1] or 0)
+    into.count_5xx += sign * int(row[2] or 0)
+    into.sum_ms += sign * float(row[3] or 0)
     if row[4]:
         more = map(int, map(float, str(row[4]).split(",")))
-        into.bins = [a + b for a, b in zip(into.bins, more, strict=True)]
+        into.bins = [a + sign * b for a, b in zip(into.bins, more, strict=True)]
 
 
 def _add_entry(into: RouteFigures, entry: Sequence[str]) -> None:
@@ -462,6 +462,35 @@ def _tiers(whole: Span) -> tuple[list[Span], list[Span]]:
     return [(start, end)], [(a, b) for a, b in ((first, start), (end, last)) if a < b]
 
 
+def _route_tiers(whole: Span) -> tuple[list[Span], list[Span], list[Span]]:
+    """The whole hours `whole` for the route totals: the days to read from the day tier, the
+    hours to add from the hourly one and those to subtract. A UTC day the range cuts is read
+    as its hours inside the range, or, when those are more than the hours outside, as its
+    day row minus those outside (a month starting just after midnight reads 1 hour, not 23).
+    Exact: a day row is its hours' sums (the writer upserts both in one transaction). Not for
+    the users: a day's last_seen cannot be subtracted."""
+    first, last = whole
+    one = timedelta(days=1)
+    days, plus, minus = _tiers(whole)[0], [], []
+    for day in sorted({_day_of(first), _day_of(last - timedelta(hours=1))}):
+        start, end = max(first, day), min(last, day + one)
+        if (start, end) == (day, day + one):
+            continue  # a whole day, in _tiers' days
+        outside = [(a, b) for a, b in ((day, start), (end, day + one)) if a < b]
+        if sum((b - a for a, b in outside), timedelta()) < end - start:
+            days.append((day, day + one))
+            minus += outside
+        else:
+            plus.append((start, end))
+    joined: list[Span] = []
+    for a, b in sorted(days):
+        if joined and joined[-1][1] == a:
+            joined[-1] = (joined[-1][0], b)
+        else:
+            joined.append((a, b))
+    return joined, plus, minus
+
+
 def _days_whole(buckets: Buckets) -> bool:
     """No bucket boundary inside the range cuts a UTC day (day or week buckets in UTC): a
     day's row of the day tier goes whole into one bucket."""
@@ -477,10 +506,18 @@ async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int
     hours: list[Span] = []
     if whole is not None:
         days, hours = _tiers(whole)
-        for tier, spans in ((ROUTE_DAYS, days), (ROUTE_HOURS, hours)):
+        route_days, plus, minus = _route_tiers(whole)
+        for tier, spans, sign in (
+            (ROUTE_DAYS, route_days, 1),
+            (ROUTE_HOURS, plus, 1),
+            (ROUTE_HOURS, minus, -1),
+        ):
             if spans:
                 for row in await fetch(*route_totals_sql(ask, tier, spans)):
-                    _merge(figures.route((str(row[0]), str(row[1]), str(row[2]))), row[3:])
+                    key = (str(row[0]), str(row[1]), str(row[2]))
+                    _merge(figures.route(key), row[3:], sign)
+        # A route whose requests all fell in subtracted hours had none in the range.
+        figures.routes = {k: f for k, f in figures.routes.items() if f.count}
         user_days = USER_DAYS if ask.series.query.service is not None else USER_ALL_DAYS
         for tier, spans in ((user_days, days), (USER_HOURS, hours)):
             if not spans:
