@@ -11,9 +11,10 @@ each period read in one consistent snapshot, as the volume (lms.query.volume):
   its whole UTC days from the day tables and only the hours around them from the hourly ones
   (a month is ~24 times fewer rows; the users without a service filter, request_users_all_day
   of sql/014, one row per day and user; the route totals read a day the range cuts as its
-  day row minus the hours outside when those are fewer, _route_tiers); the series of the top `limit` routes reads only their
-  rows (the hourly ones along the index that leads with the route, or the daily ones when no
-  bucket boundary cuts a UTC day), folded into one row per route (lms.query.fold);
+  day row minus the hours outside when those are fewer, _route_tiers); the series of the
+  top `limit` routes reads only their rows (the hourly ones along the index that leads with
+  the route, or the daily ones when no bucket boundary cuts a UTC day), folded into one row
+  per route (lms.query.fold);
 - service_logs itself for the rest (the partial hours at the range's ends, minute buckets, a
   zone whose boundaries cut hours): the logs whose metadata names "http", read over the time
   (and service) index and classified here by the same code the writer uses. Its cost grows
