@@ -596,12 +596,23 @@ def _by_day(
 
 
 def _same_tiers(database: str) -> None:
-    """The day tier holds the hourly tier's sums per UTC day, both one row per key."""
+    """The day tier holds the hourly tier's sums per UTC day, both one row per key, and
+    request_users_all_day the day tier's users summed over their services."""
     days, hours = _rollup(database, days=True), _by_day(_rollup(database))
     assert days[1] == hours[1] and len(days[0]) == len(hours[0])
     for got, want in zip(days[0], hours[0], strict=True):
         assert got[:7] == want[:7] and got[8:] == want[8:], got[:4]
         assert got[7] == pytest.approx(want[7], abs=0.01)
+    every: dict[tuple[Any, ...], tuple[int, datetime]] = {}
+    for day, _service, user, count, last in days[1]:
+        before, seen = every.get((day, user), (0, last))
+        every[(day, user)] = (before + count, max(seen, last))
+    with _admin(database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT day_start, user_id, `count`, last_seen FROM request_users_all_day ORDER BY 1, 2"
+        )
+        found = [(*r[:2], int(r[2]), r[3]) for r in cur.fetchall()]
+    assert found == [(*k, *v) for k, v in sorted(every.items())]  # sql/014: the service cut
 
 
 def test_the_day_tier_is_the_hours_summed_per_day(seeded_db: str) -> None:

@@ -181,7 +181,13 @@ async def test_each_user_can_do_its_part_and_no_more(settings, users: Users) -> 
     assert [(str(severity), count) for severity, count in rows] == [("info", 5), ("warn", 1)]
     assert await db_query(migrate, "SELECT reason FROM rejected_messages") == [("invalid_json",)]
     # ... its request logs in the request rollups, which it upserts (UPDATE on those only).
-    for table in ("request_rollup", "request_rollup_day", "request_users", "request_users_day"):
+    for table in (
+        "request_rollup",
+        "request_rollup_day",
+        "request_users",
+        "request_users_day",
+        "request_users_all_day",
+    ):
         assert await db_query(migrate, f"SELECT SUM(`count`) FROM {table}") == [(5,)], table
     # ... and every log in the pattern rollups, which it upserts too (a key added to).
     for table in (

@@ -53,6 +53,7 @@ TABLES = {
     "pattern_rollup_day",
     "pattern_service_rollup",
     "pattern_service_rollup_day",
+    "request_users_all_day",
     "commit_rollup",
 }
 

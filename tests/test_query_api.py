@@ -857,6 +857,7 @@ async def test_migration_keeps_existing_rows(
         "011_request_rollup.sql",
         "012_retention.sql",
         "013_pattern_rollups.sql",
+        "014_request_users_all.sql",
         "015_commit_rollup.sql",
     ]
     assert await Migrator(settings).migrate() == []  # idempotent

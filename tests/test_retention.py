@@ -238,6 +238,20 @@ class Stored:
             )
             assert [(*r[:3], int(r[3])) for r in rolled] == [(*r[:3], int(r[3])) for r in logs]
             assert logs, table
+        # request_users_all_day (sql/014) is request_users_day with the service cut.
+        by_service = _query(
+            db,
+            "SELECT day_start, user_id, SUM(`count`), MAX(last_seen) FROM request_users_day"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        every = _query(
+            db,
+            "SELECT day_start, user_id, `count`, last_seen FROM request_users_all_day"
+            " ORDER BY 1, 2",
+        )
+        assert [(*r[:2], int(r[2]), r[3]) for r in every] == [
+            (*r[:2], int(r[2]), r[3]) for r in by_service
+        ]
 
     def rows(self, table: str) -> int:
         return int(_query(self.database, f"SELECT COUNT(*) FROM {table}")[0][0])
@@ -322,6 +336,7 @@ async def test_expiry_keeps_whole_days_and_every_rollup_equal_to_what_remains(
         ("request_rollup_day", "day_start"),
         ("request_users", "hour_start"),
         ("request_users_day", "day_start"),
+        ("request_users_all_day", "day_start"),
         ("commit_rollup", "hour_start"),
     ):
         old = _query(

@@ -34,7 +34,7 @@ lms_users_sql() {
     local database="${LMS_DATABASE:-${MYSQL_DATABASE:-lms}}"
     local host="${LMS_USER_HOST:-%}"
     local -a mon_upserted=(
-        request_rollup request_rollup_day request_users request_users_day commit_rollup
+        request_rollup request_rollup_day request_users request_users_day request_users_all_day commit_rollup
         pattern_rollup pattern_rollup_day pattern_service_rollup pattern_service_rollup_day
     )
     local -a users=(

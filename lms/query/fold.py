@@ -29,14 +29,15 @@ Folded = list[tuple[tuple[str, ...], list[list[str]]]]
 
 
 def fold_sql(inner: Statement, keys: Sequence[str], values: Sequence[str]) -> Statement:
-    """`inner`'s rows (its columns `keys` then `values`, so named: numbers and dates, never
-    NULL) as one row per key: the key, its number of entries, their text."""
+    """`inner`'s rows (its columns `keys` then `values`, so named: numbers, dates or hex,
+    never NULL, never a separator) as one row per key: the key, its number of entries, their
+    text. No `keys`: one row for all of them."""
     sql, args = inner
-    key = ", ".join(keys)
+    key = "".join(f"{k}, " for k in keys)
     entry = f"CONCAT(CONCAT_WS('{FIELD_SEPARATOR}', {', '.join(values)}), '{ENTRY_SEPARATOR}')"
     folded = (
-        f"SELECT {key}, COUNT(*), GROUP_CONCAT({entry} SEPARATOR '')"
-        f" FROM ({sql}) AS unfolded GROUP BY {key}"
+        f"SELECT {key}COUNT(*), GROUP_CONCAT({entry} SEPARATOR '') FROM ({sql}) AS unfolded"
+        + (f" GROUP BY {', '.join(keys)}" if keys else "")
     )
     return folded, list(args)
 
@@ -49,6 +50,8 @@ async def fetch_folded(
     out: Folded = []
     for row in await fetch(*fold_sql(inner, keys, values)):
         raw = row[width + 1]
+        if raw is None:  # no keys and no rows: COUNT(*) 0, GROUP_CONCAT NULL
+            continue
         entries = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(ENTRY_SEPARATOR)
         if len(entries) != int(row[width]) + 1 or entries[-1]:  # cut short
             return _unfolded(await fetch(*inner), width)

@@ -1,5 +1,5 @@
-"""The request rollups (sql/011): what one batch transaction adds to request_rollup,
-request_rollup_day, request_users and request_users_day.
+"""The request rollups (sql/011, sql/014): what one batch transaction adds to request_rollup,
+request_rollup_day, request_users, request_users_day and request_users_all_day.
 
 Counted from the rows the transaction really inserted, the rule that keeps service_severity
 and volume_rollup exact: when every row of the batch is new the batch itself has them;
@@ -19,10 +19,10 @@ is retriable (lms.store.errors) and the whole batch is retried.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiomysql
 
@@ -42,10 +42,12 @@ def _upsert_routes(table: str, time: str) -> str:
     )
 
 
-def _upsert_users(table: str, time: str) -> str:
+def _upsert_users(table: str, time: str, service: bool = True) -> str:
+    keys = f"{time}, service_name, user_id" if service else f"{time}, user_id"
+    marks = ", ".join(["%s"] * (keys.count(",") + 3))
     return (
-        f"INSERT INTO {table} ({time}, service_name, user_id, `count`, last_seen)"
-        " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
+        f"INSERT INTO {table} ({keys}, `count`, last_seen)"
+        f" VALUES ({marks}) ON DUPLICATE KEY UPDATE"
         " `count` = `count` + VALUES(`count`), last_seen = GREATEST(last_seen, VALUES(last_seen))"
     )
 
@@ -54,12 +56,14 @@ UPSERT_ROUTES = _upsert_routes("request_rollup", "hour_start")
 UPSERT_ROUTE_DAYS = _upsert_routes("request_rollup_day", "day_start")
 UPSERT_USERS = _upsert_users("request_users", "hour_start")
 UPSERT_USER_DAYS = _upsert_users("request_users_day", "day_start")
+UPSERT_USER_ALL_DAYS = _upsert_users("request_users_all_day", "day_start", service=False)
 
 RouteKey = tuple[str, str, str, str]
 """(hour as DATETIME text, or day as DATE text, service, route, method)."""
 UserKey = tuple[str, str, str]
 """(hour as DATETIME text, or day as DATE text, service, user id)."""
 Users = dict[UserKey, tuple[int, datetime]]
+K = TypeVar("K", bound=tuple[str, ...])
 
 
 class _Stored(Protocol):
@@ -130,6 +134,14 @@ class RequestRollup:
             _add_user(days.users, (hour[:10], service, user), count, last)
         return days
 
+    def all_services(self) -> dict[tuple[str, str], tuple[int, datetime]]:
+        """The users' sums with the service cut (request_users_all_day: one row per (hour or
+        day, user), whatever services they called)."""
+        users: dict[tuple[str, str], tuple[int, datetime]] = {}
+        for (time, _service, user), (count, last) in self.users.items():
+            _add_user(users, (time, user), count, last)
+        return users
+
     def route_rows(self) -> list[tuple[object, ...]]:
         """Rows of request_rollup, in key order (replicas lock the primary key in one order)."""
         return [
@@ -138,12 +150,10 @@ class RequestRollup:
         ]
 
     def user_rows(self) -> list[tuple[object, ...]]:
-        return [
-            (*key, count, last.isoformat(" ")) for key, (count, last) in sorted(self.users.items())
-        ]
+        return _user_rows(self.users)
 
     def statements(self) -> list[tuple[str, list[tuple[object, ...]]]]:
-        """The upserts that add these sums to the four tables, each with its rows (maybe
+        """The upserts that add these sums to the five tables, each with its rows (maybe
         none): hours, then days, routes before users (one lock order for every writer)."""
         days = self.days()
         return [
@@ -151,6 +161,7 @@ class RequestRollup:
             (UPSERT_ROUTE_DAYS, days.route_rows()),
             (UPSERT_USERS, self.user_rows()),
             (UPSERT_USER_DAYS, days.user_rows()),
+            (UPSERT_USER_ALL_DAYS, _user_rows(days.all_services())),
         ]
 
     async def upsert(self, cur: aiomysql.Cursor) -> None:
@@ -159,7 +170,12 @@ class RequestRollup:
                 await cur.executemany(sql, rows)
 
 
-def _add_user(users: Users, key: UserKey, count: int, last: datetime) -> None:
+def _user_rows(users: Mapping[K, tuple[int, datetime]]) -> list[tuple[object, ...]]:
+    """Rows of a users table, in key order (replicas lock the primary key in one order)."""
+    return [(*key, count, last.isoformat(" ")) for key, (count, last) in sorted(users.items())]
+
+
+def _add_user(users: dict[K, tuple[int, datetime]], key: K, count: int, last: datetime) -> None:
     before, seen = users.get(key, (0, last))
     users[key] = (before + count, max(seen, last))
 

@@ -142,6 +142,7 @@ UPSERTED: tuple[Dated, ...] = (
     ),
     Dated("request_users", "hour_start", "PRIMARY", ("hour_start", "service_name", "user_id")),
     Dated("request_users_day", "day_start", "PRIMARY", ("day_start", "service_name", "user_id")),
+    Dated("request_users_all_day", "day_start", "PRIMARY", ("day_start", "user_id")),
     Dated(
         "commit_rollup",
         "hour_start",
@@ -164,8 +165,8 @@ UPSERTED: tuple[Dated, ...] = (
     ),
 )
 """The rollups dated by the logs' own time that hold one row per key already (the writer adds
-to it: sql/011, sql/013, sql/015), so they need no compaction, only expiry. A day table's rows are
-whole UTC days, expired on the same day boundary as the logs."""
+to it: sql/011, sql/013, sql/014, sql/015), so they need no compaction, only expiry. A day
+table's rows are whole UTC days, expired on the same day boundary as the logs."""
 
 RETIRED: tuple[Dated, ...] = (
     Dated(
