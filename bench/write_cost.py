@@ -39,11 +39,11 @@ def drop_database(name: str) -> None:
     drop_databases(load_settings(_env_file=None), [name])
 
 
-WRITER_NEEDS = (5, 9, 10, 11, 13, 15)
+WRITER_NEEDS = (5, 9, 10, 11, 13, 14, 15)
 """The migrations the write path needs whatever version is measured (the idempotency key
-column of 5, the pattern_id column of 9, the volume rollup of 10, the request rollups of 11,
-the pattern rollups of 13, the commit rollup of 15): a version below one is measured with its
-indexes plus those migrations."""
+column of 5, the pattern_id column of 9, the volume rollup of 10, the request rollups of 11
+and 14, the pattern rollups of 13, the commit rollup of 15): a version below one is measured
+with its indexes plus those migrations."""
 
 
 async def write_rate(version: int, batches: list[list[StoredLog]], database: str) -> float:
