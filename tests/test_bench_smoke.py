@@ -50,6 +50,17 @@ def run_bench(
     )
 
 
+def assert_no_database_left(prefix: str) -> None:
+    """A benchmark drops the databases it made (their names start with `prefix`)."""
+    conn = pymysql.connect(**mysql_config())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()
+
+
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     report_path = tmp_path / "bench.json"
     done = run_bench(
@@ -114,13 +125,7 @@ def test_write_cost_smoke_run() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"version 3: [\d,]+-[\d,]+ rows/s", done.stdout), done.stdout
     assert re.search(r"version 4: [\d,]+-[\d,]+ rows/s", done.stdout), done.stdout
-    conn = pymysql.connect(**mysql_config())
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
-            assert cur.fetchall() == ()
-    finally:
-        conn.close()
+    assert_no_database_left(prefix)
 
 
 def test_patterns_cost_smoke_run() -> None:
@@ -132,13 +137,7 @@ def test_patterns_cost_smoke_run() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"masking: [\d.]+-[\d.]+ CPU us per payload", done.stdout), done.stdout
     assert re.search(r"ratio: [\d.]+", done.stdout), done.stdout
-    conn = pymysql.connect(**mysql_config())
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
-            assert cur.fetchall() == ()
-    finally:
-        conn.close()
+    assert_no_database_left(prefix)
 
 
 @pytest.mark.parametrize(
@@ -153,13 +152,7 @@ def test_request_cost_smoke_run(option: str, printed: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert printed in done.stdout and re.search(r"ratio: [\d.]+", done.stdout)
-    conn = pymysql.connect(**mysql_config())
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW DATABASES LIKE %s", (prefix + "%",))
-            assert cur.fetchall() == ()
-    finally:
-        conn.close()
+    assert_no_database_left(prefix)
 
 
 def test_query_benchmark_smoke_run(tmp_path: Path) -> None:
@@ -183,3 +176,4 @@ def test_query_benchmark_smoke_run(tmp_path: Path) -> None:
     assert "| query | p50 ms | p95 ms | max ms | rows | p95 / no filter |" in text
     assert re.search(r"^\| no filter \|.* 1\.0 \|$", text, re.MULTILINE), text
     assert "every kind's p95 at most 4x no filter's of the same run" in text
+    assert_no_database_left(database)

@@ -188,17 +188,27 @@ def _app(handler: LMSHandler) -> Any:
     return ASGIMiddleware(app, handler=handler, user_id=lambda _scope: "alice")
 
 
-def _keep_queued(handler: LMSHandler) -> list[Deferred]:
-    """The Deferred logs the handler is given, as it is given them."""
-    kept: list[Deferred] = []
-    enqueue = handler.enqueue
+def _keep_queued(handler: LMSHandler, method: str = "enqueue") -> list[Any]:
+    """The logs the handler's `method` is given (`enqueue`: the middleware's Deferred logs;
+    `_put`: every log, emitted or submitted), as it is given them."""
+    kept: list[Any] = []
+    given = getattr(handler, method)
 
-    def keep(log: Deferred) -> bool:
+    def keep(log: Any) -> bool:
         kept.append(log)
-        return enqueue(log)
+        return bool(given(log))
 
-    handler.enqueue = keep  # type: ignore[method-assign]
+    setattr(handler, method, keep)
     return kept
+
+
+def _logger_to(handler: LMSHandler) -> logging.Logger:
+    """A logger that sends INFO and above to `handler` only."""
+    logger = logging.getLogger("lms-client-deferred")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
 
 
 async def _requests(handler: LMSHandler, count: int, **headers: str) -> None:
@@ -249,18 +259,8 @@ def test_what_is_changed_after_logging_is_not_in_the_log() -> None:
     thread (Deferred), others converted at once (Entry)."""
     gate = Gate()
     handler = make_handler(gate, batch_size=1)
-    queued: list[object] = []
-    put = handler._put
-
-    def keep(log: Any) -> bool:
-        queued.append(log)
-        return put(log)
-
-    handler._put = keep  # type: ignore[method-assign]
-    logger = logging.getLogger("lms-client-deferred")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    queued = _keep_queued(handler, "_put")
+    logger = _logger_to(handler)
     logger.info("in flight")
     assert gate.entered.wait(30)  # what follows stays queued until the gate opens
     meta: dict[str, Any] = {"http": {"status_code": 404}, "n": 1}
@@ -292,18 +292,8 @@ def test_what_is_changed_after_logging_is_not_in_the_log() -> None:
 def test_a_captured_logs_estimate_is_at_least_its_encoded_size() -> None:
     collector = Collector()
     handler = make_handler(collector, resource_id="eu-1", commit="abc")
-    queued: list[Any] = []
-    put = handler._put
-
-    def keep(log: Any) -> bool:
-        queued.append(log)
-        return put(log)
-
-    handler._put = keep  # type: ignore[method-assign]
-    logger = logging.getLogger("lms-client-deferred")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    queued = _keep_queued(handler, "_put")
+    logger = _logger_to(handler)
     logger.info("order %s paid", 7, extra={"order": 7, "amount": -1.2345678901234567e-308})
     logger.info("x" * 5000, extra={"big": "y" * 3000, "http": {"a": None, "b": True, "c": 2**60}})
     handler.submit("info", "plain", None, {})
