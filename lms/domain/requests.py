@@ -26,13 +26,14 @@ below 0.5 ms it is reported as 0.5 ms, at or above 65.536 s as 65536 ms (a floor
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
+
+import msgspec
 
 LATENCY_BOUNDS: tuple[float, ...] = tuple(round(2 ** (k / 4), 3) for k in range(-4, 65))
 """Bin i holds durations in [LATENCY_BOUNDS[i-1], LATENCY_BOUNDS[i]) ms; bin 0 those below
@@ -94,8 +95,11 @@ def request_of(metadata: str | None) -> Request | None:
     if metadata is None or '"http"' not in metadata:  # most logs: no parse at all
         return None
     try:
-        meta = json.loads(metadata)
-    except ValueError:
+        # msgspec, not json: 3-4 times faster, on every request log the writer stores and the
+        # readers count. Stored metadata is strict JSON (no NaN, no key twice), which both
+        # read alike.
+        meta = msgspec.json.decode(metadata)
+    except msgspec.DecodeError:
         return None
     http = meta.get("http") if isinstance(meta, dict) else None
     if not isinstance(http, dict):
@@ -156,3 +160,21 @@ def percentiles(histogram: Sequence[int]) -> tuple[float | None, ...]:
     return tuple(
         BIN_VALUES[bisect_right(cumulative, max(1, -(-p * total // 100)) - 1)] for p in PERCENTILES
     )
+
+
+def sparse_percentiles(bins: Mapping[int, int]) -> tuple[float | None, ...]:
+    """percentiles() of a histogram given as its non-zero bins (bin -> count): a route's hour
+    holds a few of the BINS, and a month of hourly buckets reads thousands of such hours."""
+    total = sum(bins.values())
+    if not total:
+        return _NONE
+    ranks = [max(1, -(-p * total // 100)) for p in PERCENTILES]
+    found: list[float | None] = []
+    running = 0
+    for i in sorted(bins):
+        running += bins[i]
+        while running >= ranks[len(found)]:
+            found.append(BIN_VALUES[i])
+            if len(found) == len(ranks):
+                return tuple(found)
+    raise ValueError(f"negative counts in {bins!r}")
