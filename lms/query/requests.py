@@ -27,20 +27,31 @@ service and the range only: request_users is not keyed by route.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from itertools import accumulate
 from typing import Any
 
 from typing_extensions import TypedDict
 
-from lms.domain.requests import ACCURACY, request_of
+from lms.domain.requests import (
+    ACCURACY,
+    BIN_VALUES,
+    PERCENTILES,
+    Request,
+    request_of,
+    sparse_percentiles,
+)
 from lms.domain.requests import percentiles as histogram_percentiles
 from lms.domain.severity import SEVERITY_ORDER
 from lms.domain.timefmt import rfc3339
 from lms.query.errors import QueryError, TooManyBuckets
 from lms.query.filters import exact_problem
-from lms.query.fold import fetch_folded
+from lms.query.fold import Folded, fetch_folded
+from lms.query.overlap import Step, overlapped
 from lms.query.reader import Fetch, LogReader
 from lms.query.sql import Conditions
 from lms.query.timebuckets import Buckets, BucketSize
@@ -296,13 +307,90 @@ def figures_json(f: RouteFigures) -> LatencyJson:
     )
 
 
-def _add_bins(into: RouteFigures, text: str) -> None:
-    """Add a sparse histogram text (`i:count ...`, maybe empty) to `into`'s bins."""
-    if text:
-        bins = into.bins
-        numbers = map(int, text.replace(":", " ").split(" "))
-        for i, count in zip(numbers, numbers, strict=True):
-            bins[i] += count
+_EMPTY = figures_json(RouteFigures())
+"""The figures of a bucket without requests."""
+
+
+def _text_percentiles(text: str) -> tuple[float | None, ...]:
+    """percentiles() of a sparse histogram text of _sparse (`i:count ...`, bins ascending),
+    with C-speed list work only: most buckets of an hourly series are one rollup row's text."""
+    numbers = list(map(int, text.replace(":", " ").split(" ")))
+    cumulative = list(accumulate(numbers[1::2]))
+    total = cumulative[-1]
+    bins = numbers[0::2]
+    return tuple(
+        BIN_VALUES[bins[bisect_left(cumulative, max(1, -(-p * total // 100)))]] for p in PERCENTILES
+    )
+
+
+@dataclass(slots=True)
+class BucketSums:
+    """One route's requests in one bucket. A month of hourly buckets is 7,200 of these, most
+    made of one rollup row: its histogram stays that row's sparse text (`text`) until a
+    second part comes, then it is the non-zero bins (`bins`); the dense 70-bin histogram's
+    list and percentiles were a third of that answer's time."""
+
+    count: int = 0
+    count_4xx: int = 0
+    count_5xx: int = 0
+    sum_ms: float = 0.0
+    bins: dict[int, int] = field(default_factory=dict)
+    text: str = ""
+
+    def _spread(self) -> dict[int, int]:
+        """`bins`, with the text held so far added to them."""
+        bins = self.bins
+        if self.text:
+            numbers = map(int, self.text.replace(":", " ").split(" "))
+            for i, n in zip(numbers, numbers, strict=True):
+                bins[i] = bins.get(i, 0) + n
+            self.text = ""
+        return bins
+
+    def add(self, request: Request) -> None:
+        self.count += 1
+        self.count_4xx += 400 <= request.status <= 499
+        self.count_5xx += request.status >= 500
+        self.sum_ms += request.duration_ms
+        bins = self._spread()
+        bins[request.bin] = bins.get(request.bin, 0) + 1
+
+    def add_entry(self, entry: Sequence[str]) -> None:
+        """Add one folded entry of SERIES_VALUES (its unit already placed); its bins are the
+        sparse text of _sparse (empty for a row of no requests)."""
+        _unit_text, sum_ms, count, count_4xx, count_5xx, text = entry
+        first = not self.count and not self.bins
+        self.count += int(count)
+        self.count_4xx += int(count_4xx)
+        self.count_5xx += int(count_5xx)
+        self.sum_ms += float(sum_ms)
+        if first:
+            self.text = text
+        elif text:
+            self._spread()
+            self.text = text
+            self._spread()
+
+    def as_json(self, start: str) -> RouteBucketJson:
+        count = self.count
+        if not count:
+            return RouteBucketJson(start=start, **_EMPTY)
+        if self.text and not self.bins:
+            p50, p95, p99 = _text_percentiles(self.text)
+        else:
+            p50, p95, p99 = sparse_percentiles(self._spread())
+        return RouteBucketJson(
+            start=start,
+            count=count,
+            count_4xx=self.count_4xx,
+            count_5xx=self.count_5xx,
+            rate_4xx=self.count_4xx / count,
+            rate_5xx=self.count_5xx / count,
+            avg_ms=round(self.sum_ms / count, 3),
+            p50_ms=p50,
+            p95_ms=p95,
+            p99_ms=p99,
+        )
 
 
 def _merge(into: RouteFigures, row: Sequence[Any], sign: int = 1) -> None:
@@ -315,16 +403,6 @@ def _merge(into: RouteFigures, row: Sequence[Any], sign: int = 1) -> None:
     if row[4]:
         more = map(int, map(float, str(row[4]).split(",")))
         into.bins = [a + sign * b for a, b in zip(into.bins, more, strict=True)]
-
-
-def _add_entry(into: RouteFigures, entry: Sequence[str]) -> None:
-    """Add one folded entry of SERIES_VALUES (its unit already placed)."""
-    _unit_text, sum_ms, count, count_4xx, count_5xx, bins = entry
-    into.count += int(count)
-    into.count_4xx += int(count_4xx)
-    into.count_5xx += int(count_5xx)
-    into.sum_ms += float(sum_ms)
-    _add_bins(into, bins)
 
 
 def _unit(value: Any) -> datetime:
@@ -342,10 +420,13 @@ class Figures:
 
     buckets: Buckets
     routes: dict[RouteKey, RouteFigures] = field(default_factory=dict)
-    by_bucket: dict[tuple[int, RouteKey], RouteFigures] = field(default_factory=dict)
+    by_bucket: dict[tuple[int, RouteKey], BucketSums] = field(default_factory=dict)
     users: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     logs: list[tuple[datetime, RouteKey, Any]] = field(default_factory=list)
     """The requests counted from service_logs: (timestamp, key, Request)."""
+    unit_index: dict[str, int] = field(default_factory=dict)
+    """The bucket of a series entry's unit (an hour or a day, as text): thousands of entries,
+    a few hundred units."""
 
     def route(self, key: RouteKey) -> RouteFigures:
         found = self.routes.get(key)
@@ -353,10 +434,10 @@ class Figures:
             found = self.routes[key] = RouteFigures()
         return found
 
-    def in_bucket(self, i: int, key: RouteKey) -> RouteFigures:
+    def in_bucket(self, i: int, key: RouteKey) -> BucketSums:
         found = self.by_bucket.get((i, key))
         if found is None:
-            found = self.by_bucket[(i, key)] = RouteFigures()
+            found = self.by_bucket[(i, key)] = BucketSums()
         return found
 
     def add_user(self, user: str, count: int, last: datetime) -> None:
@@ -379,6 +460,29 @@ class Figures:
             self.route(key).add(request)
             self.logs.append((stamp, key, request))
 
+    def add_totals(self, sign: int, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of route_totals_sql, added (`sign` -1: subtracted)."""
+        for row in rows:
+            _merge(self.route((str(row[0]), str(row[1]), str(row[2]))), row[3:], sign)
+
+    def add_users(self, folded: Folded) -> None:
+        """The folded rows of users_sql."""
+        for _, entries in folded:
+            for hex_id, count, seen in entries:
+                user = bytes.fromhex(hex_id).decode()
+                self.add_user(user, int(count), datetime.fromisoformat(seen))
+
+    def add_series(self, folded: Folded) -> None:
+        """The folded rows of route_series_sql, each entry into its bucket."""
+        indexes = self.unit_index
+        for (service, route, method), entries in folded:
+            key = (service, route, method)
+            for entry in entries:
+                i = indexes.get(entry[0])
+                if i is None:
+                    i = indexes[entry[0]] = self.buckets.index(datetime.fromisoformat(entry[0]))
+                self.in_bucket(i, key).add_entry(entry)
+
     def ranked(self) -> list[RouteKey]:
         """Routes by requests, most first (ties by service, route, method)."""
         return sorted(self.routes, key=lambda k: (-self.routes[k].count, k))
@@ -400,12 +504,10 @@ class Figures:
             )
 
         routes = []
+        empty = BucketSums()
         for key in top:
             series = [
-                RouteBucketJson(
-                    start=start, **figures_json(self.by_bucket.get((i, key), RouteFigures()))
-                )
-                for i, start in enumerate(starts)
+                self.by_bucket.get((i, key), empty).as_json(start) for i, start in enumerate(starts)
             ]
             routes.append(RouteSeriesJson(**route_json(key), buckets=series))
         enough = [k for k, f in self.routes.items() if f.count >= ask.min_count]
@@ -502,12 +604,20 @@ def _days_whole(buckets: Buckets) -> bool:
 async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int) -> dict[str, Any]:
     figures = Figures(buckets)
     whole, edges = _split(buckets)
+    # The reads that rank the routes, then those of the top routes' series; in each, a read
+    # runs on the server while Python works on the rows of the one before (lms.query.overlap).
+    # The users come before the route totals, so that only the last totals wait for nothing.
+    ranking: list[Step[Any]] = []
     if edges:
-        figures.add_logs(ask, await fetch(*logs_sql(ask, edges)))
-    days: list[Span] = []
-    hours: list[Span] = []
+        ranking.append(Step(partial(fetch, *logs_sql(ask, edges)), partial(figures.add_logs, ask)))
+    days, hours = _tiers(whole) if whole is not None else ([], [])
     if whole is not None:
-        days, hours = _tiers(whole)
+        user_days = USER_DAYS if ask.series.query.service is not None else USER_ALL_DAYS
+        for tier, spans in ((user_days, days), (USER_HOURS, hours)):
+            if spans:
+                statement = users_sql(ask, tier, spans)
+                read = partial(fetch_folded, fetch, statement, (), USER_VALUES)
+                ranking.append(Step(read, figures.add_users))
         route_days, plus, minus = _route_tiers(whole)
         for tier, spans, sign in (
             (ROUTE_DAYS, route_days, 1),
@@ -515,21 +625,11 @@ async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int
             (ROUTE_HOURS, minus, -1),
         ):
             if spans:
-                for row in await fetch(*route_totals_sql(ask, tier, spans)):
-                    key = (str(row[0]), str(row[1]), str(row[2]))
-                    _merge(figures.route(key), row[3:], sign)
-        # A route whose requests all fell in subtracted hours had none in the range.
-        figures.routes = {k: f for k, f in figures.routes.items() if f.count}
-        user_days = USER_DAYS if ask.series.query.service is not None else USER_ALL_DAYS
-        for tier, spans in ((user_days, days), (USER_HOURS, hours)):
-            if not spans:
-                continue
-            for _, entries in await fetch_folded(
-                fetch, users_sql(ask, tier, spans), (), USER_VALUES
-            ):
-                for hex_id, count, seen in entries:
-                    user = bytes.fromhex(hex_id).decode()
-                    figures.add_user(user, int(count), datetime.fromisoformat(seen))
+                statement = route_totals_sql(ask, tier, spans)
+                ranking.append(Step(partial(fetch, *statement), partial(figures.add_totals, sign)))
+    await overlapped(ranking)
+    # A route whose requests all fell in subtracted hours had none in the range.
+    figures.routes = {k: f for k, f in figures.routes.items() if f.count}
     top = figures.ranked()[: ask.limit]
     if len(top) * len(buckets.starts) > cap:
         raise TooManyBuckets("limit", cap, "lower limit, shorten the range or use a larger bucket")
@@ -541,20 +641,22 @@ async def _period(fetch: Fetch, ask: RequestsRequest, buckets: Buckets, cap: int
         series: list[tuple[Tier, list[Span]]] = [(ROUTE_DAYS, days), (ROUTE_HOURS, hours)]
         if not _days_whole(buckets):
             series = [(ROUTE_HOURS, [whole])]
-        indexes: dict[str, int] = {}
-        for tier, spans in series:
-            if not spans:
-                continue
-            statement = route_series_sql(ask, tier, spans, top)
-            for (service, route, method), entries in await fetch_folded(
-                fetch, statement, ROUTE_KEY, SERIES_VALUES
-            ):
-                key = (service, route, method)
-                for entry in entries:
-                    i = indexes.get(entry[0])
-                    if i is None:
-                        i = indexes[entry[0]] = buckets.index(datetime.fromisoformat(entry[0]))
-                    _add_entry(figures.in_bucket(i, key), entry)
+        await overlapped(
+            [
+                Step(
+                    partial(
+                        fetch_folded,
+                        fetch,
+                        route_series_sql(ask, tier, spans, top),
+                        ROUTE_KEY,
+                        SERIES_VALUES,
+                    ),
+                    figures.add_series,
+                )
+                for tier, spans in series
+                if spans
+            ]
+        )
     return figures.as_json(ask, top)
 
 
