@@ -383,6 +383,9 @@ class Part:
     """The kind every other is compared with (p95 over its p95), measured in the same run:
     a target that does not move with the machine."""
     max_ratio: float = 4.0
+    untargeted: str | None = None
+    """A regex of the kinds the target does not cover, reported beside it."""
+    untargeted_why: str = ""
 
 
 PARTS: dict[str, Part] = {
@@ -402,6 +405,9 @@ PARTS: dict[str, Part] = {
         " bucket, daily for a month); rows: buckets (volume), services (errors), patterns or"
         " routes (requests) in the answer",
         "GET /v1/analytics/volume, /errors, /patterns and /requests",
+        untargeted=r"^volume: (q |minute)",
+        untargeted_why="issue 16's target names volume without `q` in hourly buckets; with `q`"
+        " it is exact and `Server-Timing` reports its time",
     ),
     "explorer": Part(
         explorer_cases,
@@ -454,6 +460,8 @@ def write_report(
     runs: int = 30,
     baseline: str | None = None,
     max_ratio: float = 4.0,
+    untargeted: str | None = None,
+    untargeted_why: str = "",
 ) -> None:
     """Replace the section `heading` of the report (or append it)."""
     conn = _connect()
@@ -461,7 +469,8 @@ def write_report(
         cur.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
         version, pool = cur.fetchone()
     conn.close()
-    over = [name for name, _p50, p95, *_ in results if p95 >= target_ms]
+    outside = [n for n, *_ in results if untargeted is not None and re.search(untargeted, n)]
+    over = [name for name, _p50, p95, *_ in results if p95 >= target_ms and name not in outside]
     lines = [
         f"## {heading}",
         "",
@@ -486,7 +495,8 @@ def write_report(
           + (f" {ratios[n]:.1f} |" if ratios else "") for n, a, b, c, size in results),
         "",
         f"Target p95 < {target_ms:g} ms: "
-        + (f"missed by {', '.join(over)}." if over else "met by every query."),
+        + (f"missed by {', '.join(over)}." if over else "met by every query it covers.")
+        + (f" Not covered: {', '.join(outside)} ({untargeted_why})." if outside else ""),
         "",
     ]  # fmt: skip
     if ratios:
@@ -612,6 +622,8 @@ def main() -> int:
                 what=part.what,
                 baseline=part.baseline,
                 max_ratio=part.max_ratio,
+                untargeted=part.untargeted,
+                untargeted_why=part.untargeted_why,
             )
     if args.pool_mb:
         with admin.cursor() as cur:
