@@ -285,13 +285,21 @@ async def test_http_batches_over_lms_apis_limit_are_split(
 
 
 class RecordingTimer(Timer):
-    """Real time, and a record of every wait the sending thread asked for."""
+    """Real time, a record of every wait the sending thread asked for, and a gate: while
+    `open` is clear, the next wait holds the thread (`parked` says it is there) until it is
+    set, so that a test can change the world between two attempts, not during one."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.open = threading.Event()
+        self.open.set()
+        self.parked = threading.Event()
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         self.waits.append(seconds)
+        if not self.open.is_set():
+            self.parked.set()
+            self.open.wait()
         return super().wait(event, seconds)
 
 
@@ -317,7 +325,13 @@ async def test_http_503_is_retried_after_its_retry_after(
             logger.info("n %d", i)
         await wait_until(lambda: handler.counters.retried >= 10, message="two retries")
         assert handler.counters.sent == 0
+        # The topic and its subscription are made while the handler waits between attempts:
+        # an attempt between the two would be published to a topic without a subscription,
+        # where Pub/Sub keeps nothing (seen in CI).
+        timer.open.clear()
+        await wait_until(timer.parked.is_set, message="the handler waits between attempts")
         await ensure_resources(s)
+        timer.open.set()
         await wait_until(lambda: handler.counters.sent == 5, timeout=60, message="all sent")
         handler.close()
     assert timer.waits and set(timer.waits) == {1.0}
