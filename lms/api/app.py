@@ -172,6 +172,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.reader is not None:
             await app.state.reader.close()
         api_metrics.worker_stopped()
+        # Collectable again: a process that starts apps one after another (the tests, the
+        # benchmarks) would otherwise keep every stopped app's garbage for good.
+        gc.unfreeze()
 
 
 async def _invalid_query(_request: Request, exc: QueryError) -> Response:
