@@ -495,7 +495,8 @@ def write_report(
           + (f" {ratios[n]:.1f} |" if ratios else "") for n, a, b, c, size in results),
         "",
         f"Target p95 < {target_ms:g} ms: "
-        + (f"missed by {', '.join(over)}." if over else "met by every query it covers.")
+        + (f"missed by {', '.join(over)}." if over else "met by every query")
+        + ("" if over else " it covers." if outside else ".")
         + (f" Not covered: {', '.join(outside)} ({untargeted_why})." if outside else ""),
         "",
     ]  # fmt: skip
