@@ -145,6 +145,20 @@ async def test_a_body_over_the_wire_bound_is_413(echo: httpx.AsyncClient) -> Non
     assert response.status_code == 413
 
 
+@pytest.mark.parametrize("declared", [b"\xb2", b"\xb9\xb3", b"-1", b"1e3", b""])
+async def test_a_content_length_that_is_no_number_is_left_to_the_count(
+    echo: httpx.AsyncClient, declared: bytes
+) -> None:
+    """A server may hand the header over as it came: b"\xb2" is "²" as latin-1, which
+    str.isdigit() takes for a digit and int() refuses. Never a 500: the body is read and
+    bounded by what arrives."""
+    response = await echo.post("/", content=b"{}", headers={"Content-Length": declared})
+    assert (response.status_code, response.content) == (200, b"{}")
+    big = b"x" * (LIMITS.max_body + 1)
+    response = await echo.post("/", content=big, headers={"Content-Length": declared})
+    assert response.status_code == 413
+
+
 @functools.cache
 def _gzip_of_zeros(size: int) -> bytes:
     compressor = zlib.compressobj(9, wbits=16 + zlib.MAX_WBITS)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from lms_client.digits import digits
 from lms_client.handler import LMSHandler
 from lms_client.requestlog import SPENT, RequestLogger, Sequencer
 
@@ -83,7 +84,7 @@ class ASGIMiddleware:
                 lambda: bytes(scope.get("query_string", b"")).decode("latin-1"),
             )
         length = found.get("content-length")
-        declared = int(length) if length is not None and length.isdigit() else 0
+        declared = int(length) if length is not None and digits(length) else 0
         root_path = scope.get("root_path", "")
         request_id = request.request_id.encode("ascii")
         body_bytes = 0

@@ -24,6 +24,7 @@ from email.message import Message
 from typing import Any
 
 from lms_client import __version__
+from lms_client.digits import digits
 from lms_client.entry import Entry
 from lms_client.transport import Refused, Retryable, refuse_all
 
@@ -157,7 +158,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if digits(value):
         return float(value)
     try:
         moment = email.utils.parsedate_to_datetime(value)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from lms_client.digits import digits
 from lms_client.handler import LMSHandler
 from lms_client.requestlog import SPENT, RequestLog, RequestLogger, Sequencer, route_template
 
@@ -75,14 +76,14 @@ class WSGIMiddleware:
         )
         logger.extras(request, header, lambda: str(environ.get("QUERY_STRING", "")))
         length = header("content-length")
-        request.request_size = int(length) if length is not None and length.isdigit() else 0
+        request.request_size = int(length) if length is not None and digits(length) else 0
         request_id = request.request_id
 
         def watched_start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Any:
             code = status[:3]
-            request.status = int(code) if code.isdigit() else None
+            request.status = int(code) if digits(code) else None
             if not any(name.lower() == "x-request-id" for name, _v in headers):
                 headers = [*headers, ("X-Request-ID", request_id)]
             if exc_info is None:

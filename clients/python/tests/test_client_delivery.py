@@ -56,6 +56,7 @@ def test_retry_after_header_forms() -> None:
     assert retry_after("3") == 3.0
     assert retry_after(None) is None
     assert retry_after("soon") is None
+    assert retry_after("\u00b2") is None  # "²": str.isdigit() says yes, float() says no
     now = 1_764_576_000.0  # 2025-12-01T08:00:00Z
     assert retry_after("Mon, 01 Dec 2025 08:00:30 GMT", now=now) == 30.0
     assert retry_after("Mon, 01 Dec 2025 07:00:00 GMT", now=now) == 0.0

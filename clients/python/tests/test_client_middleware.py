@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
-from werkzeug.test import Client
+from werkzeug.test import Client, EnvironBuilder
 
 from client_support import Collector, Gate, entries_fields, make_handler
 from client_web_apps import fastapi_app, flask_app
@@ -260,7 +260,12 @@ async def test_asgi_user_id_values_lms_would_refuse_are_left_out(
     assert ("user_id_error" in meta) == (value is not None and stored is None)
 
 
-async def _raw_call(app: Any, receive: Callable[[], Any], path: str = "/") -> list[Any]:
+async def _raw_call(
+    app: Any,
+    receive: Callable[[], Any],
+    path: str = "/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[Any]:
     sent: list[Any] = []
 
     async def send(message: Any) -> None:
@@ -272,10 +277,34 @@ async def _raw_call(app: Any, receive: Callable[[], Any], path: str = "/") -> li
         "path": path,
         "root_path": "",
         "query_string": b"",
-        "headers": [],
+        "headers": headers or [],
     }
     await app(scope, receive, send)
     return sent
+
+
+NOT_A_LENGTH = [b"\xb2", b"\xb9\xb3", b"-3", b"3.0", b""]
+"""Content-Length values that are no number; b"\xb2" is "²" as latin-1 (the way servers
+hand header bytes over), which str.isdigit() takes for a digit and int() refuses."""
+
+
+@pytest.mark.parametrize("declared", NOT_A_LENGTH)
+async def test_asgi_a_content_length_that_is_no_number_fails_nothing(
+    handler, collector, declared: bytes
+) -> None:
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"abcd"}
+
+    middleware = ASGIMiddleware(echo, handler=handler)
+    sent = await _raw_call(middleware, receive, headers=[(b"content-length", declared)])
+    assert sent[-1]["body"] == b"abcd"
+    http = one_log(handler, collector)["metadata"]["http"]
+    assert (http["status_code"], http["request_size"]) == (200, 4)  # the bytes that came
 
 
 async def test_asgi_client_disconnect_is_logged_once(handler, collector) -> None:
@@ -522,6 +551,48 @@ def test_wsgi_exception_of_a_bare_app_is_logged_and_re_raised(handler, collector
     log = one_log(handler, collector)
     assert (log["severity"], log["metadata"]["http"]["status_code"]) == ("error", 500)
     assert log["payload"].endswith("KeyError: 'gone'")
+
+
+@pytest.mark.parametrize("declared", NOT_A_LENGTH)
+def test_wsgi_a_content_length_that_is_no_number_fails_nothing(
+    handler, collector, declared: bytes
+) -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = Client(WSGIMiddleware(app, handler=handler))
+    overrides = {"CONTENT_LENGTH": declared.decode("latin-1")}
+    answer = client.get("/x", environ_overrides=overrides, buffered=True)
+    assert (answer.status_code, answer.data) == (200, b"ok")
+    http = one_log(handler, collector)["metadata"]["http"]
+    assert (http["status_code"], http["request_size"]) == (200, 0)
+
+
+def test_wsgi_a_status_that_is_no_number_is_passed_on_and_logged_without_one(
+    handler, collector
+) -> None:
+    """The app's status line goes to the server as it is (the server's to refuse); the log
+    has no status code rather than the request a failure."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("\u00b200 Odd", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    started: list[str] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        started.append(status)
+        return lambda data: None
+
+    environ = EnvironBuilder(path="/odd").get_environ()
+    body = WSGIMiddleware(app, handler=handler)(environ, start_response)
+    assert b"".join(body) == b"ok"
+    body.close()  # type: ignore[attr-defined]
+    assert started == ["\u00b200 Odd"]
+    log = one_log(handler, collector)
+    assert log["metadata"]["http"]["status_code"] is None
+    assert log["metadata"]["http"]["response_size"] == 2
 
 
 def test_wsgi_streamed_body_is_counted_and_logged_at_close(handler, collector) -> None:

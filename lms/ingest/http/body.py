@@ -158,7 +158,9 @@ async def read_body(request: Request, limits: BodyLimits) -> bytes:
     """
     decoder = _decoder(request.headers.get("content-encoding", ""))
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body:
+    # ASCII digits only: str.isdigit() takes "²" (the byte 0xB2 as latin-1), which int() refuses.
+    # A length that is no number is left to the count of what arrives.
+    if declared.isascii() and declared.isdigit() and int(declared) > limits.max_body:
         raise _too_large_body(limits)
     received = 0
     decoded: list[bytes] = []
