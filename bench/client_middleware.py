@@ -11,9 +11,9 @@ connections for `--seconds` seconds. The two variants alternate for `--rounds` r
 change in the shared machine's load hits both); the figure is the median of the rounds'
 ratios, each within its round (target >= 0.9), beside the ratio of the best round of
 each. Beside it, the server process's CPU time per request (all its threads: the event
-loop, the handler's sending thread, gRPC's), whose ratio
-plain / logged is what the req/s ratio would be if the server's CPU alone limited it: it
-moves much less with the load of a shared machine. Written to docs/performance.md, "Client
+loop, the handler's sending thread, gRPC's), whose ratio plain / logged is what the req/s
+ratio would be if the server's CPU alone limited it: it moves much less with the load of a
+shared machine. Written to docs/performance.md, "Client
 middleware benchmark" (--no-docs to skip).
 
     python bench/client_middleware.py --serve plain|logged PORT    (one server, for the run)
@@ -160,9 +160,10 @@ Run = tuple[float, float, float]
 
 
 def summarize(runs: dict[str, list[Run]]) -> dict:
-    """Each variant's best round (its rates, the lowest CPU per request) and `paired`, the
+    """Each variant's best round (its rates, the lowest CPU per request); `paired`, the
     rounds' ratios logged / plain, each within its round (the two variants ran back to back
-    in it), sorted: their median is the figure, as a shared machine's load moves both."""
+    in it), sorted; `ratio`, their median, the figure, as a shared machine's load moves both;
+    `best_ratio` and `cpu_ratio` (plain / logged), of the best rounds."""
     results: dict = {}
     for variant, measured in runs.items():
         best = max(measured)
@@ -175,14 +176,15 @@ def summarize(runs: dict[str, list[Run]]) -> dict:
     results["paired"] = sorted(
         logged[0] / plain[0] for plain, logged in zip(runs["plain"], runs["logged"], strict=True)
     )
+    results["ratio"] = statistics.median(results["paired"])
+    results["best_ratio"] = results["logged"]["rate"] / results["plain"]["rate"]
+    results["cpu_ratio"] = results["plain"]["cpu_us"] / results["logged"]["cpu_us"]
     return results
 
 
 def write_docs(results: dict, args: argparse.Namespace) -> None:
     plain, logged = results["plain"], results["logged"]
-    paired = results["paired"]
-    ratio = statistics.median(paired)
-    cpu_ratio = plain["cpu_us"] / logged["cpu_us"]
+    paired, ratio, cpu_ratio = results["paired"], results["ratio"], results["cpu_ratio"]
     verdict = "met" if ratio >= 0.9 else "BELOW"
     section = "\n".join(
         [
@@ -204,7 +206,7 @@ def write_docs(results: dict, args: argparse.Namespace) -> None:
             f" {plain['cpu_us']:.0f} µs | {', '.join(f'{r:,.0f}' for r in plain['rounds'])} |",
             f"| with ASGIMiddleware | {logged['rate']:,.0f} | {logged['latency']:.2f} ms |"
             f" {logged['cpu_us']:.0f} µs | {', '.join(f'{r:,.0f}' for r in logged['rounds'])} |",
-            f"| ratio, best / best | {logged['rate'] / plain['rate']:.2f} | |"
+            f"| ratio, best / best | {results['best_ratio']:.2f} | |"
             f" {cpu_ratio:.2f} (plain / logged) | |",
             f"| ratio, median of the rounds | {ratio:.2f} | | |"
             f" {', '.join(f'{r:.2f}' for r in paired)}; target >= 0.9: {verdict} |",
@@ -293,13 +295,11 @@ def main() -> int:
                         )
     results.update(summarize(runs))
     results["machine"] += f", {os.getloadavg()[0]:.2f} after"
-    ratio = statistics.median(results["paired"])
-    cpu_ratio = results["plain"]["cpu_us"] / results["logged"]["cpu_us"]
     say(
-        f"with the middleware / plain: {ratio:.2f}, median of the rounds"
+        f"with the middleware / plain: {results['ratio']:.2f}, median of the rounds"
         f" ({results['paired'][0]:.2f}-{results['paired'][-1]:.2f}; target >= 0.9);"
-        f" best / best {results['logged']['rate'] / results['plain']['rate']:.2f};"
-        f" by server CPU per request: {cpu_ratio:.2f}"
+        f" best / best {results['best_ratio']:.2f};"
+        f" by server CPU per request: {results['cpu_ratio']:.2f}"
     )
     if not args.no_docs:
         write_docs(results, args)
