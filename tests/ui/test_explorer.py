@@ -396,5 +396,9 @@ async def test_facet_click_filters(stack: Stack, page: tuple[Page, Console]) -> 
     await expect(facets.locator(".status.loading")).to_have_count(0)
     await facets.locator(".facet[data-field='service_name'] button", has_text="worker").click()
     await expect(p).to_have_url(re.compile("service=worker"))
-    services = await p.locator(f"{ROWS} .service").all_inner_texts()
-    assert services and set(services) == {"worker"}
+    # The filtered page replaces the unfiltered one once its query answers: wait for it rather
+    # than read the rows at once (a fresh-clone CI run read them in between, and found none).
+    services = p.locator(f"{ROWS} .service")
+    await expect(services.first).to_have_text("worker")
+    await expect(p.locator(f"{ROWS} .service", has_not_text="worker")).to_have_count(0)
+    assert set(await services.all_inner_texts()) == {"worker"}
